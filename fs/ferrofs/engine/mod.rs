@@ -1,0 +1,15 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The ferrofs engine: everything that decides what is on disk.
+//!
+//! These files are compiled twice: into the kernel module (as `crate::engine` of
+//! `ferrofs_rs.rs`) and into the userspace tools (as `crate::engine` of the
+//! `ferrofs-engine` crate in `tools/`). They therefore depend on neither `kernel` nor `std`,
+//! only on `core`, contain no `unsafe`, and never panic on any input: every failure is an
+//! [`error::EngineError`] that maps to an errno.
+
+#![forbid(unsafe_code)]
+
+pub mod crc32c;
+pub mod error;
+pub mod format;

@@ -1,0 +1,14 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Headers of the VFS API ferrofs calls that the kernel crate's own bindings
+ * do not cover. Read by the module's bindgen run (see ../Kbuild).
+ */
+#include <linux/blkdev.h>
+#include <linux/buffer_head.h>
+#include <linux/fs.h>
+#include <linux/fs_context.h>
+#include <linux/fs_parser.h>
+#include <linux/fsmap.h>
+#include <linux/kthread.h>
+
+#include "../shim.h"
