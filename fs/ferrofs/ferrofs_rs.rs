@@ -10,6 +10,7 @@ use kernel::prelude::*;
 
 #[path = "engine/mod.rs"]
 pub mod engine;
+mod platform;
 mod super_ops;
 mod vfs;
 

@@ -9,7 +9,25 @@
 //! [`error::EngineError`] that maps to an errno.
 
 #![forbid(unsafe_code)]
+// No panics on any input: checked indexing and arithmetic only (the kernel builds with
+// overflow checks, so an overflow would be a panic there).
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::todo,
+    clippy::unimplemented,
+    clippy::unreachable,
+    clippy::unwrap_used
+)]
 
+pub mod btree;
+pub mod bytes;
 pub mod crc32c;
 pub mod error;
 pub mod format;
+pub mod key;
+pub mod map;
+pub mod mem;
+pub mod node;

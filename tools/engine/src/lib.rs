@@ -9,5 +9,6 @@
 
 #[path = "../../../fs/ferrofs/engine/mod.rs"]
 pub mod engine;
+mod platform;
 
 pub use engine::*;

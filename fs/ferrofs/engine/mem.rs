@@ -1,0 +1,166 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Fallible containers for the engine.
+//!
+//! Each host provides `crate::platform::FVec` with a handful of primitives (`new`,
+//! `try_reserve`, `try_push`, `pop`, `as_slice`, `as_mut_slice`); the rest is built here
+//! from them, so both hosts run the same code. Nothing here panics: out-of-range positions
+//! are errors, and every allocation is reported.
+
+use core::ops::{Deref, DerefMut};
+
+pub use crate::platform::FVec;
+
+use super::error::{EngineError, EngineResult};
+
+impl<T> Default for FVec<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> Deref for FVec<T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        self.as_slice()
+    }
+}
+
+impl<T> DerefMut for FVec<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        self.as_mut_slice()
+    }
+}
+
+impl<T: core::fmt::Debug> core::fmt::Debug for FVec<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_list().entries(self.as_slice()).finish()
+    }
+}
+
+impl<T: PartialEq> PartialEq for FVec<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl<T: Eq> Eq for FVec<T> {}
+
+impl<T> FVec<T> {
+    /// An empty vector with room for `capacity` elements.
+    pub fn try_with_capacity(capacity: usize) -> EngineResult<Self> {
+        let mut v = Self::new();
+        v.try_reserve(capacity)?;
+        Ok(v)
+    }
+
+    /// Shortens the vector to `len` elements (no-op if it is not longer).
+    pub fn truncate(&mut self, len: usize) {
+        while self.len() > len {
+            drop(self.pop());
+        }
+    }
+
+    /// Removes every element.
+    pub fn clear(&mut self) {
+        self.truncate(0);
+    }
+
+    /// Inserts `value` at `index`, shifting later elements right.
+    pub fn try_insert(&mut self, index: usize, value: T) -> EngineResult<()> {
+        if index > self.len() {
+            return Err(EngineError::Invalid("vector insert past the end"));
+        }
+        self.try_push(value)?;
+        if let Some(tail) = self.as_mut_slice().get_mut(index..) {
+            tail.rotate_right(1);
+        }
+        Ok(())
+    }
+
+    /// Removes and returns the element at `index`, shifting later elements left.
+    pub fn remove(&mut self, index: usize) -> Option<T> {
+        if index >= self.len() {
+            return None;
+        }
+        if let Some(tail) = self.as_mut_slice().get_mut(index..) {
+            tail.rotate_left(1);
+        }
+        self.pop()
+    }
+
+    /// Moves the elements from `at` on into a new vector.
+    pub fn try_split_off(&mut self, at: usize) -> EngineResult<Self> {
+        let n = self
+            .len()
+            .checked_sub(at)
+            .ok_or(EngineError::Invalid("vector split past the end"))?;
+        let mut tail = Self::try_with_capacity(n)?;
+        while self.len() > at {
+            match self.pop() {
+                // Cannot fail: capacity for `n` elements was reserved above.
+                Some(value) => tail.try_push(value)?,
+                None => break,
+            }
+        }
+        tail.as_mut_slice().reverse();
+        Ok(tail)
+    }
+
+    /// Moves every element of `other` to the end of `self`, leaving `other` empty.
+    pub fn try_append(&mut self, other: &mut Self) -> EngineResult<()> {
+        self.try_reserve(other.len())?;
+        let start = self.len();
+        while let Some(value) = other.pop() {
+            self.try_push(value)?;
+        }
+        if let Some(moved) = self.as_mut_slice().get_mut(start..) {
+            moved.reverse();
+        }
+        Ok(())
+    }
+}
+
+impl<T: Clone> FVec<T> {
+    /// Appends clones of `items`.
+    pub fn try_extend_from_slice(&mut self, items: &[T]) -> EngineResult<()> {
+        self.try_reserve(items.len())?;
+        for item in items {
+            self.try_push(item.clone())?;
+        }
+        Ok(())
+    }
+
+    /// A vector holding clones of `items`.
+    pub fn try_from_slice(items: &[T]) -> EngineResult<Self> {
+        let mut v = Self::try_with_capacity(items.len())?;
+        v.try_extend_from_slice(items)?;
+        Ok(v)
+    }
+
+    /// Grows to `len` elements with clones of `value`, or shortens to `len`.
+    pub fn try_resize(&mut self, len: usize, value: T) -> EngineResult<()> {
+        if len <= self.len() {
+            self.truncate(len);
+            return Ok(());
+        }
+        self.try_reserve(len.saturating_sub(self.len()))?;
+        while self.len() < len {
+            self.try_push(value.clone())?;
+        }
+        Ok(())
+    }
+
+    /// A copy of the vector.
+    pub fn try_clone(&self) -> EngineResult<Self> {
+        Self::try_from_slice(self.as_slice())
+    }
+}
+
+/// A zero-filled byte buffer of `len` bytes.
+pub fn zeroed_bytes(len: usize) -> EngineResult<FVec<u8>> {
+    let mut v = FVec::new();
+    v.try_resize(len, 0)?;
+    Ok(v)
+}

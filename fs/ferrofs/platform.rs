@@ -1,0 +1,62 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The kernel platform shim of the engine: fallible vectors over `KVec`.
+//!
+//! The userspace tools have the same API over `alloc::vec::Vec`
+//! (`tools/engine/src/platform.rs`). Only the primitives live here; everything else the
+//! engine needs from a vector is built on them in `engine/mem.rs`, once for both hosts.
+//! Allocations use `GFP_KERNEL`; callers that must not recurse into the filesystem enter
+//! a `memalloc_nofs_save()` scope first.
+
+use kernel::prelude::*;
+
+use crate::engine::error::{EngineError, EngineResult};
+
+/// A growable array whose every allocation can fail without panicking.
+pub struct FVec<T> {
+    inner: KVec<T>,
+}
+
+impl<T> FVec<T> {
+    /// An empty vector; allocates nothing.
+    pub const fn new() -> Self {
+        Self { inner: KVec::new() }
+    }
+
+    /// Makes room for `additional` more elements.
+    pub fn try_reserve(&mut self, additional: usize) -> EngineResult<()> {
+        self.inner
+            .reserve(additional, GFP_KERNEL)
+            .map_err(|_| EngineError::NoMemory)
+    }
+
+    /// Appends `value`, failing (and dropping nothing but `value`) if memory runs out.
+    pub fn try_push(&mut self, value: T) -> EngineResult<()> {
+        self.inner
+            .push(value, GFP_KERNEL)
+            .map_err(|_| EngineError::NoMemory)
+    }
+
+    /// Removes and returns the last element.
+    pub fn pop(&mut self) -> Option<T> {
+        let new_len = self.inner.len().checked_sub(1)?;
+        // SAFETY: `new_len < len`, so the element at `new_len` is initialised and inside the
+        // allocation. It is read out exactly once: the length is lowered right after, so the
+        // vector never reads or drops that slot again.
+        unsafe {
+            let value = core::ptr::read(self.inner.as_ptr().add(new_len));
+            self.inner.set_len(new_len);
+            Some(value)
+        }
+    }
+
+    /// The elements.
+    pub fn as_slice(&self) -> &[T] {
+        self.inner.as_slice()
+    }
+
+    /// The elements, mutably.
+    pub fn as_mut_slice(&mut self) -> &mut [T] {
+        self.inner.as_mut_slice()
+    }
+}

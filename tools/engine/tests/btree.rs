@@ -1,0 +1,173 @@
+//! The copy-on-write b-tree against `BTreeMap` as the model: random operation sequences
+//! with the structure checked after every step, transactions, snapshots sharing nodes, and
+//! reference counts recounted from scratch.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{MemStore, Rng};
+use ferrofs_engine::btree::{self, Direction};
+use ferrofs_engine::key::Key;
+use ferrofs_engine::node::MAX_ITEM_DATA;
+
+fn value(rng: &mut Rng, key: &Key) -> Vec<u8> {
+    // Mostly small values, sometimes the largest allowed, to exercise byte-based splits.
+    let len = match rng.below(10) {
+        0 => MAX_ITEM_DATA,
+        1..=3 => rng.below(MAX_ITEM_DATA as u64 + 1) as usize,
+        _ => rng.below(40) as usize,
+    };
+    (0..len)
+        .map(|i| (key.offset as u8).wrapping_add(i as u8))
+        .collect()
+}
+
+fn random_key(rng: &mut Rng, space: u64) -> Key {
+    Key::new(rng.below(space / 16 + 1), rng.below(3) as u8, rng.below(16))
+}
+
+fn assert_same(store: &mut MemStore, root: u64, model: &BTreeMap<Key, Vec<u8>>) {
+    let count = btree::check(store, root).expect("tree structure");
+    assert_eq!(count, model.len() as u64, "item count");
+    // Walk forward with seek and compare every item.
+    let mut next = Some(Key::MIN);
+    let mut expected = model.iter();
+    while let Some(k) = next {
+        match btree::seek(store, root, &k, Direction::Forward).unwrap() {
+            Some((key, data)) => {
+                let (mk, mv) = expected.next().expect("tree has more items than the model");
+                assert_eq!((&key, &data[..]), (mk, &mv[..]));
+                next = key.successor();
+            }
+            None => break,
+        }
+    }
+    assert!(
+        expected.next().is_none(),
+        "tree has fewer items than the model"
+    );
+}
+
+fn run(seed: u64, steps: usize, space: u64) {
+    let mut rng = Rng::new(seed);
+    let mut store = MemStore::new();
+    let mut root = store.new_tree();
+    let mut model: BTreeMap<Key, Vec<u8>> = BTreeMap::new();
+    let mut snapshots: Vec<(u64, BTreeMap<Key, Vec<u8>>)> = Vec::new();
+    for step in 0..steps {
+        let op = rng.below(100);
+        let key = random_key(&mut rng, space);
+        if op < 50 {
+            let v = value(&mut rng, &key);
+            let old = btree::insert(&mut store, &mut root, key, &v).unwrap();
+            assert_eq!(
+                old.as_deref(),
+                model.insert(key, v).as_deref(),
+                "step {step}"
+            );
+        } else if op < 85 {
+            let old = btree::remove(&mut store, &mut root, &key).unwrap();
+            assert_eq!(old.as_deref(), model.remove(&key).as_deref(), "step {step}");
+        } else if op < 92 {
+            let got = btree::lookup(&mut store, root, &key).unwrap();
+            assert_eq!(
+                got.as_deref(),
+                model.get(&key).map(|v| &v[..]),
+                "step {step}"
+            );
+            let fwd = btree::seek(&mut store, root, &key, Direction::Forward).unwrap();
+            let want = model.range(key..).next();
+            assert_eq!(
+                fwd.as_ref().map(|(k, v)| (k, &v[..])),
+                want.map(|(k, v)| (k, &v[..]))
+            );
+            let back = btree::seek(&mut store, root, &key, Direction::Backward).unwrap();
+            let want = model.range(..=key).next_back();
+            assert_eq!(
+                back.as_ref().map(|(k, v)| (k, &v[..])),
+                want.map(|(k, v)| (k, &v[..]))
+            );
+        } else if op < 97 {
+            store.commit();
+        } else if snapshots.len() < 3 {
+            store.share(root);
+            snapshots.push((root, model.clone()));
+            store.commit();
+        } else {
+            let (snap, _) = snapshots.remove(0);
+            use ferrofs_engine::btree::NodeStore;
+            store.free(snap).unwrap();
+        }
+        btree::check(&mut store, root).unwrap_or_else(|e| panic!("seed {seed} step {step}: {e:?}"));
+    }
+    assert_same(&mut store, root, &model);
+    for (snap, snap_model) in &snapshots {
+        assert_same(&mut store, *snap, snap_model);
+    }
+    let mut roots: Vec<u64> = snapshots.iter().map(|(r, _)| *r).collect();
+    roots.push(root);
+    store.check_refcounts(&roots);
+    // Dropping every tree frees every node.
+    use ferrofs_engine::btree::NodeStore;
+    for r in roots {
+        store.free(r).unwrap();
+    }
+    assert!(
+        store.nodes.is_empty(),
+        "nodes leaked after freeing every tree"
+    );
+}
+
+#[test]
+fn random_operations_small_key_space() {
+    for seed in 0..20 {
+        run(seed, 3000, 400);
+    }
+}
+
+#[test]
+fn random_operations_large_key_space() {
+    for seed in 100..104 {
+        run(seed, 20000, 200_000);
+    }
+}
+
+#[test]
+fn fill_then_drain_in_order_and_reverse() {
+    for reverse in [false, true] {
+        let mut store = MemStore::new();
+        let mut root = store.new_tree();
+        let n = 5000u64;
+        for i in 0..n {
+            btree::insert(&mut store, &mut root, Key::new(i, 1, 0), &[7u8; 100]).unwrap();
+        }
+        assert_eq!(btree::check(&mut store, root).unwrap(), n);
+        store.commit();
+        let order: Vec<u64> = if reverse {
+            (0..n).rev().collect()
+        } else {
+            (0..n).collect()
+        };
+        for (done, i) in order.into_iter().enumerate() {
+            assert!(btree::remove(&mut store, &mut root, &Key::new(i, 1, 0))
+                .unwrap()
+                .is_some());
+            if done % 97 == 0 {
+                btree::check(&mut store, root).unwrap();
+            }
+        }
+        assert_eq!(btree::check(&mut store, root).unwrap(), 0);
+        store.check_refcounts(&[root]);
+        assert_eq!(store.nodes.len(), 1, "only the empty root leaf remains");
+    }
+}
+
+#[test]
+fn oversized_item_is_rejected() {
+    let mut store = MemStore::new();
+    let mut root = store.new_tree();
+    let too_big = vec![0u8; MAX_ITEM_DATA + 1];
+    assert!(btree::insert(&mut store, &mut root, Key::new(1, 1, 1), &too_big).is_err());
+    assert_eq!(btree::check(&mut store, root).unwrap(), 0);
+}
