@@ -24,6 +24,7 @@
 
 pub mod btree;
 pub mod bytes;
+pub mod chunk;
 pub mod crc32c;
 pub mod error;
 pub mod format;
