@@ -74,3 +74,250 @@ pub fn probe(block: &[u8]) -> Probe {
         None => damaged("superblock too short for its version field"),
     }
 }
+
+/// Byte offsets of the superblock copies on each device (those that fit are written).
+pub const SUPERBLOCK_OFFSETS: [u64; 3] = [SUPERBLOCK_OFFSET, 64 << 20, 256 << 30];
+
+/// Device ranges no chunk may use: the area in front of and around each superblock copy.
+pub const RESERVED_RANGES: [(u64, u64); 3] =
+    [(0, 1 << 20), (64 << 20, 64 << 10), (256 << 30, 64 << 10)];
+
+/// The format version this engine writes and mounts.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Longest label, in bytes.
+pub const LABEL_MAX: usize = 255;
+
+/// Room for the system chunk items carried in the superblock.
+pub const SYS_CHUNK_ARRAY_MAX: usize = 2048;
+
+/// Ids of the trees.
+pub mod tree_id {
+    /// Holds the root of every tree but itself and the chunk tree.
+    pub const ROOT: u64 = 1;
+    /// The space map: reference counts of every block, and per-chunk usage.
+    pub const SPACE: u64 = 2;
+    /// Chunks and devices (its blocks live in system chunks).
+    pub const CHUNK: u64 = 3;
+    /// Device extents.
+    pub const DEV: u64 = 4;
+    /// Files and directories.
+    pub const FS: u64 = 5;
+    /// Data checksums.
+    pub const CSUM: u64 = 7;
+}
+
+/// Item types (the `kind` of a key), by tree.
+pub mod item {
+    /// Root tree: (tree id, ROOT, 0) -> root block address and level.
+    pub const ROOT: u8 = 1;
+    /// Chunk tree: (DEV_ITEMS_OBJECTID, DEV, devid) -> device item.
+    pub const DEV: u8 = 10;
+    /// Chunk tree: (CHUNK_OBJECTID, CHUNK, logical) -> chunk item.
+    pub const CHUNK: u8 = 11;
+    /// Device tree: (devid, DEV_EXTENT, physical) -> chunk logical address and length.
+    pub const DEV_EXTENT: u8 = 12;
+    /// Space tree: (chunk logical, BLOCK_GROUP, 0) -> bytes used in the chunk.
+    pub const BLOCK_GROUP: u8 = 20;
+    /// Space tree: (chunk logical, BITMAP, index) -> 2-bit reference counts.
+    pub const BITMAP: u8 = 21;
+    /// Space tree: (block logical, REFCOUNT, 0) -> reference count of 3 or more.
+    pub const REFCOUNT: u8 = 22;
+}
+
+/// Object id of device items in the chunk tree.
+pub const DEV_ITEMS_OBJECTID: u64 = 1;
+/// Object id of chunk items in the chunk tree.
+pub const CHUNK_OBJECTID: u64 = 256;
+
+/// A device's superblock, decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Superblock {
+    /// Filesystem UUID, the same on every device and in every tree block.
+    pub fsid: [u8; 16],
+    /// This device's UUID.
+    pub dev_uuid: [u8; 16],
+    /// This device's id within the filesystem.
+    pub devid: u64,
+    /// Devices in the filesystem.
+    pub num_devices: u64,
+    /// Transaction that wrote this superblock.
+    pub generation: u64,
+    /// Logical address of the root tree's root.
+    pub root_tree: u64,
+    /// Logical address of the chunk tree's root.
+    pub chunk_tree: u64,
+    /// Sum of the sizes of all devices.
+    pub total_bytes: u64,
+    /// Bytes referenced by at least one tree.
+    pub bytes_used: u64,
+    /// Size of this device as the filesystem uses it.
+    pub dev_total_bytes: u64,
+    /// Feature flags a reader must understand to mount at all.
+    pub incompat: u64,
+    /// Feature flags a writer must understand to mount read-write.
+    pub compat_ro: u64,
+    /// Feature flags that may be ignored.
+    pub compat: u64,
+    /// Filesystem label (at most [`LABEL_MAX`] bytes).
+    pub label: [u8; LABEL_MAX + 1],
+    /// Encoded system chunks: repeated (logical `u64`, chunk item), so the chunk tree can
+    /// be found before it is read.
+    pub sys_chunks: [u8; SYS_CHUNK_ARRAY_MAX],
+    /// Bytes of `sys_chunks` in use.
+    pub sys_chunks_len: usize,
+}
+
+mod sb_off {
+    pub(super) const FLAGS: usize = 20;
+    pub(super) const FSID: usize = 24;
+    pub(super) const DEV_UUID: usize = 40;
+    pub(super) const DEVID: usize = 56;
+    pub(super) const NUM_DEVICES: usize = 64;
+    pub(super) const GENERATION: usize = 72;
+    pub(super) const ROOT_TREE: usize = 80;
+    pub(super) const CHUNK_TREE: usize = 88;
+    pub(super) const TOTAL_BYTES: usize = 96;
+    pub(super) const BYTES_USED: usize = 104;
+    pub(super) const DEV_TOTAL_BYTES: usize = 112;
+    pub(super) const INCOMPAT: usize = 120;
+    pub(super) const COMPAT_RO: usize = 128;
+    pub(super) const COMPAT: usize = 136;
+    pub(super) const SYS_CHUNKS_LEN: usize = 144;
+    pub(super) const LABEL: usize = 152;
+    pub(super) const BYTENR: usize = 408;
+    pub(super) const SYS_CHUNKS: usize = 448;
+}
+
+impl Superblock {
+    /// A superblock with every field zero.
+    pub fn empty() -> Self {
+        Self {
+            fsid: [0; 16],
+            dev_uuid: [0; 16],
+            devid: 0,
+            num_devices: 0,
+            generation: 0,
+            root_tree: 0,
+            chunk_tree: 0,
+            total_bytes: 0,
+            bytes_used: 0,
+            dev_total_bytes: 0,
+            incompat: 0,
+            compat_ro: 0,
+            compat: 0,
+            label: [0; LABEL_MAX + 1],
+            sys_chunks: [0; SYS_CHUNK_ARRAY_MAX],
+            sys_chunks_len: 0,
+        }
+    }
+
+    /// The label as bytes, without padding.
+    pub fn label_bytes(&self) -> &[u8] {
+        let end = self.label.iter().position(|&b| b == 0).unwrap_or(LABEL_MAX);
+        self.label.get(..end).unwrap_or(&[])
+    }
+
+    /// The system chunk array in use.
+    pub fn sys_chunk_bytes(&self) -> &[u8] {
+        self.sys_chunks.get(..self.sys_chunks_len).unwrap_or(&[])
+    }
+
+    /// Encodes the copy that lives at byte `bytenr` of its device into `block`.
+    pub fn encode(&self, bytenr: u64, block: &mut [u8]) -> Result<(), EngineError> {
+        use super::bytes::{put, put_u32, put_u64};
+        let bad = EngineError::Invalid("superblock does not encode");
+        if block.len() != BLOCK_SIZE as usize || self.sys_chunks_len > SYS_CHUNK_ARRAY_MAX {
+            return Err(bad);
+        }
+        block.fill(0);
+        let ok = put(block, MAGIC_RANGE.start, &MAGIC).is_some()
+            && put_u32(block, VERSION_RANGE.start, FORMAT_VERSION).is_some()
+            && put_u32(block, sb_off::FLAGS, 0).is_some()
+            && put(block, sb_off::FSID, &self.fsid).is_some()
+            && put(block, sb_off::DEV_UUID, &self.dev_uuid).is_some()
+            && put_u64(block, sb_off::DEVID, self.devid).is_some()
+            && put_u64(block, sb_off::NUM_DEVICES, self.num_devices).is_some()
+            && put_u64(block, sb_off::GENERATION, self.generation).is_some()
+            && put_u64(block, sb_off::ROOT_TREE, self.root_tree).is_some()
+            && put_u64(block, sb_off::CHUNK_TREE, self.chunk_tree).is_some()
+            && put_u64(block, sb_off::TOTAL_BYTES, self.total_bytes).is_some()
+            && put_u64(block, sb_off::BYTES_USED, self.bytes_used).is_some()
+            && put_u64(block, sb_off::DEV_TOTAL_BYTES, self.dev_total_bytes).is_some()
+            && put_u64(block, sb_off::INCOMPAT, self.incompat).is_some()
+            && put_u64(block, sb_off::COMPAT_RO, self.compat_ro).is_some()
+            && put_u64(block, sb_off::COMPAT, self.compat).is_some()
+            && u32::try_from(self.sys_chunks_len)
+                .ok()
+                .and_then(|n| put_u32(block, sb_off::SYS_CHUNKS_LEN, n))
+                .is_some()
+            && put(block, sb_off::LABEL, self.label_bytes()).is_some()
+            && put_u64(block, sb_off::BYTENR, bytenr).is_some()
+            && put(block, sb_off::SYS_CHUNKS, self.sys_chunk_bytes()).is_some();
+        let csum = superblock_csum(block);
+        if ok && put_u32(block, CSUM_RANGE.start, csum).is_some() {
+            Ok(())
+        } else {
+            Err(bad)
+        }
+    }
+
+    /// Decodes and verifies the copy read from byte `bytenr` of a device.
+    pub fn decode(bytenr: u64, block: &[u8]) -> Result<Self, EngineError> {
+        use super::bytes::{array, u32_at, u64_at};
+        let corrupt = |reason| EngineError::Corrupt {
+            block: bytenr,
+            reason,
+        };
+        match probe(block) {
+            Probe::NotFerrofs => return Err(corrupt("no ferrofs superblock (bad magic)")),
+            Probe::Damaged(err) => {
+                return Err(match err {
+                    EngineError::Corrupt { reason, .. } => corrupt(reason),
+                    other => other,
+                })
+            }
+            Probe::Ferrofs { version } if version != FORMAT_VERSION => {
+                return Err(corrupt("unsupported superblock format version"))
+            }
+            Probe::Ferrofs { .. } => {}
+        }
+        let short = || corrupt("short superblock");
+        if u64_at(block, sb_off::BYTENR) != Some(bytenr) {
+            return Err(corrupt("superblock copy records another offset"));
+        }
+        let sys_chunks_len = u32_at(block, sb_off::SYS_CHUNKS_LEN).ok_or_else(short)? as usize;
+        if sys_chunks_len > SYS_CHUNK_ARRAY_MAX {
+            return Err(corrupt("superblock system chunk array too long"));
+        }
+        let mut sb = Self::empty();
+        sb.fsid = array(block, sb_off::FSID).ok_or_else(short)?;
+        sb.dev_uuid = array(block, sb_off::DEV_UUID).ok_or_else(short)?;
+        sb.devid = u64_at(block, sb_off::DEVID).ok_or_else(short)?;
+        sb.num_devices = u64_at(block, sb_off::NUM_DEVICES).ok_or_else(short)?;
+        sb.generation = u64_at(block, sb_off::GENERATION).ok_or_else(short)?;
+        sb.root_tree = u64_at(block, sb_off::ROOT_TREE).ok_or_else(short)?;
+        sb.chunk_tree = u64_at(block, sb_off::CHUNK_TREE).ok_or_else(short)?;
+        sb.total_bytes = u64_at(block, sb_off::TOTAL_BYTES).ok_or_else(short)?;
+        sb.bytes_used = u64_at(block, sb_off::BYTES_USED).ok_or_else(short)?;
+        sb.dev_total_bytes = u64_at(block, sb_off::DEV_TOTAL_BYTES).ok_or_else(short)?;
+        sb.incompat = u64_at(block, sb_off::INCOMPAT).ok_or_else(short)?;
+        sb.compat_ro = u64_at(block, sb_off::COMPAT_RO).ok_or_else(short)?;
+        sb.compat = u64_at(block, sb_off::COMPAT).ok_or_else(short)?;
+        sb.label = array(block, sb_off::LABEL).ok_or_else(short)?;
+        if sb.label.get(LABEL_MAX) != Some(&0) {
+            return Err(corrupt("superblock label not terminated"));
+        }
+        sb.sys_chunks = array(block, sb_off::SYS_CHUNKS).ok_or_else(short)?;
+        sb.sys_chunks_len = sys_chunks_len;
+        if sb.devid == 0 || sb.num_devices == 0 || sb.generation == 0 {
+            return Err(corrupt(
+                "superblock has a zero device id, device count or generation",
+            ));
+        }
+        if sb.incompat != 0 {
+            return Err(corrupt("superblock has unknown incompatible features"));
+        }
+        Ok(sb)
+    }
+}

@@ -1,0 +1,343 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Checking a volume: the same code for `fsck.ferrofs` and, later, online scrub.
+//!
+//! Verifies every copy of every tree block (checksum, identity, structure), the tree
+//! structure (order, parent keys, levels, fill), every reference count against the
+//! references that actually exist, the chunks against their device extents, and the
+//! per-chunk and total usage. Each problem names the block (or chunk, or device offset)
+//! it is about.
+
+use super::btree::{self, Direction};
+use super::bytes;
+use super::chunk::Kind;
+use super::dev::BlockDev;
+use super::error::{EngineError, EngineResult};
+use super::format::{self, item, tree_id, BLOCK_SIZE};
+use super::key::Key;
+use super::map::U64Map;
+use super::mem::FVec;
+use super::node::Body;
+use super::spacemap;
+use super::volume::Volume;
+
+const BLOCK: u64 = BLOCK_SIZE as u64;
+
+/// One problem found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// Logical address of the block (or chunk) concerned; for device extents, the physical
+    /// offset on device `devid`.
+    pub block: u64,
+    /// Device concerned, or 0.
+    pub devid: u64,
+    /// What is wrong.
+    pub what: &'static str,
+    /// Whether fsck repaired it.
+    pub repaired: bool,
+}
+
+/// What a check found.
+#[derive(Default)]
+pub struct Report {
+    /// Problems, in the order found.
+    pub problems: FVec<Problem>,
+    /// Tree blocks checked.
+    pub blocks: u64,
+    /// Tree items checked.
+    pub items: u64,
+}
+
+impl Report {
+    fn add(
+        &mut self,
+        block: u64,
+        devid: u64,
+        what: &'static str,
+        repaired: bool,
+    ) -> EngineResult<()> {
+        self.problems.try_push(Problem {
+            block,
+            devid,
+            what,
+            repaired,
+        })
+    }
+
+    /// Problems left unrepaired.
+    pub fn unrepaired(&self) -> usize {
+        self.problems.iter().filter(|p| !p.repaired).count()
+    }
+}
+
+fn corrupt_what(err: &EngineError) -> &'static str {
+    match err {
+        EngineError::Corrupt { reason, .. } => reason,
+        EngineError::Io => "read error",
+        other => other.message(),
+    }
+}
+
+/// Checks the volume; with `repair`, rewrites bad copies of tree blocks from good ones.
+pub fn check<D: BlockDev>(vol: &mut Volume<D>, repair: bool) -> EngineResult<Report> {
+    let mut report = Report::default();
+    let mut expected: U64Map<u64> = U64Map::new();
+    let ids = vol.tree_ids()?;
+    for &id in ids.iter() {
+        let Some(root) = vol.root(id) else { continue };
+        bump(&mut expected, root)?;
+        walk_tree(vol, root, repair, &mut expected, &mut report)?;
+        match btree::check(&mut vol.store(id), root) {
+            Ok(items) => report.items = report.items.saturating_add(items),
+            Err(EngineError::Corrupt { block, reason }) => report.add(block, 0, reason, false)?,
+            Err(other) => return Err(other),
+        }
+    }
+    check_refcounts(vol, &expected, &mut report)?;
+    check_chunks(vol, &mut report)?;
+    Ok(report)
+}
+
+fn bump(map: &mut U64Map<u64>, block: u64) -> EngineResult<bool> {
+    let first = !map.contains_key(block);
+    let n = map.get(block).copied().unwrap_or(0).saturating_add(1);
+    map.insert(block, n)?;
+    Ok(first)
+}
+
+/// Visits every block below `root` once, verifying every copy and counting references.
+fn walk_tree<D: BlockDev>(
+    vol: &mut Volume<D>,
+    root: u64,
+    repair: bool,
+    expected: &mut U64Map<u64>,
+    report: &mut Report,
+) -> EngineResult<()> {
+    let mut stack: FVec<u64> = FVec::new();
+    let mut visited: U64Map<()> = U64Map::new();
+    stack.try_push(root)?;
+    while let Some(block) = stack.pop() {
+        if visited.insert(block, ())?.is_some() {
+            continue;
+        }
+        report.blocks = report.blocks.saturating_add(1);
+        let copies = match vol.map_block(block) {
+            Ok(c) => c,
+            Err(err) => {
+                report.add(block, 0, corrupt_what(&err), false)?;
+                continue;
+            }
+        };
+        let mut any_good = false;
+        let mut any_bad = false;
+        for copy in copies.iter() {
+            match vol.read_copy(block, copy) {
+                Ok(Some(_)) => any_good = true,
+                Ok(None) => {}
+                Err(err) => {
+                    any_bad = true;
+                    report.add(block, copy.devid, corrupt_what(&err), false)?;
+                }
+            }
+        }
+        if any_bad && any_good && repair && vol.repair_block(block).is_ok() {
+            for p in report.problems.iter_mut().filter(|p| p.block == block) {
+                p.repaired = true;
+            }
+        }
+        if !any_good {
+            continue;
+        }
+        let children: FVec<u64> = match vol.node(block) {
+            Ok(node) => match &node.body {
+                Body::Internal(children) => {
+                    let mut out = FVec::try_with_capacity(children.len())?;
+                    for c in children.iter() {
+                        out.try_push(c.block)?;
+                    }
+                    out
+                }
+                Body::Leaf(_) => FVec::new(),
+            },
+            Err(_) => FVec::new(),
+        };
+        for &child in children.iter() {
+            if bump(expected, child)? {
+                stack.try_push(child)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Compares the space map with the references counted while walking.
+fn check_refcounts<D: BlockDev>(
+    vol: &mut Volume<D>,
+    expected: &U64Map<u64>,
+    report: &mut Report,
+) -> EngineResult<()> {
+    // Every referenced block has the right count.
+    let blocks = expected.sorted_keys()?;
+    for &b in blocks.iter() {
+        let want = expected.get(b).copied().unwrap_or(0);
+        match vol.stored_refcount(b) {
+            Ok(have) if have == want => {}
+            Ok(have) if have < want => report.add(
+                b,
+                0,
+                "reference count lower than the references to the block",
+                false,
+            )?,
+            Ok(_) => report.add(
+                b,
+                0,
+                "reference count higher than the references to the block",
+                false,
+            )?,
+            Err(err) => report.add(b, 0, corrupt_what(&err), false)?,
+        }
+    }
+    // Every counted block is referenced (no leaks), and usage adds up.
+    let chunks: FVec<(u64, u64, Kind)> = {
+        let mut v = FVec::new();
+        for c in vol.chunks().iter() {
+            v.try_push((c.logical, c.length, c.kind))?;
+        }
+        v
+    };
+    let mut total_used = 0u64;
+    for &(logical, length, kind) in chunks.iter() {
+        let mut used = 0u64;
+        let mut key = Key::new(logical, item::BITMAP, 0);
+        while let Some((k, v)) = vol.seek(tree_id::SPACE, &key, Direction::Forward)? {
+            if k.objectid != logical || k.kind != item::BITMAP {
+                break;
+            }
+            if v.len() != spacemap::BITMAP_BYTES {
+                report.add(logical, 0, "space map bitmap item of the wrong size", false)?;
+            }
+            let base = k.offset.saturating_mul(spacemap::BLOCKS_PER_BITMAP);
+            for e in 0..spacemap::BLOCKS_PER_BITMAP {
+                if spacemap::get_entry(&v, e as usize) == 0 {
+                    continue;
+                }
+                let n = base.saturating_add(e);
+                let block = logical.saturating_add(n.saturating_mul(BLOCK));
+                if n.saturating_mul(BLOCK) >= length {
+                    report.add(
+                        block,
+                        0,
+                        "space map entry beyond the end of its chunk",
+                        false,
+                    )?;
+                    continue;
+                }
+                used = used.saturating_add(BLOCK);
+                // Data blocks are referenced from file extents (not walked yet).
+                if kind != Kind::Data && !expected.contains_key(block) {
+                    report.add(
+                        block,
+                        0,
+                        "block counted in the space map but not referenced (leak)",
+                        false,
+                    )?;
+                }
+            }
+            match k.successor() {
+                Some(next) => key = next,
+                None => break,
+            }
+        }
+        let bg = vol.lookup(tree_id::SPACE, &Key::new(logical, item::BLOCK_GROUP, 0))?;
+        match bg.as_deref().and_then(|d| bytes::u64_at(d, 0)) {
+            Some(n) if n == used => {}
+            Some(_) => report.add(logical, 0, "chunk usage differs from its space map", false)?,
+            None => report.add(logical, 0, "chunk has no block group item", false)?,
+        }
+        total_used = total_used.saturating_add(used);
+    }
+    if vol.superblock().bytes_used != total_used {
+        report.add(
+            format::SUPERBLOCK_OFFSET,
+            0,
+            "superblock bytes used differs from the space map",
+            false,
+        )?;
+    }
+    Ok(())
+}
+
+/// Chunks against device extents: every stripe has its extent, extents do not overlap each
+/// other, the reserved areas or the end of their device, and there are no orphans.
+fn check_chunks<D: BlockDev>(vol: &mut Volume<D>, report: &mut Report) -> EngineResult<()> {
+    let mut extents: FVec<(u64, u64, u64, u64)> = FVec::new(); // devid, physical, chunk, len
+    let mut key = Key::MIN;
+    while let Some((k, v)) = vol.seek(tree_id::DEV, &key, Direction::Forward)? {
+        if k.kind == item::DEV_EXTENT {
+            match (bytes::u64_at(&v, 0), bytes::u64_at(&v, 8)) {
+                (Some(chunk), Some(len)) => extents.try_push((k.objectid, k.offset, chunk, len))?,
+                _ => report.add(k.offset, k.objectid, "short device extent item", false)?,
+            }
+        }
+        match k.successor() {
+            Some(next) => key = next,
+            None => break,
+        }
+    }
+    let mut matched: FVec<bool> = FVec::new();
+    matched.try_resize(extents.len(), false)?;
+    for chunk in vol.chunks().iter() {
+        let size = chunk.stripe_size();
+        for s in chunk.stripes.iter() {
+            let found = extents.iter().position(|&(d, p, c, l)| {
+                d == s.devid && p == s.physical && c == chunk.logical && l == size
+            });
+            match found.and_then(|i| matched.get_mut(i)) {
+                Some(m) => *m = true,
+                None => report.add(
+                    chunk.logical,
+                    s.devid,
+                    "chunk stripe without its device extent",
+                    false,
+                )?,
+            }
+        }
+    }
+    for (i, &(devid, physical, _, len)) in extents.iter().enumerate() {
+        if !matched.get(i).copied().unwrap_or(false) {
+            report.add(physical, devid, "device extent without a chunk", false)?;
+        }
+        let end = physical.saturating_add(len);
+        let dev_size = vol
+            .devices()
+            .iter()
+            .find(|d| d.devid == devid)
+            .map(|d| d.size);
+        match dev_size {
+            Some(size) if end <= size => {}
+            Some(_) => report.add(
+                physical,
+                devid,
+                "device extent past the end of its device",
+                false,
+            )?,
+            None => report.add(physical, devid, "device extent on an unknown device", false)?,
+        }
+        for &(rs, rl) in format::RESERVED_RANGES.iter() {
+            if physical < rs.saturating_add(rl) && rs < end {
+                report.add(
+                    physical,
+                    devid,
+                    "device extent overlaps a superblock area",
+                    false,
+                )?;
+            }
+        }
+        for &(d2, p2, _, l2) in extents.iter().skip(i.saturating_add(1)) {
+            if d2 == devid && physical < p2.saturating_add(l2) && p2 < end {
+                report.add(physical, devid, "device extents overlap", false)?;
+            }
+        }
+    }
+    Ok(())
+}
