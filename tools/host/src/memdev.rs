@@ -1,18 +1,24 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! [`BlockDev`] in memory, with a volatile write cache for crash simulation.
+//! [`BlockDev`] in memory, with a volatile write cache, for tests and crash simulation.
 //!
 //! Writes land in a cache of pending writes until a flush makes them durable, as on a disk
-//! with a write-back cache; a FUA write is durable at once. The device records every
-//! operation, and [`MemDisk::crash_image`] builds what the disk could hold after a power
-//! cut at any point of that history: everything flushed before it, plus any chosen subset
-//! of the writes still pending then, in any order.
+//! with a write-back cache; a FUA write is durable at once. Every operation of a set of
+//! disks is recorded in one shared log, in issue order, and [`crash_disks`] builds what the
+//! disks could hold after a power cut at any point of that log: everything flushed before
+//! the cut, plus any chosen subset of the writes still pending, in any order.
+//!
+//! Storage is copy-on-write over a shared base image, so a crash image costs only the
+//! blocks written since the base was frozen. All I/O is in whole 4096-byte blocks.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use ferrofs_engine::dev::BlockDev;
 use ferrofs_engine::error::{EngineError, EngineResult};
+
+const BLOCK: usize = 4096;
 
 /// One recorded operation.
 #[derive(Clone, Debug)]
@@ -25,12 +31,17 @@ pub enum Op {
     Flush,
 }
 
-#[derive(Default)]
+/// The operation log shared by a set of disks: (disk index, operation).
+pub type Log = Rc<RefCell<Vec<(usize, Op)>>>;
+
 struct State {
-    durable: Vec<u8>,
+    id: usize,
+    size: u64,
+    base: Rc<Vec<u8>>,
+    durable: HashMap<u64, Vec<u8>>,
     pending: Vec<(u64, Vec<u8>)>,
-    log: Vec<Op>,
-    /// Fail every I/O once this many operations are logged (to cut power mid-run).
+    log: Log,
+    /// Fail every I/O once the shared log holds this many operations.
     fail_after: Option<usize>,
 }
 
@@ -39,53 +50,86 @@ struct State {
 pub struct MemDisk(Rc<RefCell<State>>);
 
 impl MemDisk {
-    /// A zero-filled disk of `size` bytes.
+    /// `n` zero-filled disks of `size` bytes sharing one operation log.
+    pub fn set(n: usize, size: u64) -> Vec<MemDisk> {
+        let log: Log = Rc::default();
+        let base = Rc::new(Vec::new());
+        (0..n)
+            .map(|id| Self::with(id, size, base.clone(), HashMap::new(), log.clone()))
+            .collect()
+    }
+
+    /// A single zero-filled disk.
     pub fn new(size: u64) -> Self {
+        Self::set(1, size).remove(0)
+    }
+
+    fn with(
+        id: usize,
+        size: u64,
+        base: Rc<Vec<u8>>,
+        durable: HashMap<u64, Vec<u8>>,
+        log: Log,
+    ) -> Self {
         Self(Rc::new(RefCell::new(State {
-            durable: vec![0; size as usize],
-            ..State::default()
+            id,
+            size,
+            base,
+            durable,
+            pending: Vec::new(),
+            log,
+            fail_after: None,
         })))
     }
 
-    /// A disk holding `image` as its durable contents.
-    pub fn from_image(image: Vec<u8>) -> Self {
-        Self(Rc::new(RefCell::new(State {
-            durable: image,
-            ..State::default()
-        })))
+    /// The shared operation log.
+    pub fn log(&self) -> Log {
+        self.0.borrow().log.clone()
     }
 
-    /// The durable contents with pending writes applied (what a clean shutdown leaves).
+    /// Makes the current contents (pending writes included) the base of crash images and
+    /// clears the shared log.
+    pub fn freeze(disks: &[MemDisk]) {
+        for d in disks {
+            let img = d.image();
+            let mut s = d.0.borrow_mut();
+            s.base = Rc::new(img);
+            s.durable.clear();
+            s.pending.clear();
+        }
+        if let Some(d) = disks.first() {
+            d.0.borrow().log.borrow_mut().clear();
+        }
+    }
+
+    /// The contents a clean shutdown would leave (pending writes applied).
     pub fn image(&self) -> Vec<u8> {
         let s = self.0.borrow();
-        let mut img = s.durable.clone();
+        let mut img = vec![0u8; s.size as usize];
+        let n = s.base.len().min(img.len());
+        img[..n].copy_from_slice(&s.base[..n]);
+        for (idx, data) in &s.durable {
+            let off = *idx as usize * BLOCK;
+            img[off..off + BLOCK].copy_from_slice(data);
+        }
         for (off, data) in &s.pending {
-            apply(&mut img, *off, data);
+            img[*off as usize..*off as usize + data.len()].copy_from_slice(data);
         }
         img
     }
 
-    /// Operations logged so far.
-    pub fn log(&self) -> Vec<Op> {
-        self.0.borrow().log.clone()
-    }
-
-    /// Forgets the log (start of the part of a workload to cut into).
-    pub fn clear_log(&self) {
-        self.0.borrow_mut().log.clear();
-    }
-
-    /// Makes every operation after the first `n` logged ones fail with an I/O error.
+    /// Makes every I/O fail once the shared log holds `n` operations (`None`: never).
     pub fn fail_after(&self, n: Option<usize>) {
         self.0.borrow_mut().fail_after = n;
     }
 
-    /// Flips bits of the durable image at `offset` (to plant corruption).
+    /// Flips the bits of `mask` in the byte at `offset` (durable contents).
     pub fn corrupt(&self, offset: u64, mask: u8) {
         let mut s = self.0.borrow_mut();
-        if let Some(b) = s.durable.get_mut(offset as usize) {
-            *b ^= mask;
-        }
+        let idx = offset / BLOCK as u64;
+        let mut block = read_block(&s, idx);
+        block[(offset % BLOCK as u64) as usize] ^= mask;
+        s.durable.insert(idx, block);
     }
 
     /// A device on this disk.
@@ -94,99 +138,136 @@ impl MemDisk {
     }
 }
 
-fn apply(img: &mut [u8], offset: u64, data: &[u8]) {
-    let start = offset as usize;
-    if let Some(dst) = img.get_mut(start..start + data.len()) {
-        dst.copy_from_slice(data);
+fn read_block(s: &State, idx: u64) -> Vec<u8> {
+    if let Some(b) = s.durable.get(&idx) {
+        return b.clone();
+    }
+    let off = idx as usize * BLOCK;
+    match s.base.get(off..off + BLOCK) {
+        Some(b) => b.to_vec(),
+        None => vec![0u8; BLOCK],
     }
 }
 
-/// What the disk could hold if power was cut after the first `cut` operations of `log`
-/// (replayed onto `base`): flushed writes are all there; of the writes pending at the cut,
-/// those for which `keep(i)` holds (i counts them in issue order) are applied, in the
-/// order given by `reverse`.
-pub fn crash_image(
-    base: &[u8],
-    log: &[Op],
+fn write_durable(s: &mut State, offset: u64, data: &[u8]) {
+    for (i, chunk) in data.chunks(BLOCK).enumerate() {
+        s.durable
+            .insert(offset / BLOCK as u64 + i as u64, chunk.to_vec());
+    }
+}
+
+/// The disks as they could be after a power cut following the first `cut` operations of
+/// their shared log (recorded since [`MemDisk::freeze`]): every flushed or FUA write is
+/// there; of the writes pending at the cut, those with `keep(i)` (i counts all pending
+/// writes of all disks in issue order) are applied, in reverse order if `reverse`.
+pub fn crash_disks(
+    disks: &[MemDisk],
     cut: usize,
     keep: &dyn Fn(usize) -> bool,
     reverse: bool,
-) -> Vec<u8> {
-    let mut img = base.to_vec();
-    let mut pending: Vec<(u64, Vec<u8>)> = Vec::new();
-    for op in log.iter().take(cut) {
+) -> Vec<MemDisk> {
+    let log = disks[0].log();
+    let log = log.borrow();
+    let fresh_log: Log = Rc::default();
+    let out: Vec<MemDisk> = disks
+        .iter()
+        .map(|d| {
+            let s = d.0.borrow();
+            MemDisk::with(
+                s.id,
+                s.size,
+                s.base.clone(),
+                HashMap::new(),
+                fresh_log.clone(),
+            )
+        })
+        .collect();
+    let mut pending: Vec<Vec<(u64, Vec<u8>)>> = vec![Vec::new(); disks.len()];
+    for (id, op) in log.iter().take(cut) {
+        let mut s = out[*id].0.borrow_mut();
         match op {
-            Op::Write { offset, data } => pending.push((*offset, data.clone())),
-            Op::WriteFua { offset, data } => apply(&mut img, *offset, data),
+            Op::Write { offset, data } => pending[*id].push((*offset, data.clone())),
+            Op::WriteFua { offset, data } => {
+                pending[*id].retain(|(o, d)| !(*o == *offset && d.len() == data.len()));
+                write_durable(&mut s, *offset, data);
+            }
             Op::Flush => {
-                for (off, data) in pending.drain(..) {
-                    apply(&mut img, off, &data);
+                for (off, data) in pending[*id].drain(..) {
+                    write_durable(&mut s, off, &data);
                 }
             }
         }
     }
-    let mut survivors: Vec<(u64, Vec<u8>)> = pending
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| keep(*i))
-        .map(|(_, w)| w)
-        .collect();
+    let mut survivors: Vec<(usize, u64, Vec<u8>)> = Vec::new();
+    let mut i = 0usize;
+    for (id, writes) in pending.into_iter().enumerate() {
+        for (off, data) in writes {
+            if keep(i) {
+                survivors.push((id, off, data));
+            }
+            i += 1;
+        }
+    }
     if reverse {
         survivors.reverse();
     }
-    for (off, data) in survivors {
-        apply(&mut img, off, &data);
+    for (id, off, data) in survivors {
+        write_durable(&mut out[id].0.borrow_mut(), off, &data);
     }
-    img
+    out
 }
 
 /// A device view of a [`MemDisk`].
 pub struct MemDev(MemDisk);
 
 impl MemDev {
-    fn check(&self) -> EngineResult<()> {
+    fn check(&self, offset: u64, len: usize) -> EngineResult<()> {
         let s = self.0 .0.borrow();
-        match s.fail_after {
-            Some(n) if s.log.len() >= n => Err(EngineError::Io),
-            _ => Ok(()),
+        if let Some(n) = s.fail_after {
+            if s.log.borrow().len() >= n {
+                return Err(EngineError::Io);
+            }
         }
+        let aligned = offset % BLOCK as u64 == 0 && len % BLOCK == 0;
+        if !aligned || offset.saturating_add(len as u64) > s.size {
+            return Err(EngineError::Io);
+        }
+        Ok(())
+    }
+
+    fn record(&self, op: Op) {
+        let s = self.0 .0.borrow();
+        s.log.borrow_mut().push((s.id, op));
     }
 }
 
 impl BlockDev for MemDev {
     fn size(&self) -> u64 {
-        self.0 .0.borrow().durable.len() as u64
+        self.0 .0.borrow().size
     }
 
     fn read(&mut self, offset: u64, buf: &mut [u8]) -> EngineResult<()> {
-        self.check()?;
+        self.check(offset, buf.len())?;
         let s = self.0 .0.borrow();
-        let start = usize::try_from(offset).map_err(|_| EngineError::Io)?;
-        let src = s
-            .durable
-            .get(start..start + buf.len())
-            .ok_or(EngineError::Io)?;
-        buf.copy_from_slice(src);
+        for (i, chunk) in buf.chunks_mut(BLOCK).enumerate() {
+            chunk.copy_from_slice(&read_block(&s, offset / BLOCK as u64 + i as u64));
+        }
         // Pending writes are visible to reads, newest last.
         for (off, data) in &s.pending {
             let (ws, we) = (*off as usize, *off as usize + data.len());
-            let (rs, re) = (start, start + buf.len());
-            let (s2, e2) = (ws.max(rs), we.min(re));
-            if s2 < e2 {
-                buf[s2 - rs..e2 - rs].copy_from_slice(&data[s2 - ws..e2 - ws]);
+            let (rs, re) = (offset as usize, offset as usize + buf.len());
+            let (lo, hi) = (ws.max(rs), we.min(re));
+            if lo < hi {
+                buf[lo - rs..hi - rs].copy_from_slice(&data[lo - ws..hi - ws]);
             }
         }
         Ok(())
     }
 
     fn write(&mut self, offset: u64, buf: &[u8]) -> EngineResult<()> {
-        self.check()?;
-        let mut s = self.0 .0.borrow_mut();
-        if offset as usize + buf.len() > s.durable.len() {
-            return Err(EngineError::Io);
-        }
-        s.pending.push((offset, buf.to_vec()));
-        s.log.push(Op::Write {
+        self.check(offset, buf.len())?;
+        self.0 .0.borrow_mut().pending.push((offset, buf.to_vec()));
+        self.record(Op::Write {
             offset,
             data: buf.to_vec(),
         });
@@ -194,27 +275,28 @@ impl BlockDev for MemDev {
     }
 
     fn flush(&mut self) -> EngineResult<()> {
-        self.check()?;
-        let mut s = self.0 .0.borrow_mut();
-        let pending = std::mem::take(&mut s.pending);
-        for (off, data) in pending {
-            apply(&mut s.durable, off, &data);
+        self.check(0, 0)?;
+        {
+            let mut s = self.0 .0.borrow_mut();
+            let pending = std::mem::take(&mut s.pending);
+            for (off, data) in pending {
+                write_durable(&mut s, off, &data);
+            }
         }
-        s.log.push(Op::Flush);
+        self.record(Op::Flush);
         Ok(())
     }
 
     fn write_fua(&mut self, offset: u64, buf: &[u8]) -> EngineResult<()> {
-        self.check()?;
-        let mut s = self.0 .0.borrow_mut();
-        if offset as usize + buf.len() > s.durable.len() {
-            return Err(EngineError::Io);
+        self.check(offset, buf.len())?;
+        {
+            let mut s = self.0 .0.borrow_mut();
+            // The FUA write supersedes cached writes to the same place.
+            s.pending
+                .retain(|(o, d)| !(*o == offset && d.len() == buf.len()));
+            write_durable(&mut s, offset, buf);
         }
-        // Drop older pending writes to the same place: the FUA write supersedes them.
-        s.pending
-            .retain(|(o, d)| !(*o == offset && d.len() == buf.len()));
-        apply(&mut s.durable, offset, buf);
-        s.log.push(Op::WriteFua {
+        self.record(Op::WriteFua {
             offset,
             data: buf.to_vec(),
         });

@@ -48,7 +48,7 @@ fn assert_clean(vol: &mut Volume<MemDev>) {
 }
 
 fn new_disks(n: usize) -> Vec<MemDisk> {
-    (0..n).map(|_| MemDisk::new(DISK)).collect()
+    MemDisk::set(n, DISK)
 }
 
 #[test]

@@ -1,0 +1,147 @@
+//! Crash simulation: run a workload of tree changes and commits on in-memory disks, then,
+//! for every point of the recorded I/O (every write, FUA write and flush), cut the power
+//! and rebuild the disks as they could be: unflushed writes dropped, kept, kept in part or
+//! kept in reverse order. Every such image must mount, pass fsck, and hold exactly the
+//! state of a committed transaction: the last one whose commit had finished by the cut,
+//! or the one in progress if its superblock made it.
+
+use std::collections::BTreeMap;
+
+use ferrofs_engine::btree::Direction;
+use ferrofs_engine::chunk::Profile;
+use ferrofs_engine::format::tree_id;
+use ferrofs_engine::fsck;
+use ferrofs_engine::key::Key;
+use ferrofs_engine::mem::FVec;
+use ferrofs_engine::volume::{MkfsOptions, Volume};
+use ferrofs_host::memdev::{crash_disks, MemDev, MemDisk};
+
+type Model = BTreeMap<Key, Vec<u8>>;
+
+fn devs(disks: &[MemDisk]) -> FVec<MemDev> {
+    let mut v = FVec::new();
+    for d in disks {
+        v.try_push(d.dev()).unwrap();
+    }
+    v
+}
+
+fn contents(vol: &mut Volume<MemDev>) -> Model {
+    let mut out = BTreeMap::new();
+    let mut key = Key::MIN;
+    while let Some((k, v)) = vol.seek(tree_id::FS, &key, Direction::Forward).unwrap() {
+        out.insert(k, v.to_vec());
+        match k.successor() {
+            Some(n) => key = n,
+            None => break,
+        }
+    }
+    out
+}
+
+/// Runs the workload; returns the model after each commit and the log length when each
+/// commit returned.
+fn workload(
+    disks: &[MemDisk],
+    profile: Profile,
+    rounds: usize,
+    ops: usize,
+    seed: u64,
+) -> (Vec<Model>, Vec<usize>) {
+    let uuids: Vec<[u8; 16]> = (0..disks.len()).map(|i| [i as u8 + 9; 16]).collect();
+    let opts = MkfsOptions {
+        data: profile,
+        metadata: profile,
+        label: b"crash",
+        fsid: [0x5a; 16],
+        dev_uuids: &uuids,
+    };
+    let vol = Volume::mkfs(devs(disks), &opts).unwrap();
+    drop(vol);
+    MemDisk::freeze(disks);
+    let mut vol = Volume::open(devs(disks), false).unwrap();
+    let mut model = Model::new();
+    let mut states = vec![model.clone()];
+    let mut ends = vec![0usize];
+    let mut s = seed;
+    for _ in 0..rounds {
+        for i in 0..ops {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let key = Key::new(256 + (s >> 33) % 500, 1, (i % 3) as u64);
+            if s % 4 == 0 {
+                vol.remove(tree_id::FS, &key).unwrap();
+                model.remove(&key);
+            } else {
+                let value = vec![(s >> 16) as u8; 20 + (s % 200) as usize];
+                vol.insert(tree_id::FS, key, &value).unwrap();
+                model.insert(key, value);
+            }
+        }
+        vol.commit().unwrap();
+        states.push(model.clone());
+        ends.push(disks[0].log().borrow().len());
+    }
+    (states, ends)
+}
+
+fn check_cut(disks: &[MemDisk], states: &[Model], ends: &[usize], cut: usize, variant: usize) {
+    let keep: Box<dyn Fn(usize) -> bool> = match variant {
+        0 => Box::new(|_| false),
+        1 => Box::new(|_| true),
+        2 => Box::new(move |i| (i * 7 + cut) % 3 != 0),
+        _ => Box::new(|_| true),
+    };
+    let crashed = crash_disks(disks, cut, &*keep, variant == 3);
+    let what = format!("cut {cut} variant {variant}");
+    let mut vol = Volume::open(devs(&crashed), false)
+        .unwrap_or_else(|e| panic!("{what}: mount failed: {e:?}"));
+    let report = fsck::check(&mut vol, false).unwrap();
+    assert!(
+        report.problems.is_empty(),
+        "{what}: fsck: {:?}",
+        &report.problems[..]
+    );
+    // The last commit finished by the cut, or the next one.
+    let done = ends.iter().rposition(|&e| e <= cut).unwrap();
+    let got = contents(&mut vol);
+    let ok = got == states[done] || states.get(done + 1).is_some_and(|next| got == *next);
+    assert!(ok, "{what}: state is not commit {done} or {}", done + 1);
+}
+
+fn run(n_disks: usize, profile: Profile, rounds: usize, ops: usize, seed: u64, stride: usize) {
+    let disks = MemDisk::set(n_disks, 96 << 20);
+    let (states, ends) = workload(&disks, profile, rounds, ops, seed);
+    let total = disks[0].log().borrow().len();
+    assert!(total > 100, "workload too small to be meaningful");
+    let mut cut = 0;
+    while cut <= total {
+        for variant in 0..4 {
+            check_cut(&disks, &states, &ends, cut, variant);
+        }
+        cut += stride;
+    }
+    // And the end itself: everything committed is there.
+    check_cut(&disks, &states, &ends, total, 0);
+}
+
+#[test]
+fn every_cut_single_device() {
+    run(1, Profile::Single, 12, 150, 1, 1);
+}
+
+#[test]
+fn every_cut_dup() {
+    run(1, Profile::Dup, 8, 150, 2, 1);
+}
+
+#[test]
+fn every_cut_raid1_three_devices() {
+    run(3, Profile::Raid1, 5, 60, 3, 1);
+}
+
+#[test]
+fn sampled_cuts_larger_workload_raid10() {
+    run(4, Profile::Raid10, 8, 300, 4, 7);
+}
