@@ -6,7 +6,7 @@
 KDIR ?= $(shell scripts/kernel-dir)
 KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=1 CONFIG_FERROFS_FS=m
 
-.PHONY: all module tools host-test vm-test test demo clean
+.PHONY: all module tools install host-test vm-test test demo clean
 
 all: module tools
 
@@ -14,8 +14,19 @@ module:
 	@test -n "$(KDIR)" || { echo "no kernel build: run scripts/setup" >&2; exit 1; }
 	+$(KMAKE) modules
 
+# The userspace tools, built in release mode, under their usual names in tools/bin/.
+TOOLS_BIN = tools/bin
 tools:
-	cd tools && cargo build --release
+	cd tools && cargo build --release --bins
+	mkdir -p $(TOOLS_BIN)
+	ln -sf ../target/release/mkfs_ferrofs $(TOOLS_BIN)/mkfs.ferrofs
+	ln -sf ../target/release/fsck_ferrofs $(TOOLS_BIN)/fsck.ferrofs
+	ln -sf ../target/release/ferroctl $(TOOLS_BIN)/ferroctl
+
+install: tools
+	install -m 0755 tools/target/release/mkfs_ferrofs $(DESTDIR)/usr/local/sbin/mkfs.ferrofs
+	install -m 0755 tools/target/release/fsck_ferrofs $(DESTDIR)/usr/local/sbin/fsck.ferrofs
+	install -m 0755 tools/target/release/ferroctl $(DESTDIR)/usr/local/sbin/ferroctl
 
 host-test:
 	scripts/test --host-only

@@ -81,6 +81,15 @@ fn corrupt_what(err: &EngineError) -> &'static str {
 /// Checks the volume; with `repair`, rewrites bad copies of tree blocks from good ones.
 pub fn check<D: BlockDev>(vol: &mut Volume<D>, repair: bool) -> EngineResult<Report> {
     let mut report = Report::default();
+    // Copies already rewritten from a mirror while mounting.
+    for &(block, devid) in vol.repairs.iter() {
+        report.add(
+            block,
+            devid,
+            "bad copy rewritten from a good copy when read",
+            true,
+        )?;
+    }
     let mut expected: U64Map<u64> = U64Map::new();
     let ids = vol.tree_ids()?;
     for &id in ids.iter() {
@@ -89,13 +98,35 @@ pub fn check<D: BlockDev>(vol: &mut Volume<D>, repair: bool) -> EngineResult<Rep
         walk_tree(vol, root, repair, &mut expected, &mut report)?;
         match btree::check(&mut vol.store(id), root) {
             Ok(items) => report.items = report.items.saturating_add(items),
-            Err(EngineError::Corrupt { block, reason }) => report.add(block, 0, reason, false)?,
-            Err(other) => return Err(other),
+            Err(err) => note_corruption(&mut report, err)?,
         }
     }
-    check_refcounts(vol, &expected, &mut report)?;
-    check_chunks(vol, &mut report)?;
+    // The cross-checks read trees that may themselves be damaged: what cannot be read is
+    // reported (it was named above), and the check goes on.
+    if let Err(err) = check_refcounts(vol, &expected, &mut report) {
+        note_corruption(&mut report, err)?;
+    }
+    if let Err(err) = check_chunks(vol, &mut report) {
+        note_corruption(&mut report, err)?;
+    }
     Ok(report)
+}
+
+/// Records a corruption error as a problem; other errors stop the check.
+fn note_corruption(report: &mut Report, err: EngineError) -> EngineResult<()> {
+    match err {
+        EngineError::Corrupt { block, reason } => {
+            if !report
+                .problems
+                .iter()
+                .any(|p| p.block == block && p.what == reason)
+            {
+                report.add(block, 0, reason, false)?;
+            }
+            Ok(())
+        }
+        other => Err(other),
+    }
 }
 
 fn bump(map: &mut U64Map<u64>, block: u64) -> EngineResult<bool> {

@@ -123,6 +123,15 @@ impl ChunkSpace {
     }
 }
 
+/// How to mount.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OpenOptions {
+    /// Allow devices to be missing as long as every chunk keeps a copy.
+    pub degraded: bool,
+    /// Never write.
+    pub read_only: bool,
+}
+
 /// How to make a new filesystem.
 pub struct MkfsOptions<'a> {
     /// Profile of data chunks.
@@ -155,8 +164,10 @@ pub struct Volume<D: BlockDev> {
     /// The block whose count is being written to the space tree, and its new count: while
     /// the space tree items change, reading them back would give a half-written answer.
     in_flight: Option<(u64, u64)>,
-    /// Blocks whose copies failed verification and were rewritten from a good copy.
-    pub repaired: u64,
+    /// Copies that failed verification when read and were rewritten from a good copy:
+    /// (logical block, device id).
+    pub repairs: FVec<(u64, u64)>,
+    read_only: bool,
 }
 
 /// The node store of one tree of a volume: allocations go to the tree's kind of chunk.
@@ -403,10 +414,12 @@ impl<D: BlockDev> Volume<D> {
                 .and_then(|()| Node::decode(&fsid, logical, &buf));
             match result {
                 Ok(node) => {
-                    for b in bad.iter() {
-                        if let Some(dev) = self.dev_mut(b.devid) {
-                            if dev.write(b.physical, &buf).is_ok() {
-                                self.repaired = self.repaired.saturating_add(1);
+                    if !self.read_only {
+                        for b in bad.iter() {
+                            if let Some(dev) = self.dev_mut(b.devid) {
+                                if dev.write(b.physical, &buf).is_ok() {
+                                    self.repairs.try_push((logical, b.devid))?;
+                                }
                             }
                         }
                     }
@@ -436,6 +449,9 @@ impl<D: BlockDev> Volume<D> {
     /// Rewrites the copies of tree block `logical` that fail verification from one that
     /// passes; returns how many were rewritten.
     pub fn repair_block(&mut self, logical: u64) -> EngineResult<usize> {
+        if self.read_only {
+            return Err(EngineError::Invalid("volume is read-only"));
+        }
         let copies = self.map_block(logical)?;
         let fsid = self.sb.fsid;
         let mut good: Option<FVec<u8>> = None;
@@ -750,6 +766,9 @@ impl<D: BlockDev> Volume<D> {
 
     /// Commits the running transaction (see the module documentation for the order).
     pub fn commit(&mut self) -> EngineResult<()> {
+        if self.read_only {
+            return Err(EngineError::Invalid("volume is read-only"));
+        }
         let mut settled = false;
         for _ in 0..MAX_COMMIT_PASSES {
             self.update_root_items()?;
@@ -910,7 +929,8 @@ impl<D: BlockDev> Volume<D> {
             delayed: U64Map::new(),
             pinned: FVec::new(),
             in_flight: None,
-            repaired: 0,
+            repairs: FVec::new(),
+            read_only: false,
         };
         // Chunks first (in memory), then the trees that describe them.
         let mut extents: FVec<(u64, u64, u64)> = FVec::new(); // (devid, physical, length)
@@ -1013,6 +1033,19 @@ impl<D: BlockDev> Volume<D> {
     /// Mounts the filesystem on `devs`. With `degraded`, devices may be missing as long as
     /// every chunk keeps a copy.
     pub fn open(devs: FVec<D>, degraded: bool) -> EngineResult<Self> {
+        Self::open_with(
+            devs,
+            OpenOptions {
+                degraded,
+                read_only: false,
+            },
+        )
+    }
+
+    /// Mounts the filesystem on `devs` with `opts`. Read-only mounts never write: not even
+    /// to repair a bad copy found while reading.
+    pub fn open_with(devs: FVec<D>, opts: OpenOptions) -> EngineResult<Self> {
+        let degraded = opts.degraded;
         let mut devs = devs;
         // The newest valid superblock of every device.
         let mut found: FVec<(Superblock, D)> = FVec::new();
@@ -1081,7 +1114,8 @@ impl<D: BlockDev> Volume<D> {
             delayed: U64Map::new(),
             pinned: FVec::new(),
             in_flight: None,
-            repaired: 0,
+            repairs: FVec::new(),
+            read_only: opts.read_only,
         };
         // Bootstrap the system chunks from the superblock, then read the chunk tree.
         let sys = newest.sys_chunk_bytes();

@@ -5,5 +5,6 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod filedev;
 pub mod memdev;

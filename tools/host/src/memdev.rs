@@ -132,6 +132,20 @@ impl MemDisk {
         s.durable.insert(idx, block);
     }
 
+    /// Reads `len` bytes at `offset` (pending writes included).
+    pub fn read_at(&self, offset: u64, len: usize) -> Vec<u8> {
+        let mut buf = vec![0u8; len];
+        self.dev()
+            .read(offset, &mut buf)
+            .expect("aligned read inside the disk");
+        buf
+    }
+
+    /// Overwrites whole blocks at `offset` durably (to plant damage).
+    pub fn write_at(&self, offset: u64, data: &[u8]) {
+        write_durable(&mut self.0.borrow_mut(), offset, data);
+    }
+
     /// A device on this disk.
     pub fn dev(&self) -> MemDev {
         MemDev(self.clone())

@@ -1,0 +1,159 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! ferroctl: inspect and control ferrofs filesystems.
+
+use std::process::ExitCode;
+
+use ferrofs_engine::btree::Direction;
+use ferrofs_engine::format::tree_id;
+use ferrofs_engine::key::Key;
+use ferrofs_engine::node::Body;
+use ferrofs_engine::volume::{OpenOptions, Volume};
+use ferrofs_host::cli;
+use ferrofs_host::filedev::FileDev;
+
+const USAGE: &str = "\
+usage: ferroctl COMMAND [ARGS...]
+
+Commands:
+  dump [--tree ID] [--nodes] DEV...
+              print the superblock, the chunks and the items of every tree (or of
+              tree ID: 1 root, 2 space, 3 chunk, 4 dev, 5 fs, 7 csum) of an
+              unmounted filesystem; --nodes prints the tree blocks as well
+  help        show this help
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("dump") => dump(&args[1..]),
+        Some("help" | "-h" | "--help") => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command '{other}'\n{USAGE}")),
+        None => Err(format!("no command given\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("ferroctl: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn tree_name(id: u64) -> &'static str {
+    match id {
+        tree_id::ROOT => "root",
+        tree_id::SPACE => "space",
+        tree_id::CHUNK => "chunk",
+        tree_id::DEV => "dev",
+        tree_id::FS => "fs",
+        tree_id::CSUM => "csum",
+        _ => "?",
+    }
+}
+
+fn dump(args: &[String]) -> Result<(), String> {
+    let mut only = None;
+    let mut nodes = false;
+    let mut paths = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--tree" => {
+                only = Some(
+                    it.next()
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .ok_or("--tree needs a tree id")?,
+                )
+            }
+            "--nodes" => nodes = true,
+            s if s.starts_with('-') => return Err(format!("dump: unknown option {s}")),
+            _ => paths.push(a.clone()),
+        }
+    }
+    if paths.is_empty() {
+        return Err("dump: no devices given".into());
+    }
+    let devs = cli::open_devices(&paths, false)?;
+    let mut vol: Volume<FileDev> = Volume::open_with(
+        devs,
+        OpenOptions {
+            degraded: true,
+            read_only: true,
+        },
+    )
+    .map_err(|e| cli::describe(&e))?;
+    let sb = vol.superblock().clone();
+    println!(
+        "superblock: uuid {} label '{}' generation {}",
+        cli::format_uuid(&sb.fsid),
+        String::from_utf8_lossy(sb.label_bytes()),
+        sb.generation
+    );
+    println!(
+        "  devices {} total {} used {}",
+        sb.num_devices,
+        cli::human(sb.total_bytes),
+        cli::human(sb.bytes_used)
+    );
+    for c in vol.chunks() {
+        println!(
+            "chunk {} {} {} length {} stripes {:?}",
+            c.logical,
+            c.kind.name(),
+            c.profile.name(),
+            c.length,
+            &c.stripes[..]
+        );
+    }
+    let ids = vol.tree_ids().map_err(|e| cli::describe(&e))?;
+    for &id in ids.iter() {
+        if only.is_some_and(|o| o != id) {
+            continue;
+        }
+        let root = vol.root(id).unwrap_or(0);
+        println!("tree {id} ({}) root {root}", tree_name(id));
+        if nodes {
+            let mut stack = vec![(root, 0usize)];
+            while let Some((b, depth)) = stack.pop() {
+                let node = vol.node(b).map_err(|e| cli::describe(&e))?;
+                println!(
+                    "  {:indent$}node {b} level {} generation {} entries {}",
+                    "",
+                    node.level,
+                    node.generation,
+                    node.len(),
+                    indent = depth * 2
+                );
+                if let Body::Internal(children) = &node.body {
+                    for c in children.iter().rev() {
+                        stack.push((c.block, depth + 1));
+                    }
+                }
+            }
+        }
+        let mut key = Key::MIN;
+        while let Some((k, v)) = vol
+            .seek(id, &key, Direction::Forward)
+            .map_err(|e| cli::describe(&e))?
+        {
+            let shown: String = v.iter().take(32).map(|b| format!("{b:02x}")).collect();
+            let more = if v.len() > 32 { "..." } else { "" };
+            println!(
+                "  ({} {} {}) len {} {shown}{more}",
+                k.objectid,
+                k.kind,
+                k.offset,
+                v.len()
+            );
+            match k.successor() {
+                Some(n) => key = n,
+                None => break,
+            }
+        }
+    }
+    Ok(())
+}

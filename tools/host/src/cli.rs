@@ -1,0 +1,110 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Shared pieces of the command-line tools.
+
+use std::path::Path;
+
+use ferrofs_engine::error::EngineError;
+use ferrofs_engine::mem::FVec;
+
+use crate::filedev::FileDev;
+
+/// Opens every path as a device; the error names the path.
+pub fn open_devices(paths: &[String], writable: bool) -> Result<FVec<FileDev>, String> {
+    let mut devs = FVec::new();
+    for p in paths {
+        let dev = FileDev::open(Path::new(p), writable).map_err(|e| format!("{p}: {e}"))?;
+        devs.try_push(dev)
+            .map_err(|_| "out of memory".to_string())?;
+    }
+    Ok(devs)
+}
+
+/// Describes an engine error for a person.
+pub fn describe(err: &EngineError) -> String {
+    match err {
+        EngineError::Corrupt { block, reason } => {
+            format!("corrupt metadata at block {block}: {reason}")
+        }
+        other => format!("{} (errno {})", other.message(), other.errno()),
+    }
+}
+
+/// Formats a UUID in the usual 8-4-4-4-12 form.
+pub fn format_uuid(u: &[u8; 16]) -> String {
+    let h: Vec<String> = u.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        h[0..4].concat(),
+        h[4..6].concat(),
+        h[6..8].concat(),
+        h[8..10].concat(),
+        h[10..16].concat()
+    )
+}
+
+/// Parses a UUID in the 8-4-4-4-12 form (or 32 hex digits).
+pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
+    let hex: String = s.chars().filter(|c| *c != '-').collect();
+    if hex.len() != 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+/// A random version-4 UUID from the kernel's random source.
+pub fn random_uuid() -> std::io::Result<[u8; 16]> {
+    use std::io::Read;
+    let mut u = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut u)?;
+    u[6] = (u[6] & 0x0f) | 0x40;
+    u[8] = (u[8] & 0x3f) | 0x80;
+    Ok(u)
+}
+
+/// Human-readable size.
+pub fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.2} {}", UNITS[u])
+    }
+}
+
+/// Known filesystem or partition-table signatures, as (name, offset, magic bytes).
+const SIGNATURES: &[(&str, u64, &[u8])] = &[
+    ("ferrofs", 65536 + 8, b"FERROFS\0"),
+    ("btrfs", 65536 + 0x40, b"_BHRfS_M"),
+    ("ext2/3/4", 1024 + 56, &[0x53, 0xef]),
+    ("xfs", 0, b"XFSB"),
+    ("swap", 4096 - 10, b"SWAPSPACE2"),
+    ("LUKS", 0, b"LUKS\xba\xbe"),
+    ("GPT partition table", 512, b"EFI PART"),
+    ("iso9660", 32769, b"CD001"),
+    ("vfat", 82, b"FAT32"),
+    ("vfat", 54, b"FAT1"),
+];
+
+/// The name of a signature found on the device at `path`, if any.
+pub fn find_signature(path: &str) -> std::io::Result<Option<&'static str>> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path)?;
+    for &(name, offset, magic) in SIGNATURES {
+        let mut buf = vec![0u8; magic.len()];
+        if f.read_exact_at(&mut buf, offset).is_ok() && buf == magic {
+            return Ok(Some(name));
+        }
+    }
+    Ok(None)
+}
