@@ -82,7 +82,8 @@ fn corrupt_what(err: &EngineError) -> &'static str {
 pub fn check<D: BlockDev>(vol: &mut Volume<D>, repair: bool) -> EngineResult<Report> {
     let mut report = Report::default();
     // Copies already rewritten from a mirror while mounting.
-    for &(block, devid) in vol.repairs.iter() {
+    let repairs = core::mem::take(&mut vol.repairs);
+    for &(block, devid) in repairs.iter() {
         report.add(
             block,
             devid,
