@@ -197,7 +197,11 @@ impl<D: BlockDev> NodeStore for TreeStore<'_, D> {
     }
 
     fn shadow(&mut self, block: u64) -> EngineResult<u64> {
-        let count = self.vol.refcount(block)?;
+        let count = if self.may_share() {
+            self.vol.refcount(block)?
+        } else {
+            1
+        };
         if count == 1 && self.vol.fresh.contains_key(block) {
             return Ok(block);
         }
@@ -235,11 +239,22 @@ impl<D: BlockDev> NodeStore for TreeStore<'_, D> {
     }
 
     fn free(&mut self, block: u64) -> EngineResult<()> {
-        self.vol.drop_tree_ref(block, 0)
+        let shared = self.may_share();
+        self.vol.drop_tree_ref(block, 0, shared)
     }
 
     fn generation(&self) -> u64 {
         self.vol.generation
+    }
+}
+
+impl<D: BlockDev> TreeStore<'_, D> {
+    /// Whether blocks of this tree can be shared with another tree, so that their reference
+    /// counts must be read. The space, root, chunk, device and checksum trees are never
+    /// shared: each of their blocks has exactly one reference. Not reading counts for them
+    /// also keeps the space tree from being read while a change to it is half done.
+    fn may_share(&self) -> bool {
+        self.owner == tree_id::FS
     }
 }
 
@@ -604,18 +619,18 @@ impl<D: BlockDev> Volume<D> {
 
     /// Drops one reference to tree block `block`; at the last one, drops the node's
     /// references to its children too.
-    fn drop_tree_ref(&mut self, block: u64, depth: u8) -> EngineResult<()> {
+    fn drop_tree_ref(&mut self, block: u64, depth: u8, shared: bool) -> EngineResult<()> {
         if depth > super::node::MAX_LEVEL {
             return Err(EngineError::Corrupt {
                 block,
                 reason: "tree deeper than the maximum level",
             });
         }
-        let count = self.refcount(block)?;
+        let count = if shared { self.refcount(block)? } else { 1 };
         if count == 1 {
             let children = internal_children(self.node(block)?)?;
             for child in children.iter() {
-                self.drop_tree_ref(*child, depth.saturating_add(1))?;
+                self.drop_tree_ref(*child, depth.saturating_add(1), shared)?;
             }
             self.forget(block)?;
         }
