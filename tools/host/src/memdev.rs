@@ -317,3 +317,31 @@ impl BlockDev for MemDev {
         Ok(())
     }
 }
+
+/// Devices on `disks`, in order.
+pub fn devs(disks: &[MemDisk]) -> ferrofs_engine::mem::FVec<MemDev> {
+    let mut v = ferrofs_engine::mem::FVec::new();
+    for d in disks {
+        // Cannot fail in userspace short of the process running out of memory.
+        v.try_push(d.dev()).expect("allocation");
+    }
+    v
+}
+
+/// Makes a filesystem on in-memory disks with fixed UUIDs (for tests and benchmarks).
+pub fn mkfs(
+    disks: &[MemDisk],
+    data: ferrofs_engine::chunk::Profile,
+    metadata: ferrofs_engine::chunk::Profile,
+    label: &[u8],
+) -> EngineResult<ferrofs_engine::volume::Volume<MemDev>> {
+    let uuids: Vec<[u8; 16]> = (0..disks.len()).map(|i| [i as u8 + 1; 16]).collect();
+    let opts = ferrofs_engine::volume::MkfsOptions {
+        data,
+        metadata,
+        label,
+        fsid: *b"FERROFS-TEST-ID!",
+        dev_uuids: &uuids,
+    };
+    ferrofs_engine::volume::Volume::mkfs(devs(disks), &opts)
+}

@@ -12,19 +12,10 @@ use ferrofs_engine::chunk::Profile;
 use ferrofs_engine::format::tree_id;
 use ferrofs_engine::fsck;
 use ferrofs_engine::key::Key;
-use ferrofs_engine::mem::FVec;
 use ferrofs_engine::volume::{MkfsOptions, Volume};
-use ferrofs_host::memdev::{crash_disks, MemDev, MemDisk};
+use ferrofs_host::memdev::{crash_disks, devs, MemDev, MemDisk};
 
 type Model = BTreeMap<Key, Vec<u8>>;
-
-fn devs(disks: &[MemDisk]) -> FVec<MemDev> {
-    let mut v = FVec::new();
-    for d in disks {
-        v.try_push(d.dev()).unwrap();
-    }
-    v
-}
 
 fn contents(vol: &mut Volume<MemDev>) -> Model {
     let mut out = BTreeMap::new();

@@ -11,21 +11,12 @@ use ferrofs_engine::crc32c;
 use ferrofs_engine::format::{tree_id, SUPERBLOCK_OFFSETS};
 use ferrofs_engine::fsck;
 use ferrofs_engine::key::Key;
-use ferrofs_engine::mem::FVec;
 use ferrofs_engine::node::Body;
-use ferrofs_engine::volume::{MkfsOptions, Volume};
-use ferrofs_host::memdev::{crash_disks, MemDev, MemDisk};
+use ferrofs_engine::volume::Volume;
+use ferrofs_host::memdev::{self, crash_disks, devs, MemDisk};
 
 /// Seeds of cases that found bugs (kept as regression tests).
 const REGRESSIONS: &[u64] = &[];
-
-fn devs(disks: &[MemDisk]) -> FVec<MemDev> {
-    let mut v = FVec::new();
-    for d in disks {
-        v.try_push(d.dev()).unwrap();
-    }
-    v
-}
 
 struct Rng(u64);
 impl Rng {
@@ -45,15 +36,7 @@ impl Rng {
 /// disks and every (disk index, physical offset) holding a tree block or superblock copy.
 fn build() -> (Vec<MemDisk>, Vec<(usize, u64)>) {
     let disks = MemDisk::set(2, 80 << 20);
-    let uuids = [[1u8; 16], [2u8; 16]];
-    let opts = MkfsOptions {
-        data: Profile::Raid1,
-        metadata: Profile::Raid1,
-        label: b"fuzz",
-        fsid: [7; 16],
-        dev_uuids: &uuids,
-    };
-    let mut vol = Volume::mkfs(devs(&disks), &opts).unwrap();
+    let mut vol = memdev::mkfs(&disks, Profile::Raid1, Profile::Raid1, b"fuzz").unwrap();
     for i in 0..600u64 {
         vol.insert(
             tree_id::FS,

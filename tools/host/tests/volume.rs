@@ -8,34 +8,13 @@ use ferrofs_engine::chunk::{Kind, Profile};
 use ferrofs_engine::format::tree_id;
 use ferrofs_engine::fsck;
 use ferrofs_engine::key::Key;
-use ferrofs_engine::mem::FVec;
-use ferrofs_engine::volume::{MkfsOptions, Volume};
-use ferrofs_host::memdev::{MemDev, MemDisk};
+use ferrofs_engine::volume::Volume;
+use ferrofs_host::memdev::{self, devs, MemDev, MemDisk};
 
 const DISK: u64 = 256 << 20;
 
-fn uuids(n: usize) -> Vec<[u8; 16]> {
-    (0..n).map(|i| [i as u8 + 1; 16]).collect()
-}
-
-fn devs(disks: &[MemDisk]) -> FVec<MemDev> {
-    let mut v = FVec::new();
-    for d in disks {
-        v.try_push(d.dev()).unwrap();
-    }
-    v
-}
-
 fn mkfs(disks: &[MemDisk], data: Profile, metadata: Profile) -> Volume<MemDev> {
-    let u = uuids(disks.len());
-    let opts = MkfsOptions {
-        data,
-        metadata,
-        label: b"test",
-        fsid: *b"FERROFS-TEST-ID!",
-        dev_uuids: &u,
-    };
-    Volume::mkfs(devs(disks), &opts).expect("mkfs")
+    memdev::mkfs(disks, data, metadata, b"test").expect("mkfs")
 }
 
 fn assert_clean(vol: &mut Volume<MemDev>) {
@@ -80,15 +59,12 @@ fn mkfs_every_profile_is_clean_and_mounts() {
 #[test]
 fn mkfs_rejects_too_few_devices() {
     let disks = new_disks(2);
-    let u = uuids(2);
-    let opts = MkfsOptions {
-        data: Profile::Raid1c3,
-        metadata: Profile::Raid1,
-        label: b"",
-        fsid: [1; 16],
-        dev_uuids: &u,
-    };
-    assert!(Volume::mkfs(devs(&disks), &opts).is_err());
+    assert!(memdev::mkfs(&disks, Profile::Raid1c3, Profile::Raid1, b"").is_err());
+    assert!(memdev::mkfs(&disks, Profile::Raid1, Profile::Raid10, b"").is_err());
+    assert!(
+        memdev::mkfs(&disks, Profile::Raid1, Profile::Raid1, &[b'x'; 256]).is_err(),
+        "label too long"
+    );
 }
 
 #[test]

@@ -9,9 +9,7 @@ use std::time::Instant;
 use ferrofs_engine::chunk::Profile;
 use ferrofs_engine::format::tree_id;
 use ferrofs_engine::key::Key;
-use ferrofs_engine::mem::FVec;
-use ferrofs_engine::volume::{MkfsOptions, Volume};
-use ferrofs_host::memdev::{MemDisk, Op};
+use ferrofs_host::memdev::{self, MemDisk, Op};
 
 fn main() {
     let sizes: Vec<u64> = std::env::args()
@@ -36,17 +34,12 @@ fn bench(n: u64) {
     // About 64 bytes of metadata per item with headers and slack, and room to copy.
     let disk_size = (n * 200).max(512 << 20);
     let disk = MemDisk::new(disk_size);
-    let mut devs = FVec::new();
-    let _ = devs.try_push(disk.dev());
-    let uuids = [[1u8; 16]];
-    let opts = MkfsOptions {
-        data: Profile::Single,
-        metadata: Profile::Single,
-        label: b"bench",
-        fsid: [3; 16],
-        dev_uuids: &uuids,
-    };
-    let mut vol = match Volume::mkfs(devs, &opts) {
+    let mut vol = match memdev::mkfs(
+        std::slice::from_ref(&disk),
+        Profile::Single,
+        Profile::Single,
+        b"bench",
+    ) {
         Ok(v) => v,
         Err(e) => {
             println!("{n:>10} mkfs failed: {e:?}");
