@@ -638,6 +638,15 @@ impl<D: BlockDev> Volume<D> {
     }
 
     fn alloc_block(&mut self, kind: Kind) -> EngineResult<u64> {
+        if let Some(block) = self.take_free_block(kind)? {
+            return Ok(block);
+        }
+        // Every chunk of the kind is full: add one (usable at once) and take from it.
+        self.alloc_chunk(kind)?;
+        self.take_free_block(kind)?.ok_or(EngineError::NoSpace)
+    }
+
+    fn take_free_block(&mut self, kind: Kind) -> EngineResult<Option<u64>> {
         for (chunk, space) in self.chunks.iter().zip(self.spaces.iter_mut()) {
             if chunk.kind != kind {
                 continue;
@@ -646,10 +655,87 @@ impl<D: BlockDev> Volume<D> {
                 return chunk
                     .logical
                     .checked_add(n.saturating_mul(BLOCK))
+                    .map(Some)
                     .ok_or(EngineError::NoSpace);
             }
         }
-        Err(EngineError::NoSpace)
+        Ok(None)
+    }
+
+    /// Adds a chunk of `kind` in the running transaction, with the profile of the kind's
+    /// newest chunk, on the devices with the most unallocated space. The chunk is usable at
+    /// once; its chunk item, device extents and (for system chunks) superblock entry are
+    /// written with the transaction.
+    pub fn alloc_chunk(&mut self, kind: Kind) -> EngineResult<()> {
+        if self.read_only {
+            return Err(EngineError::Invalid("volume is read-only"));
+        }
+        let profile = self
+            .chunks
+            .iter()
+            .rev()
+            .find(|c| c.kind == kind)
+            .map(|c| c.profile)
+            .ok_or(EngineError::Invalid(
+                "no chunk of this kind to take the profile from",
+            ))?;
+        let mut used: FVec<(u64, u64, u64)> = FVec::new();
+        let mut key = Key::MIN;
+        while let Some((k, v)) = self.seek(tree_id::DEV, &key, btree::Direction::Forward)? {
+            if k.kind == item::DEV_EXTENT {
+                let len = bytes::u64_at(&v, 8).ok_or(EngineError::Corrupt {
+                    block: k.offset,
+                    reason: "short device extent item",
+                })?;
+                used.try_push((k.objectid, k.offset, len))?;
+            }
+            match k.successor() {
+                Some(next) => key = next,
+                None => break,
+            }
+        }
+        let next = self
+            .chunks
+            .iter()
+            .map(|c| c.logical.saturating_add(c.length))
+            .max()
+            .unwrap_or(1 << 20);
+        let next = round_down(next.saturating_add((1 << 20) - 1), 1 << 20);
+        let chunk = plan_chunk(next, &self.devs, &used, kind, profile, self.sb.total_bytes)?;
+        let (logical, stripe_size) = (chunk.logical, chunk.stripe_size());
+        let stripes = chunk.stripes.try_clone()?;
+        let mut encoded = FVec::new();
+        chunk.encode(&mut encoded)?;
+        if kind == Kind::System {
+            let start = self.sb.sys_chunks_len;
+            let end = start.saturating_add(8).saturating_add(encoded.len());
+            let dst = self
+                .sb
+                .sys_chunks
+                .get_mut(start..end)
+                .ok_or(EngineError::NoSpace)?;
+            let (head, tail) = dst.split_at_mut(8);
+            head.copy_from_slice(&logical.to_le_bytes());
+            tail.copy_from_slice(&encoded);
+            self.sb.sys_chunks_len = end;
+        }
+        self.add_chunk(chunk)?;
+        self.insert(
+            tree_id::CHUNK,
+            Key::new(format::CHUNK_OBJECTID, item::CHUNK, logical),
+            &encoded,
+        )?;
+        for s in stripes.iter() {
+            let mut ext = [0u8; 16];
+            bytes::put_u64(&mut ext, 0, logical);
+            bytes::put_u64(&mut ext, 8, stripe_size);
+            self.insert(
+                tree_id::DEV,
+                Key::new(s.devid, item::DEV_EXTENT, s.physical),
+                &ext,
+            )?;
+        }
+        Ok(())
     }
 
     /// Free bytes in chunks of `kind` (not counting unallocated device space).
@@ -1323,9 +1409,9 @@ fn plan_chunk<D>(
     };
     // Pick the devices with the largest free gap.
     let mut candidates: FVec<(u64, u64, u64)> = FVec::new(); // (gap length, devid, start)
-    for d in devs.iter() {
+    for d in devs.iter().filter(|d| d.dev.is_some()) {
         let per_dev = if profile == Profile::Dup { 2 } else { 1 };
-        if let Some((start, len)) = largest_gap(d, used) {
+        if let Some((start, len)) = largest_gap(d, used)? {
             candidates.try_push((len.checked_div(per_dev).unwrap_or(0), d.devid, start))?;
         }
     }
@@ -1366,41 +1452,29 @@ fn plan_chunk<D>(
 }
 
 /// The largest free range of a device outside the reserved areas and `used` extents.
-fn largest_gap<D>(dev: &DevSlot<D>, used: &[(u64, u64, u64)]) -> Option<(u64, u64)> {
-    let mut busy: [(u64, u64); 64] = [(0, 0); 64];
-    let mut n = 0usize;
+fn largest_gap<D>(dev: &DevSlot<D>, used: &[(u64, u64, u64)]) -> EngineResult<Option<(u64, u64)>> {
+    let mut busy: FVec<(u64, u64)> = FVec::new();
     for &(start, len) in format::RESERVED_RANGES.iter() {
-        if let Some(slot) = busy.get_mut(n) {
-            *slot = (start, start.saturating_add(len));
-            n = n.saturating_add(1);
-        }
+        busy.try_push((start, start.saturating_add(len)))?;
     }
     for &(devid, start, len) in used.iter() {
         if devid == dev.devid {
-            if let Some(slot) = busy.get_mut(n) {
-                *slot = (start, start.saturating_add(len));
-                n = n.saturating_add(1);
-            }
+            busy.try_push((start, start.saturating_add(len)))?;
         }
     }
-    let busy = busy.get_mut(..n)?;
     busy.sort_unstable();
     let mut best: Option<(u64, u64)> = None;
     let mut pos = 0u64;
     for &(s, e) in busy.iter() {
-        if s > pos {
-            let len = s.min(dev.size).saturating_sub(pos);
-            if best.map_or(true, |b| len > b.1) && len > 0 {
-                best = Some((pos, len));
-            }
+        let len = s.min(dev.size).saturating_sub(pos);
+        if len > 0 && best.map_or(true, |b| len > b.1) {
+            best = Some((pos, len));
         }
         pos = pos.max(e);
     }
-    if dev.size > pos {
-        let len = dev.size.saturating_sub(pos);
-        if best.map_or(true, |b| len > b.1) {
-            best = Some((pos, len));
-        }
+    let len = dev.size.saturating_sub(pos);
+    if len > 0 && best.map_or(true, |b| len > b.1) {
+        best = Some((pos, len));
     }
-    best
+    Ok(best)
 }

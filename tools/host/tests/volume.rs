@@ -275,3 +275,58 @@ fn large_tree_in_batches_stays_consistent() {
         );
     }
 }
+
+/// Trees outgrow the chunks mkfs made: new metadata chunks are added in the transaction
+/// (with the same profile, recorded in the chunk and device trees), and a full volume fails
+/// with ENOSPC, leaving the last committed state intact.
+#[test]
+fn chunks_are_added_as_trees_grow_until_the_devices_are_full() {
+    for (n, profile) in [(1, Profile::Dup), (2, Profile::Raid1)] {
+        let disks = MemDisk::set(n, 128 << 20);
+        let mut vol = mkfs(&disks, Profile::Single, profile);
+        let first_chunks = vol.chunks().len();
+        let key = |i: u64| Key::new(i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 20, 1, i);
+        let mut committed = 0u64;
+        let mut i = 0u64;
+        let full = loop {
+            match vol.insert(tree_id::FS, key(i), &[7u8; 40]) {
+                Ok(_) => {}
+                Err(e) => break e,
+            }
+            i += 1;
+            if i % 20_000 == 0 {
+                match vol.commit() {
+                    Ok(()) => committed = i,
+                    Err(e) => break e,
+                }
+            }
+        };
+        assert_eq!(
+            full,
+            ferrofs_engine::error::EngineError::NoSpace,
+            "{profile:?}"
+        );
+        assert!(
+            vol.chunks().len() > first_chunks + 1,
+            "{profile:?}: no chunks were added"
+        );
+        for c in vol.chunks().iter().filter(|c| c.kind == Kind::Metadata) {
+            assert_eq!(c.profile, profile);
+        }
+        drop(vol);
+        // The last commit survives; everything after it is gone, cleanly.
+        let mut vol = Volume::open(devs(&disks), false).unwrap();
+        assert_clean(&mut vol);
+        assert!(
+            committed > 20_000,
+            "{profile:?}: too little fitted ({committed} items)"
+        );
+        for j in (0..committed).step_by(101) {
+            assert!(
+                vol.lookup(tree_id::FS, &key(j)).unwrap().is_some(),
+                "{profile:?}: item {j} lost"
+            );
+        }
+        assert!(vol.lookup(tree_id::FS, &key(committed)).unwrap().is_none());
+    }
+}
