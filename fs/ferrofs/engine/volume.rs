@@ -702,40 +702,12 @@ impl<D: BlockDev> Volume<D> {
             .unwrap_or(1 << 20);
         let next = round_down(next.saturating_add((1 << 20) - 1), 1 << 20);
         let chunk = plan_chunk(next, &self.devs, &used, kind, profile, self.sb.total_bytes)?;
-        let (logical, stripe_size) = (chunk.logical, chunk.stripe_size());
-        let stripes = chunk.stripes.try_clone()?;
-        let mut encoded = FVec::new();
-        chunk.encode(&mut encoded)?;
-        if kind == Kind::System {
-            let start = self.sb.sys_chunks_len;
-            let end = start.saturating_add(8).saturating_add(encoded.len());
-            let dst = self
-                .sb
-                .sys_chunks
-                .get_mut(start..end)
-                .ok_or(EngineError::NoSpace)?;
-            let (head, tail) = dst.split_at_mut(8);
-            head.copy_from_slice(&logical.to_le_bytes());
-            tail.copy_from_slice(&encoded);
-            self.sb.sys_chunks_len = end;
-        }
+        let logical = chunk.logical;
         self.add_chunk(chunk)?;
-        self.insert(
-            tree_id::CHUNK,
-            Key::new(format::CHUNK_OBJECTID, item::CHUNK, logical),
-            &encoded,
-        )?;
-        for s in stripes.iter() {
-            let mut ext = [0u8; 16];
-            bytes::put_u64(&mut ext, 0, logical);
-            bytes::put_u64(&mut ext, 8, stripe_size);
-            self.insert(
-                tree_id::DEV,
-                Key::new(s.devid, item::DEV_EXTENT, s.physical),
-                &ext,
-            )?;
-        }
-        Ok(())
+        let i = self
+            .chunk_index(logical)
+            .ok_or(EngineError::Invalid("new chunk not found"))?;
+        self.record_chunk(i)
     }
 
     /// Free bytes in chunks of `kind` (not counting unallocated device space).
@@ -1075,53 +1047,54 @@ impl<D: BlockDev> Volume<D> {
                 &item,
             )?;
         }
-        let mut sys = FVec::new();
         for i in 0..vol.chunks.len() {
-            let mut encoded = FVec::new();
-            let (logical, kind, stripe_size) = {
-                let c = vol.chunks.get(i).ok_or(EngineError::Io)?;
-                c.encode(&mut encoded)?;
-                (c.logical, c.kind, c.stripe_size())
-            };
-            vol.insert(
-                tree_id::CHUNK,
-                Key::new(format::CHUNK_OBJECTID, item::CHUNK, logical),
-                &encoded,
-            )?;
-            if kind == Kind::System {
-                sys.try_extend_from_slice(&logical.to_le_bytes())?;
-                sys.try_extend_from_slice(&encoded)?;
-            }
-            let stripes = vol
-                .chunks
-                .get(i)
-                .map(|c| c.stripes.try_clone())
-                .transpose()?
-                .unwrap_or_default();
-            for s in stripes.iter() {
-                let mut ext = [0u8; 16];
-                bytes::put_u64(&mut ext, 0, logical);
-                bytes::put_u64(&mut ext, 8, stripe_size);
-                vol.insert(
-                    tree_id::DEV,
-                    Key::new(s.devid, item::DEV_EXTENT, s.physical),
-                    &ext,
-                )?;
-            }
+            vol.record_chunk(i)?;
         }
-        if sys.len() > format::SYS_CHUNK_ARRAY_MAX {
-            return Err(EngineError::Invalid(
-                "system chunks do not fit in the superblock",
-            ));
-        }
-        if let Some(dst) = vol.sb.sys_chunks.get_mut(..sys.len()) {
-            dst.copy_from_slice(&sys);
-        }
-        vol.sb.sys_chunks_len = sys.len();
         vol.commit()?;
         Ok(vol)
     }
 
+    /// Writes chunk `i` into the chunk tree, its stripes into the device tree and, for a
+    /// system chunk, its item into the superblock's system chunk array.
+    fn record_chunk(&mut self, i: usize) -> EngineResult<()> {
+        let chunk = self
+            .chunks
+            .get(i)
+            .ok_or(EngineError::Invalid("no such chunk"))?;
+        let (logical, kind, stripe_size) = (chunk.logical, chunk.kind, chunk.stripe_size());
+        let stripes = chunk.stripes.try_clone()?;
+        let mut encoded = FVec::new();
+        chunk.encode(&mut encoded)?;
+        if kind == Kind::System {
+            let start = self.sb.sys_chunks_len;
+            let end = start.saturating_add(8).saturating_add(encoded.len());
+            let dst = self
+                .sb
+                .sys_chunks
+                .get_mut(start..end)
+                .ok_or(EngineError::NoSpace)?;
+            let (head, tail) = dst.split_at_mut(8);
+            head.copy_from_slice(&logical.to_le_bytes());
+            tail.copy_from_slice(&encoded);
+            self.sb.sys_chunks_len = end;
+        }
+        self.insert(
+            tree_id::CHUNK,
+            Key::new(format::CHUNK_OBJECTID, item::CHUNK, logical),
+            &encoded,
+        )?;
+        for s in stripes.iter() {
+            let mut ext = [0u8; 16];
+            bytes::put_u64(&mut ext, 0, logical);
+            bytes::put_u64(&mut ext, 8, stripe_size);
+            self.insert(
+                tree_id::DEV,
+                Key::new(s.devid, item::DEV_EXTENT, s.physical),
+                &ext,
+            )?;
+        }
+        Ok(())
+    }
     fn add_chunk(&mut self, chunk: Chunk) -> EngineResult<()> {
         let at = self.chunks.partition_point(|c| c.logical < chunk.logical);
         let space = ChunkSpace::new(chunk.length)?;
