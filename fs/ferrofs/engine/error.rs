@@ -4,6 +4,28 @@
 
 /// Linux errno numbers the engine reports (the same on every architecture ferrofs supports).
 pub mod errno {
+    /// Operation not permitted.
+    pub const EPERM: i32 = 1;
+    /// No such file or directory.
+    pub const ENOENT: i32 = 2;
+    /// File exists.
+    pub const EEXIST: i32 = 17;
+    /// Not a directory.
+    pub const ENOTDIR: i32 = 20;
+    /// Is a directory.
+    pub const EISDIR: i32 = 21;
+    /// File too large.
+    pub const EFBIG: i32 = 27;
+    /// Too many links.
+    pub const EMLINK: i32 = 31;
+    /// Result out of range (buffer too small, value too large).
+    pub const ERANGE: i32 = 34;
+    /// File name too long.
+    pub const ENAMETOOLONG: i32 = 36;
+    /// Directory not empty.
+    pub const ENOTEMPTY: i32 = 39;
+    /// No data available (no such extended attribute).
+    pub const ENODATA: i32 = 61;
     /// I/O error.
     pub const EIO: i32 = 5;
     /// Out of memory.
@@ -34,6 +56,28 @@ pub enum EngineError {
     NoSpace,
     /// The caller passed something invalid.
     Invalid(&'static str),
+    /// Not permitted for this kind of object.
+    NotPermitted,
+    /// No such file or directory.
+    NotFound,
+    /// The name exists already.
+    Exists,
+    /// A directory was needed.
+    NotDir,
+    /// A non-directory was needed.
+    IsDir,
+    /// The directory is not empty.
+    NotEmpty,
+    /// A name is longer than allowed.
+    NameTooLong,
+    /// A value or buffer is out of range.
+    Range,
+    /// No such extended attribute.
+    NoData,
+    /// The link count would overflow.
+    TooManyLinks,
+    /// The file would grow past the largest size.
+    FileTooBig,
 }
 
 impl EngineError {
@@ -45,6 +89,17 @@ impl EngineError {
             Self::NoMemory => errno::ENOMEM,
             Self::NoSpace => errno::ENOSPC,
             Self::Invalid(_) => errno::EINVAL,
+            Self::NotPermitted => errno::EPERM,
+            Self::NotFound => errno::ENOENT,
+            Self::Exists => errno::EEXIST,
+            Self::NotDir => errno::ENOTDIR,
+            Self::IsDir => errno::EISDIR,
+            Self::NotEmpty => errno::ENOTEMPTY,
+            Self::NameTooLong => errno::ENAMETOOLONG,
+            Self::Range => errno::ERANGE,
+            Self::NoData => errno::ENODATA,
+            Self::TooManyLinks => errno::EMLINK,
+            Self::FileTooBig => errno::EFBIG,
         }
     }
 
@@ -56,6 +111,17 @@ impl EngineError {
             Self::NoMemory => "out of memory",
             Self::NoSpace => "no space left",
             Self::Invalid(reason) => reason,
+            Self::NotPermitted => "operation not permitted",
+            Self::NotFound => "no such file or directory",
+            Self::Exists => "file exists",
+            Self::NotDir => "not a directory",
+            Self::IsDir => "is a directory",
+            Self::NotEmpty => "directory not empty",
+            Self::NameTooLong => "name too long",
+            Self::Range => "out of range",
+            Self::NoData => "no such attribute",
+            Self::TooManyLinks => "too many links",
+            Self::FileTooBig => "file too large",
         }
     }
 }

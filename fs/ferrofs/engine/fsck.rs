@@ -14,6 +14,7 @@ use super::chunk::Kind;
 use super::dev::BlockDev;
 use super::error::{EngineError, EngineResult};
 use super::format::{self, item, tree_id, BLOCK_SIZE};
+use super::inode::{self, kind, Extent, ExtentKind, Inode};
 use super::key::Key;
 use super::map::U64Map;
 use super::mem::FVec;
@@ -104,6 +105,9 @@ pub fn check<D: BlockDev>(vol: &mut Volume<D>, repair: bool) -> EngineResult<Rep
     }
     // The cross-checks read trees that may themselves be damaged: what cannot be read is
     // reported (it was named above), and the check goes on.
+    if let Err(err) = check_fs_tree(vol, &mut expected, &mut report) {
+        note_corruption(&mut report, err)?;
+    }
     if let Err(err) = check_refcounts(vol, &expected, &mut report) {
         note_corruption(&mut report, err)?;
     }
@@ -238,7 +242,7 @@ fn check_refcounts<D: BlockDev>(
         v
     };
     let mut total_used = 0u64;
-    for &(logical, length, kind) in chunks.iter() {
+    for &(logical, length, _) in chunks.iter() {
         let mut used = 0u64;
         let mut key = Key::new(logical, item::BITMAP, 0);
         while let Some((k, v)) = vol.seek(tree_id::SPACE, &key, Direction::Forward)? {
@@ -265,8 +269,7 @@ fn check_refcounts<D: BlockDev>(
                     continue;
                 }
                 used = used.saturating_add(BLOCK);
-                // Data blocks are referenced from file extents (not walked yet).
-                if kind != Kind::Data && !expected.contains_key(block) {
+                if !expected.contains_key(block) {
                     report.add(
                         block,
                         0,
@@ -370,6 +373,154 @@ fn check_chunks<D: BlockDev>(vol: &mut Volume<D>, report: &mut Report) -> Engine
                 report.add(physical, devid, "device extents overlap", false)?;
             }
         }
+    }
+    Ok(())
+}
+
+/// What one inode's items say, gathered while walking the fs tree.
+#[derive(Default)]
+struct InodeFacts {
+    inode: Option<Inode>,
+    names: u64,
+    parents: FVec<u64>,
+    subdirs: u64,
+    entries: u64,
+    extent_end: u64,
+}
+
+/// Files and directories: link counts against names, directory entries against their
+/// index items and back references, extents (no overlaps, every data block with a checksum)
+/// and the data references they imply (added to `expected`).
+fn check_fs_tree<D: BlockDev>(
+    vol: &mut Volume<D>,
+    expected: &mut U64Map<u64>,
+    report: &mut Report,
+) -> EngineResult<()> {
+    let mut key = Key::MIN;
+    let mut facts = InodeFacts::default();
+    let mut current: Option<u64> = None;
+    while let Some((k, v)) = vol.seek(tree_id::FS, &key, Direction::Forward)? {
+        if current != Some(k.objectid) {
+            if let Some(ino) = current {
+                finish_inode(ino, &facts, report)?;
+            }
+            current = Some(k.objectid);
+            facts = InodeFacts::default();
+        }
+        let ino = k.objectid;
+        match k.kind {
+            kind::INODE => facts.inode = Some(Inode::decode(ino, &v, ino)?),
+            kind::INODE_REF => {
+                let refs = inode::decode_refs(&v, ino)?;
+                facts.names = facts.names.saturating_add(refs.len() as u64);
+                facts.parents.try_push(k.offset)?;
+                for (index, name) in refs.iter() {
+                    let entry =
+                        vol.lookup(tree_id::FS, &Key::new(k.offset, kind::DIR_INDEX, *index))?;
+                    let ok = entry
+                        .map(|e| inode::decode_dirents(&e, k.offset))
+                        .transpose()?
+                        .is_some_and(|e| {
+                            e.iter()
+                                .any(|(i, _, n)| *i == ino && n.as_slice() == name.as_slice())
+                        });
+                    if !ok {
+                        report.add(ino, 0, "back reference without its directory entry", false)?;
+                    }
+                }
+            }
+            kind::DIR_INDEX => {
+                facts.entries = facts.entries.saturating_add(1);
+                for (child, file_type, name) in inode::decode_dirents(&v, ino)?.iter() {
+                    if u32::from(*file_type) << 12 == inode::S_IFDIR {
+                        facts.subdirs = facts.subdirs.saturating_add(1);
+                    }
+                    let hashed = vol.lookup(
+                        tree_id::FS,
+                        &Key::new(ino, kind::DIR_ITEM, inode::name_hash(name)),
+                    )?;
+                    let ok = hashed
+                        .map(|h| inode::decode_dirents(&h, ino))
+                        .transpose()?
+                        .is_some_and(|h| {
+                            h.iter()
+                                .any(|(i, _, n)| i == child && n.as_slice() == name.as_slice())
+                        });
+                    if !ok {
+                        report.add(
+                            ino,
+                            0,
+                            "directory index entry without its name entry",
+                            false,
+                        )?;
+                    }
+                    if vol
+                        .lookup(tree_id::FS, &Key::new(*child, kind::INODE, 0))?
+                        .is_none()
+                    {
+                        report.add(ino, 0, "directory entry names a missing inode", false)?;
+                    }
+                }
+            }
+            kind::EXTENT_DATA => {
+                let e = Extent::decode(&v, ino)?;
+                if k.offset < facts.extent_end {
+                    report.add(ino, 0, "file extents overlap", false)?;
+                }
+                facts.extent_end = k.offset.saturating_add(e.len);
+                if e.kind != ExtentKind::Inline {
+                    let mut b = e.disk;
+                    while b < e.disk.saturating_add(e.len) {
+                        bump(expected, b)?;
+                        if e.kind == ExtentKind::Regular {
+                            let csum = Key::new(inode::CSUM_OBJECTID, inode::EXTENT_CSUM, b);
+                            if vol.lookup(tree_id::CSUM, &csum)?.is_none() {
+                                report.add(b, 0, "data block without a checksum", false)?;
+                            }
+                        }
+                        b = b.saturating_add(BLOCK);
+                    }
+                }
+            }
+            _ => {}
+        }
+        match k.successor() {
+            Some(next) => key = next,
+            None => break,
+        }
+    }
+    if let Some(ino) = current {
+        finish_inode(ino, &facts, report)?;
+    }
+    Ok(())
+}
+
+fn finish_inode(ino: u64, facts: &InodeFacts, report: &mut Report) -> EngineResult<()> {
+    let Some(inode) = facts.inode else {
+        return report.add(ino, 0, "items of an inode that does not exist", false);
+    };
+    if inode.is_dir() {
+        if u64::from(inode.nlink) != facts.subdirs.saturating_add(2) {
+            report.add(
+                ino,
+                0,
+                "directory link count differs from its subdirectories",
+                false,
+            )?;
+        }
+        if ino != inode::ROOT_INO && facts.names != 1 {
+            report.add(ino, 0, "directory without exactly one name", false)?;
+        }
+    } else if u64::from(inode.nlink) != facts.names {
+        report.add(
+            ino,
+            0,
+            "link count differs from the names of the inode",
+            false,
+        )?;
+    }
+    if ino != inode::ROOT_INO && facts.names == 0 {
+        report.add(ino, 0, "inode without a name (orphan)", false)?;
     }
     Ok(())
 }

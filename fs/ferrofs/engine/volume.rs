@@ -117,6 +117,22 @@ impl ChunkSpace {
         None
     }
 
+    /// Finds and marks up to `max` consecutive free blocks; returns the first and count.
+    fn take_run(&mut self, max: u64) -> Option<(u64, u64)> {
+        let first = self.take_free()?;
+        let mut count = 1u64;
+        while count < max {
+            let n = first.saturating_add(count);
+            if n >= self.blocks || self.get(n) {
+                break;
+            }
+            self.set(n, true);
+            count = count.saturating_add(1);
+        }
+        self.hint = first.saturating_add(count);
+        Some((first, count))
+    }
+
     fn free_blocks(&self) -> u64 {
         let used: u64 = self.bits.iter().map(|w| u64::from(w.count_ones())).sum();
         self.blocks.saturating_sub(used)
@@ -710,6 +726,111 @@ impl<D: BlockDev> Volume<D> {
         self.record_chunk(i)
     }
 
+    // ---- data blocks ----
+
+    /// Allocates up to `max` contiguous data blocks (at least one), each with a reference
+    /// count of one; returns the first block's address and how many were allocated.
+    pub fn alloc_data(&mut self, max: u64) -> EngineResult<(u64, u64)> {
+        let max = max.max(1);
+        for round in 0..2 {
+            for (chunk, space) in self.chunks.iter().zip(self.spaces.iter_mut()) {
+                if chunk.kind != Kind::Data {
+                    continue;
+                }
+                if let Some((n, count)) = space.take_run(max) {
+                    let start = chunk
+                        .logical
+                        .checked_add(n.saturating_mul(BLOCK))
+                        .ok_or(EngineError::NoSpace)?;
+                    for i in 0..count {
+                        self.add_ref(start.saturating_add(i.saturating_mul(BLOCK)), 1)?;
+                    }
+                    return Ok((start, count));
+                }
+            }
+            if round == 0 {
+                self.alloc_chunk(Kind::Data)?;
+            }
+        }
+        Err(EngineError::NoSpace)
+    }
+
+    /// Adds `delta` to the reference count of data block `block`.
+    pub fn data_ref(&mut self, block: u64, delta: i64) -> EngineResult<()> {
+        match self.chunk_index(block).and_then(|i| self.chunks.get(i)) {
+            Some(c) if c.kind == Kind::Data => self.add_ref(block, delta),
+            _ => Err(EngineError::Corrupt {
+                block,
+                reason: "file extent outside every data chunk",
+            }),
+        }
+    }
+
+    /// Writes whole data blocks at `logical` to every copy, and records their checksums.
+    pub fn write_data(&mut self, logical: u64, data: &[u8]) -> EngineResult<()> {
+        if data.len().checked_rem(BLOCK_SIZE as usize) != Some(0) {
+            return Err(EngineError::Invalid("data write of a partial block"));
+        }
+        for (i, block) in data.chunks(BLOCK_SIZE as usize).enumerate() {
+            let at = logical.saturating_add((i as u64).saturating_mul(BLOCK));
+            let copies = self.map_block(at)?;
+            for copy in copies.iter() {
+                if let Some(dev) = self.dev_mut(copy.devid) {
+                    dev.write(copy.physical, block)?;
+                }
+            }
+            let csum = super::crc32c::checksum(block);
+            self.insert(
+                tree_id::CSUM,
+                Key::new(super::inode::CSUM_OBJECTID, super::inode::EXTENT_CSUM, at),
+                &csum.to_le_bytes(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Reads data block `logical` into `buf` (4096 bytes), verifying its checksum and
+    /// falling back to the other copies, which are rewritten from a good one.
+    pub fn read_data(&mut self, logical: u64, buf: &mut [u8]) -> EngineResult<()> {
+        let key = Key::new(
+            super::inode::CSUM_OBJECTID,
+            super::inode::EXTENT_CSUM,
+            logical,
+        );
+        let want = self
+            .lookup(tree_id::CSUM, &key)?
+            .as_deref()
+            .and_then(|d| bytes::u32_at(d, 0))
+            .ok_or(EngineError::Corrupt {
+                block: logical,
+                reason: "data block without a checksum",
+            })?;
+        let copies = self.map_block(logical)?;
+        let mut bad: FVec<Copy> = FVec::new();
+        for copy in copies.iter() {
+            let Some(dev) = self.dev_mut(copy.devid) else {
+                continue;
+            };
+            if dev.read(copy.physical, buf).is_ok() && super::crc32c::checksum(buf) == want {
+                if !self.read_only {
+                    for b in bad.iter() {
+                        if let Some(dev) = self.dev_mut(b.devid) {
+                            if dev.write(b.physical, buf).is_ok() {
+                                self.repairs.try_push((logical, b.devid))?;
+                            }
+                        }
+                    }
+                }
+                return Ok(());
+            }
+            bad.try_push(*copy)?;
+        }
+        Err(EngineError::Corrupt {
+            block: logical,
+            reason: "data checksum mismatch on every copy",
+        })
+    }
+
     /// Free bytes in chunks of `kind` (not counting unallocated device space).
     pub fn free_bytes(&self, kind: Kind) -> u64 {
         self.chunks
@@ -750,6 +871,15 @@ impl<D: BlockDev> Volume<D> {
                 space.used_dirty = true;
                 self.pinned.try_push(block)?;
             }
+        }
+        let is_data = self.chunks.get(i).is_some_and(|c| c.kind == Kind::Data);
+        if is_data && old > 0 && new == 0 {
+            let key = Key::new(
+                super::inode::CSUM_OBJECTID,
+                super::inode::EXTENT_CSUM,
+                block,
+            );
+            self.remove(tree_id::CSUM, &key)?;
         }
         Ok(())
     }

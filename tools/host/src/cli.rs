@@ -108,3 +108,14 @@ pub fn find_signature(path: &str) -> std::io::Result<Option<&'static str>> {
     }
     Ok(None)
 }
+
+/// The current time.
+pub fn now() -> ferrofs_engine::inode::Timespec {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    ferrofs_engine::inode::Timespec {
+        sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nsec: d.subsec_nanos(),
+    }
+}

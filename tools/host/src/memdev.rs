@@ -328,7 +328,12 @@ pub fn devs(disks: &[MemDisk]) -> ferrofs_engine::mem::FVec<MemDev> {
     v
 }
 
-/// Makes a filesystem on in-memory disks with fixed UUIDs (for tests and benchmarks).
+/// Id of a tree that tests and benchmarks fill with arbitrary items (the fs tree only
+/// takes well-formed files and directories, which fsck checks).
+pub const TEST_TREE: u64 = 100;
+
+/// Makes a filesystem on in-memory disks with fixed UUIDs and an empty [`TEST_TREE`] (for
+/// tests and benchmarks).
 pub fn mkfs(
     disks: &[MemDisk],
     data: ferrofs_engine::chunk::Profile,
@@ -343,5 +348,8 @@ pub fn mkfs(
         fsid: *b"FERROFS-TEST-ID!",
         dev_uuids: &uuids,
     };
-    ferrofs_engine::volume::Volume::mkfs(devs(disks), &opts)
+    let mut vol = ferrofs_engine::volume::Volume::mkfs(devs(disks), &opts)?;
+    vol.create_tree(TEST_TREE)?;
+    vol.commit()?;
+    Ok(vol)
 }

@@ -9,18 +9,17 @@ use std::collections::BTreeMap;
 
 use ferrofs_engine::btree::Direction;
 use ferrofs_engine::chunk::Profile;
-use ferrofs_engine::format::tree_id;
 use ferrofs_engine::fsck;
 use ferrofs_engine::key::Key;
 use ferrofs_engine::volume::{MkfsOptions, Volume};
-use ferrofs_host::memdev::{crash_disks, devs, MemDev, MemDisk};
+use ferrofs_host::memdev::{crash_disks, devs, MemDev, MemDisk, TEST_TREE};
 
 type Model = BTreeMap<Key, Vec<u8>>;
 
 fn contents(vol: &mut Volume<MemDev>) -> Model {
     let mut out = BTreeMap::new();
     let mut key = Key::MIN;
-    while let Some((k, v)) = vol.seek(tree_id::FS, &key, Direction::Forward).unwrap() {
+    while let Some((k, v)) = vol.seek(TEST_TREE, &key, Direction::Forward).unwrap() {
         out.insert(k, v.to_vec());
         match k.successor() {
             Some(n) => key = n,
@@ -47,7 +46,9 @@ fn workload(
         fsid: [0x5a; 16],
         dev_uuids: &uuids,
     };
-    let vol = Volume::mkfs(devs(disks), &opts).unwrap();
+    let mut vol = Volume::mkfs(devs(disks), &opts).unwrap();
+    vol.create_tree(TEST_TREE).unwrap();
+    vol.commit().unwrap();
     drop(vol);
     MemDisk::freeze(disks);
     let mut vol = Volume::open(devs(disks), false).unwrap();
@@ -62,11 +63,11 @@ fn workload(
                 .wrapping_add(1442695040888963407);
             let key = Key::new(256 + (s >> 33) % 500, 1, (i % 3) as u64);
             if s % 4 == 0 {
-                vol.remove(tree_id::FS, &key).unwrap();
+                vol.remove(TEST_TREE, &key).unwrap();
                 model.remove(&key);
             } else {
                 let value = vec![(s >> 16) as u8; 20 + (s % 200) as usize];
-                vol.insert(tree_id::FS, key, &value).unwrap();
+                vol.insert(TEST_TREE, key, &value).unwrap();
                 model.insert(key, value);
             }
         }

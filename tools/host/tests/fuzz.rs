@@ -8,12 +8,12 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use ferrofs_engine::btree::Direction;
 use ferrofs_engine::chunk::Profile;
 use ferrofs_engine::crc32c;
-use ferrofs_engine::format::{tree_id, SUPERBLOCK_OFFSETS};
+use ferrofs_engine::format::SUPERBLOCK_OFFSETS;
 use ferrofs_engine::fsck;
 use ferrofs_engine::key::Key;
 use ferrofs_engine::node::Body;
 use ferrofs_engine::volume::Volume;
-use ferrofs_host::memdev::{self, crash_disks, devs, MemDisk};
+use ferrofs_host::memdev::{self, crash_disks, devs, MemDisk, TEST_TREE};
 
 /// Seeds of cases that found bugs (kept as regression tests).
 const REGRESSIONS: &[u64] = &[];
@@ -39,7 +39,7 @@ fn build() -> (Vec<MemDisk>, Vec<(usize, u64)>) {
     let mut vol = memdev::mkfs(&disks, Profile::Raid1, Profile::Raid1, b"fuzz").unwrap();
     for i in 0..600u64 {
         vol.insert(
-            tree_id::FS,
+            TEST_TREE,
             Key::new(256 + i / 3, (i % 3) as u8 + 1, i),
             &vec![i as u8; (i % 90) as usize],
         )
@@ -102,7 +102,7 @@ fn one_case(base: &[MemDisk], places: &[(usize, u64)], seed: u64) {
     let _ = fsck::check(&mut vol, rng.below(2) == 0);
     let mut key = Key::MIN;
     for _ in 0..2000 {
-        match vol.seek(tree_id::FS, &key, Direction::Forward) {
+        match vol.seek(TEST_TREE, &key, Direction::Forward) {
             Ok(Some((k, _))) => match k.successor() {
                 Some(n) => key = n,
                 None => break,
@@ -111,8 +111,8 @@ fn one_case(base: &[MemDisk], places: &[(usize, u64)], seed: u64) {
         }
     }
     for i in 0..50u64 {
-        let _ = vol.insert(tree_id::FS, Key::new(300 + i, 1, 0), b"after damage");
-        let _ = vol.remove(tree_id::FS, &Key::new(256 + i, 1, i * 3));
+        let _ = vol.insert(TEST_TREE, Key::new(300 + i, 1, 0), b"after damage");
+        let _ = vol.remove(TEST_TREE, &Key::new(256 + i, 1, i * 3));
     }
     let _ = vol.commit();
 }

@@ -5,11 +5,10 @@
 use std::collections::BTreeMap;
 
 use ferrofs_engine::chunk::{Kind, Profile};
-use ferrofs_engine::format::tree_id;
 use ferrofs_engine::fsck;
 use ferrofs_engine::key::Key;
 use ferrofs_engine::volume::Volume;
-use ferrofs_host::memdev::{self, devs, MemDev, MemDisk};
+use ferrofs_host::memdev::{self, devs, MemDev, MemDisk, TEST_TREE};
 
 const DISK: u64 = 256 << 20;
 
@@ -81,13 +80,13 @@ fn items_survive_commits_and_remounts() {
             let key = Key::new(256 + (seed >> 40) % 3000, 1, i % 7);
             if seed % 5 == 0 {
                 assert_eq!(
-                    vol.remove(tree_id::FS, &key).unwrap().map(|v| v.to_vec()),
+                    vol.remove(TEST_TREE, &key).unwrap().map(|v| v.to_vec()),
                     model.remove(&key)
                 );
             } else {
                 let value = vec![(seed >> 8) as u8; (seed % 300) as usize];
                 assert_eq!(
-                    vol.insert(tree_id::FS, key, &value)
+                    vol.insert(TEST_TREE, key, &value)
                         .unwrap()
                         .map(|v| v.to_vec()),
                     model.insert(key, value)
@@ -103,7 +102,7 @@ fn items_survive_commits_and_remounts() {
         let mut key = Key::MIN;
         let mut seen = BTreeMap::new();
         while let Some((k, v)) = vol
-            .seek(tree_id::FS, &key, ferrofs_engine::btree::Direction::Forward)
+            .seek(TEST_TREE, &key, ferrofs_engine::btree::Direction::Forward)
             .unwrap()
         {
             seen.insert(k, v.to_vec());
@@ -123,12 +122,12 @@ fn freed_blocks_are_reused_after_commit() {
     let free_before = vol.free_bytes(Kind::Metadata);
     for round in 0..50u64 {
         for i in 0..200u64 {
-            vol.insert(tree_id::FS, Key::new(i, 1, round), &[1u8; 200])
+            vol.insert(TEST_TREE, Key::new(i, 1, round), &[1u8; 200])
                 .unwrap();
         }
         vol.commit().unwrap();
         for i in 0..200u64 {
-            vol.remove(tree_id::FS, &Key::new(i, 1, round)).unwrap();
+            vol.remove(TEST_TREE, &Key::new(i, 1, round)).unwrap();
         }
         vol.commit().unwrap();
     }
@@ -145,7 +144,7 @@ fn freed_blocks_are_reused_after_commit() {
 
 fn metadata_block_offsets(vol: &Volume<MemDev>) -> Vec<(u64, u64, u64)> {
     // (logical, devid, physical) of every copy of the FS tree root block.
-    let root = vol.root(tree_id::FS).unwrap();
+    let root = vol.root(TEST_TREE).unwrap();
     vol.map_block(root)
         .unwrap()
         .iter()
@@ -158,7 +157,7 @@ fn a_flipped_byte_is_named_by_fsck_and_repaired_from_the_mirror() {
     let disks = new_disks(3);
     let mut vol = mkfs(&disks, Profile::Raid1, Profile::Raid1);
     for i in 0..50 {
-        vol.insert(tree_id::FS, Key::new(i, 1, 0), b"data").unwrap();
+        vol.insert(TEST_TREE, Key::new(i, 1, 0), b"data").unwrap();
     }
     vol.commit().unwrap();
     let copies = metadata_block_offsets(&vol);
@@ -177,7 +176,7 @@ fn a_flipped_byte_is_named_by_fsck_and_repaired_from_the_mirror() {
     );
     // Reads still work (the other copy), and repair fixes the bad copy.
     assert_eq!(
-        vol.lookup(tree_id::FS, &Key::new(3, 1, 0))
+        vol.lookup(TEST_TREE, &Key::new(3, 1, 0))
             .unwrap()
             .as_deref(),
         Some(&b"data"[..])
@@ -191,13 +190,13 @@ fn a_flipped_byte_is_named_by_fsck_and_repaired_from_the_mirror() {
 fn single_copy_corruption_fails_cleanly() {
     let disks = new_disks(1);
     let mut vol = mkfs(&disks, Profile::Single, Profile::Single);
-    vol.insert(tree_id::FS, Key::new(1, 1, 0), b"x").unwrap();
+    vol.insert(TEST_TREE, Key::new(1, 1, 0), b"x").unwrap();
     vol.commit().unwrap();
     let (logical, _, physical) = metadata_block_offsets(&vol)[0];
     drop(vol);
     disks[0].corrupt(physical + 100, 0x80);
     let mut vol = Volume::open(devs(&disks), false).unwrap();
-    let err = vol.lookup(tree_id::FS, &Key::new(1, 1, 0)).unwrap_err();
+    let err = vol.lookup(TEST_TREE, &Key::new(1, 1, 0)).unwrap_err();
     assert_eq!(
         err,
         ferrofs_engine::error::EngineError::Corrupt {
@@ -215,7 +214,7 @@ fn degraded_mount_reads_from_the_remaining_copies() {
     let disks = new_disks(3);
     let mut vol = mkfs(&disks, Profile::Raid1, Profile::Raid1);
     for i in 0..300 {
-        vol.insert(tree_id::FS, Key::new(i, 1, 0), &[i as u8; 100])
+        vol.insert(TEST_TREE, Key::new(i, 1, 0), &[i as u8; 100])
             .unwrap();
     }
     vol.commit().unwrap();
@@ -234,7 +233,7 @@ fn degraded_mount_reads_from_the_remaining_copies() {
         let mut vol = Volume::open(devs(&present), true).unwrap();
         for i in 0..300u64 {
             assert_eq!(
-                vol.lookup(tree_id::FS, &Key::new(i, 1, 0))
+                vol.lookup(TEST_TREE, &Key::new(i, 1, 0))
                     .unwrap()
                     .as_deref(),
                 Some(&[i as u8; 100][..])
@@ -253,7 +252,7 @@ fn large_tree_in_batches_stays_consistent() {
     let key = |i: u64| Key::new(i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 20, 1, i);
     let n = 700_000u64;
     for i in 0..n {
-        vol.insert(tree_id::FS, key(i), &i.to_le_bytes()).unwrap();
+        vol.insert(TEST_TREE, key(i), &i.to_le_bytes()).unwrap();
         if (i + 1) % 50_000 == 0 {
             vol.commit().unwrap();
             vol.trim_cache().unwrap();
@@ -270,7 +269,7 @@ fn large_tree_in_batches_stays_consistent() {
     }
     for i in (0..n).step_by(997) {
         assert_eq!(
-            vol.lookup(tree_id::FS, &key(i)).unwrap().as_deref(),
+            vol.lookup(TEST_TREE, &key(i)).unwrap().as_deref(),
             Some(&i.to_le_bytes()[..])
         );
     }
@@ -289,7 +288,7 @@ fn chunks_are_added_as_trees_grow_until_the_devices_are_full() {
         let mut committed = 0u64;
         let mut i = 0u64;
         let full = loop {
-            match vol.insert(tree_id::FS, key(i), &[7u8; 40]) {
+            match vol.insert(TEST_TREE, key(i), &[7u8; 40]) {
                 Ok(_) => {}
                 Err(e) => break e,
             }
@@ -323,10 +322,10 @@ fn chunks_are_added_as_trees_grow_until_the_devices_are_full() {
         );
         for j in (0..committed).step_by(101) {
             assert!(
-                vol.lookup(tree_id::FS, &key(j)).unwrap().is_some(),
+                vol.lookup(TEST_TREE, &key(j)).unwrap().is_some(),
                 "{profile:?}: item {j} lost"
             );
         }
-        assert!(vol.lookup(tree_id::FS, &key(committed)).unwrap().is_none());
+        assert!(vol.lookup(TEST_TREE, &key(committed)).unwrap().is_none());
     }
 }

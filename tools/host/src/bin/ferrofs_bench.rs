@@ -7,9 +7,8 @@
 use std::time::Instant;
 
 use ferrofs_engine::chunk::Profile;
-use ferrofs_engine::format::tree_id;
 use ferrofs_engine::key::Key;
-use ferrofs_host::memdev::{self, MemDisk, Op};
+use ferrofs_host::memdev::{self, MemDisk, Op, TEST_TREE};
 
 fn main() {
     let sizes: Vec<u64> = std::env::args()
@@ -54,7 +53,7 @@ fn bench(n: u64) {
     let mut commits = 0u64;
     let mut bytes_committed = 0u64;
     for i in 0..n {
-        if let Err(e) = vol.insert(tree_id::FS, key(i), &i.to_le_bytes()) {
+        if let Err(e) = vol.insert(TEST_TREE, key(i), &i.to_le_bytes()) {
             println!("{n:>10} insert failed at {i}: {e:?}");
             return;
         }
@@ -83,7 +82,7 @@ fn bench(n: u64) {
     let start = Instant::now();
     for i in 0..lookups {
         let j = i.wrapping_mul(7919) % n;
-        match vol.lookup(tree_id::FS, &key(j)) {
+        match vol.lookup(TEST_TREE, &key(j)) {
             Ok(Some(_)) => {}
             other => {
                 println!("{n:>10} lookup of item {j} failed: {other:?}");

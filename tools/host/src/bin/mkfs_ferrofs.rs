@@ -5,7 +5,8 @@
 use std::process::ExitCode;
 
 use ferrofs_engine::chunk::Profile;
-use ferrofs_engine::volume::{MkfsOptions, Volume};
+use ferrofs_engine::fs::Fs;
+use ferrofs_engine::volume::MkfsOptions;
 use ferrofs_host::cli;
 
 const USAGE: &str = "\
@@ -88,7 +89,8 @@ fn run() -> Result<(), String> {
         fsid,
         dev_uuids: &dev_uuids,
     };
-    let vol = Volume::mkfs(devs, &opts).map_err(|e| cli::describe(&e))?;
+    let fs = Fs::mkfs(devs, &opts, cli::now()).map_err(|e| cli::describe(&e))?;
+    let vol = &fs.vol;
     println!("Label:       {label}");
     println!("UUID:        {}", cli::format_uuid(&fsid));
     println!("Data:        {}", data.name());

@@ -1,0 +1,1093 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The filesystem API the kernel (and the tools and tests) call: files, directories,
+//! links, attributes and data, as items of the fs tree over a [`Volume`].
+//!
+//! Every call changes the running transaction; [`Fs::sync`] commits it. Errors map to the
+//! errno a POSIX filesystem returns for the same case. File data is copy-on-write in whole
+//! 4096-byte blocks: a write puts new blocks in place of the old ones, whose references
+//! are dropped, so a crash leaves the data of the last commit.
+
+use super::btree::Direction;
+use super::dev::BlockDev;
+use super::error::{EngineError, EngineResult};
+use super::format::{tree_id, BLOCK_SIZE};
+use super::inode::{
+    self, check_name, kind, name_hash, DirEntry, Extent, ExtentKind, Inode, Timespec, ROOT_INO,
+    S_IFDIR, S_IFLNK, S_IFMT, S_IFREG,
+};
+use super::key::Key;
+use super::mem::{self, FVec};
+use super::volume::{MkfsOptions, OpenOptions, Volume};
+
+const BLOCK: u64 = BLOCK_SIZE as u64;
+
+/// Largest file size: keeps every byte offset and block count far from overflow.
+pub const MAX_FILE_SIZE: u64 = 1 << 50;
+
+/// Most blocks one extent covers.
+const MAX_EXTENT_BLOCKS: u64 = 32 * 1024;
+
+/// Largest hard link count.
+pub const LINK_MAX: u32 = 65_000;
+
+/// `rename` flag: fail if the target exists.
+pub const RENAME_NOREPLACE: u32 = 1;
+/// `rename` flag: swap source and target atomically.
+pub const RENAME_EXCHANGE: u32 = 2;
+
+/// Attributes to change in [`Fs::setattr`]; `None` leaves a field alone.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SetAttr {
+    /// Permission bits (the type bits are kept).
+    pub mode: Option<u32>,
+    /// Owner.
+    pub uid: Option<u32>,
+    /// Group.
+    pub gid: Option<u32>,
+    /// Size: shrinking drops data past it, growing reads as zeros.
+    pub size: Option<u64>,
+    /// Access time.
+    pub atime: Option<Timespec>,
+    /// Modification time.
+    pub mtime: Option<Timespec>,
+}
+
+/// Owner of a new inode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Owner {
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+}
+
+/// Filesystem statistics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatFs {
+    /// Block size.
+    pub block_size: u32,
+    /// Bytes of all devices.
+    pub total_bytes: u64,
+    /// Bytes files could still be given (free data space, by the data profile).
+    pub free_bytes: u64,
+    /// Highest inode number handed out.
+    pub inodes: u64,
+}
+
+/// A mounted filesystem.
+pub struct Fs<D: BlockDev> {
+    /// The volume underneath.
+    pub vol: Volume<D>,
+    next_ino: u64,
+}
+
+fn type_of(mode: u32) -> u8 {
+    // The type bits shifted down, as DT_* values: 4 bits, always fits.
+    ((mode & S_IFMT) >> 12) as u8
+}
+
+fn ikey(ino: u64) -> Key {
+    Key::new(ino, kind::INODE, 0)
+}
+
+impl<D: BlockDev> Fs<D> {
+    /// Formats `devs` and creates the root directory (mode 0755, owned by root).
+    pub fn mkfs(devs: FVec<D>, opts: &MkfsOptions<'_>, now: Timespec) -> EngineResult<Self> {
+        let mut fs = Self {
+            vol: Volume::mkfs(devs, opts)?,
+            next_ino: ROOT_INO.saturating_add(1),
+        };
+        let root = Inode {
+            ino: ROOT_INO,
+            mode: S_IFDIR | 0o755,
+            nlink: 2,
+            atime: now,
+            mtime: now,
+            ctime: now,
+            btime: now,
+            generation: fs.vol.generation(),
+            next_index: 2,
+            ..Inode::default()
+        };
+        fs.put_inode(&root)?;
+        fs.vol.commit()?;
+        Ok(fs)
+    }
+
+    /// Mounts a filesystem.
+    pub fn open(devs: FVec<D>, opts: OpenOptions) -> EngineResult<Self> {
+        let mut vol = Volume::open_with(devs, opts)?;
+        let last = vol.seek(tree_id::FS, &Key::MAX, Direction::Backward)?;
+        let next_ino = last
+            .map_or(ROOT_INO, |(k, _)| k.objectid)
+            .max(ROOT_INO)
+            .saturating_add(1);
+        let mut fs = Self { vol, next_ino };
+        let root = fs.getattr(ROOT_INO)?;
+        if !root.is_dir() {
+            return Err(EngineError::Corrupt {
+                block: 0,
+                reason: "root inode is not a directory",
+            });
+        }
+        Ok(fs)
+    }
+
+    /// Commits everything done so far.
+    pub fn sync(&mut self) -> EngineResult<()> {
+        self.vol.commit()
+    }
+
+    // ---- inodes ----
+
+    /// The inode `ino`.
+    pub fn getattr(&mut self, ino: u64) -> EngineResult<Inode> {
+        let data = self
+            .vol
+            .lookup(tree_id::FS, &ikey(ino))?
+            .ok_or(EngineError::NotFound)?;
+        let root = self.vol.root(tree_id::FS).unwrap_or(0);
+        Inode::decode(ino, &data, root)
+    }
+
+    fn put_inode(&mut self, inode: &Inode) -> EngineResult<()> {
+        self.vol
+            .insert(tree_id::FS, ikey(inode.ino), &inode.encode())?;
+        Ok(())
+    }
+
+    fn dir(&mut self, ino: u64) -> EngineResult<Inode> {
+        let inode = self.getattr(ino)?;
+        if !inode.is_dir() {
+            return Err(EngineError::NotDir);
+        }
+        Ok(inode)
+    }
+
+    // ---- directory entries ----
+
+    /// The inode `name` names in directory `dir`, if any.
+    pub fn lookup(&mut self, dir: u64, name: &[u8]) -> EngineResult<Option<u64>> {
+        self.dir(dir)?;
+        check_name(name)?;
+        Ok(self.find_entry(dir, name)?.map(|(ino, _)| ino))
+    }
+
+    /// (ino, type) of `name` in `dir`.
+    fn find_entry(&mut self, dir: u64, name: &[u8]) -> EngineResult<Option<(u64, u8)>> {
+        let key = Key::new(dir, kind::DIR_ITEM, name_hash(name));
+        let Some(data) = self.vol.lookup(tree_id::FS, &key)? else {
+            return Ok(None);
+        };
+        let entries = inode::decode_dirents(&data, dir)?;
+        Ok(entries
+            .iter()
+            .find(|(_, _, n)| n.as_slice() == name)
+            .map(|(ino, t, _)| (*ino, *t)))
+    }
+
+    /// Adds entry `name` -> `ino` to `dir` (which must not have it), with back reference.
+    fn add_entry(
+        &mut self,
+        dir: &mut Inode,
+        name: &[u8],
+        ino: u64,
+        file_type: u8,
+    ) -> EngineResult<()> {
+        let index = dir.next_index;
+        dir.next_index = index.checked_add(1).ok_or(EngineError::NoSpace)?;
+        let hkey = Key::new(dir.ino, kind::DIR_ITEM, name_hash(name));
+        let mut list = self.vol.lookup(tree_id::FS, &hkey)?.unwrap_or_default();
+        inode::encode_dirent(&mut list, ino, file_type, name)?;
+        if list.len() > super::node::MAX_ITEM_DATA {
+            return Err(EngineError::NoSpace);
+        }
+        self.vol.insert(tree_id::FS, hkey, &list)?;
+        let mut one = FVec::new();
+        inode::encode_dirent(&mut one, ino, file_type, name)?;
+        self.vol
+            .insert(tree_id::FS, Key::new(dir.ino, kind::DIR_INDEX, index), &one)?;
+        let rkey = Key::new(ino, kind::INODE_REF, dir.ino);
+        let mut refs = self.vol.lookup(tree_id::FS, &rkey)?.unwrap_or_default();
+        inode::encode_ref(&mut refs, index, name)?;
+        if refs.len() > super::node::MAX_ITEM_DATA {
+            return Err(EngineError::TooManyLinks);
+        }
+        self.vol.insert(tree_id::FS, rkey, &refs)?;
+        dir.size = dir
+            .size
+            .saturating_add((name.len() as u64).saturating_mul(2));
+        Ok(())
+    }
+
+    /// Removes entry `name` (naming `ino`) from `dir`, with its back reference.
+    fn remove_entry(&mut self, dir: &mut Inode, name: &[u8], ino: u64) -> EngineResult<()> {
+        let hkey = Key::new(dir.ino, kind::DIR_ITEM, name_hash(name));
+        let data = self
+            .vol
+            .lookup(tree_id::FS, &hkey)?
+            .ok_or(EngineError::NotFound)?;
+        let mut rest = FVec::new();
+        for (i, t, n) in inode::decode_dirents(&data, dir.ino)?.iter() {
+            if n.as_slice() != name {
+                inode::encode_dirent(&mut rest, *i, *t, n)?;
+            }
+        }
+        if rest.is_empty() {
+            self.vol.remove(tree_id::FS, &hkey)?;
+        } else {
+            self.vol.insert(tree_id::FS, hkey, &rest)?;
+        }
+        let rkey = Key::new(ino, kind::INODE_REF, dir.ino);
+        let data = self
+            .vol
+            .lookup(tree_id::FS, &rkey)?
+            .ok_or(EngineError::Corrupt {
+                block: ino,
+                reason: "directory entry without a back reference",
+            })?;
+        let mut index = None;
+        let mut refs = FVec::new();
+        for (idx, n) in inode::decode_refs(&data, ino)?.iter() {
+            if index.is_none() && n.as_slice() == name {
+                index = Some(*idx);
+            } else {
+                inode::encode_ref(&mut refs, *idx, n)?;
+            }
+        }
+        let index = index.ok_or(EngineError::Corrupt {
+            block: ino,
+            reason: "directory entry without a back reference",
+        })?;
+        if refs.is_empty() {
+            self.vol.remove(tree_id::FS, &rkey)?;
+        } else {
+            self.vol.insert(tree_id::FS, rkey, &refs)?;
+        }
+        self.vol
+            .remove(tree_id::FS, &Key::new(dir.ino, kind::DIR_INDEX, index))?;
+        dir.size = dir
+            .size
+            .saturating_sub((name.len() as u64).saturating_mul(2));
+        Ok(())
+    }
+
+    /// Entries of `dir` at positions `pos` and after, at most `max` of them.
+    pub fn readdir(&mut self, dir: u64, pos: u64, max: usize) -> EngineResult<FVec<DirEntry>> {
+        self.dir(dir)?;
+        let mut out = FVec::new();
+        let mut key = Key::new(dir, kind::DIR_INDEX, pos);
+        while out.len() < max {
+            let Some((k, v)) = self.vol.seek(tree_id::FS, &key, Direction::Forward)? else {
+                break;
+            };
+            if k.objectid != dir || k.kind != kind::DIR_INDEX {
+                break;
+            }
+            let mut entries = inode::decode_dirents(&v, dir)?;
+            let (ino, file_type, name) = entries.pop().ok_or(EngineError::Corrupt {
+                block: dir,
+                reason: "empty directory index item",
+            })?;
+            out.try_push(DirEntry {
+                ino,
+                file_type,
+                index: k.offset,
+                name,
+            })?;
+            match k.successor() {
+                Some(n) => key = n,
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    fn is_empty_dir(&mut self, dir: u64) -> EngineResult<bool> {
+        Ok(self.readdir(dir, 0, 1)?.is_empty())
+    }
+
+    // ---- creating and removing ----
+
+    fn new_object(
+        &mut self,
+        dir: u64,
+        name: &[u8],
+        mode: u32,
+        rdev: u64,
+        owner: Owner,
+        now: Timespec,
+    ) -> EngineResult<(Inode, Inode)> {
+        let mut parent = self.dir(dir)?;
+        check_name(name)?;
+        if self.find_entry(dir, name)?.is_some() {
+            return Err(EngineError::Exists);
+        }
+        let ino = self.next_ino;
+        self.next_ino = ino.checked_add(1).ok_or(EngineError::NoSpace)?;
+        let is_dir = mode & S_IFMT == S_IFDIR;
+        let inode = Inode {
+            ino,
+            mode,
+            uid: owner.uid,
+            gid: owner.gid,
+            nlink: if is_dir { 2 } else { 1 },
+            atime: now,
+            mtime: now,
+            ctime: now,
+            btime: now,
+            generation: self.vol.generation(),
+            rdev,
+            next_index: 2,
+            ..Inode::default()
+        };
+        if is_dir {
+            if parent.nlink >= LINK_MAX {
+                return Err(EngineError::TooManyLinks);
+            }
+            parent.nlink = parent.nlink.saturating_add(1);
+        }
+        self.add_entry(&mut parent, name, ino, type_of(mode))?;
+        parent.mtime = now;
+        parent.ctime = now;
+        self.put_inode(&inode)?;
+        self.put_inode(&parent)?;
+        Ok((inode, parent))
+    }
+
+    /// Creates a regular file, device node, FIFO or socket (`mode` carries the type).
+    pub fn create(
+        &mut self,
+        dir: u64,
+        name: &[u8],
+        mode: u32,
+        rdev: u64,
+        owner: Owner,
+        now: Timespec,
+    ) -> EngineResult<Inode> {
+        let mode = if mode & S_IFMT == 0 {
+            mode | S_IFREG
+        } else {
+            mode
+        };
+        if matches!(mode & S_IFMT, S_IFDIR | S_IFLNK) {
+            return Err(EngineError::Invalid("create of a directory or symlink"));
+        }
+        Ok(self.new_object(dir, name, mode, rdev, owner, now)?.0)
+    }
+
+    /// Creates a directory.
+    pub fn mkdir(
+        &mut self,
+        dir: u64,
+        name: &[u8],
+        perm: u32,
+        owner: Owner,
+        now: Timespec,
+    ) -> EngineResult<Inode> {
+        Ok(self
+            .new_object(dir, name, S_IFDIR | (perm & 0o7777), 0, owner, now)?
+            .0)
+    }
+
+    /// Creates a symbolic link to `target`.
+    pub fn symlink(
+        &mut self,
+        dir: u64,
+        name: &[u8],
+        target: &[u8],
+        owner: Owner,
+        now: Timespec,
+    ) -> EngineResult<Inode> {
+        if target.is_empty() || target.contains(&0) {
+            return Err(EngineError::Invalid("invalid symlink target"));
+        }
+        if target.len() > inode::SYMLINK_MAX {
+            return Err(EngineError::NameTooLong);
+        }
+        let (mut inode, _) = self.new_object(dir, name, S_IFLNK | 0o777, 0, owner, now)?;
+        let mut value = FVec::new();
+        value.try_push(0)?;
+        value.try_extend_from_slice(target)?;
+        self.vol.insert(
+            tree_id::FS,
+            Key::new(inode.ino, kind::EXTENT_DATA, 0),
+            &value,
+        )?;
+        inode.size = target.len() as u64;
+        self.put_inode(&inode)?;
+        Ok(inode)
+    }
+
+    /// The target of symbolic link `ino`.
+    pub fn readlink(&mut self, ino: u64) -> EngineResult<FVec<u8>> {
+        let inode = self.getattr(ino)?;
+        if inode.file_type() != S_IFLNK {
+            return Err(EngineError::Invalid("not a symlink"));
+        }
+        let data = self
+            .vol
+            .lookup(tree_id::FS, &Key::new(ino, kind::EXTENT_DATA, 0))?
+            .ok_or(EngineError::Corrupt {
+                block: ino,
+                reason: "symlink without a target",
+            })?;
+        match data.split_first() {
+            Some((0, target)) => FVec::try_from_slice(target),
+            _ => Err(EngineError::Corrupt {
+                block: ino,
+                reason: "symlink target is not inline",
+            }),
+        }
+    }
+
+    /// Adds the name `name` in `dir` for inode `ino` (not a directory).
+    pub fn link(&mut self, ino: u64, dir: u64, name: &[u8], now: Timespec) -> EngineResult<Inode> {
+        let mut inode = self.getattr(ino)?;
+        if inode.is_dir() {
+            return Err(EngineError::NotPermitted);
+        }
+        if inode.nlink >= LINK_MAX {
+            return Err(EngineError::TooManyLinks);
+        }
+        let mut parent = self.dir(dir)?;
+        check_name(name)?;
+        if self.find_entry(dir, name)?.is_some() {
+            return Err(EngineError::Exists);
+        }
+        self.add_entry(&mut parent, name, ino, type_of(inode.mode))?;
+        inode.nlink = inode.nlink.saturating_add(1);
+        inode.ctime = now;
+        parent.mtime = now;
+        parent.ctime = now;
+        self.put_inode(&inode)?;
+        self.put_inode(&parent)?;
+        Ok(inode)
+    }
+
+    /// Removes the name `name` (not a directory) from `dir`; the inode goes with its last
+    /// name. Returns the inode as it is after.
+    pub fn unlink(&mut self, dir: u64, name: &[u8], now: Timespec) -> EngineResult<Inode> {
+        let mut parent = self.dir(dir)?;
+        check_name(name)?;
+        let (ino, _) = self.find_entry(dir, name)?.ok_or(EngineError::NotFound)?;
+        let mut inode = self.getattr(ino)?;
+        if inode.is_dir() {
+            return Err(EngineError::IsDir);
+        }
+        self.remove_entry(&mut parent, name, ino)?;
+        parent.mtime = now;
+        parent.ctime = now;
+        self.put_inode(&parent)?;
+        inode.nlink = inode.nlink.saturating_sub(1);
+        inode.ctime = now;
+        if inode.nlink == 0 {
+            self.delete_inode(ino)?;
+        } else {
+            self.put_inode(&inode)?;
+        }
+        Ok(inode)
+    }
+
+    /// Removes the empty directory `name` from `dir`.
+    pub fn rmdir(&mut self, dir: u64, name: &[u8], now: Timespec) -> EngineResult<()> {
+        let mut parent = self.dir(dir)?;
+        check_name(name)?;
+        let (ino, _) = self.find_entry(dir, name)?.ok_or(EngineError::NotFound)?;
+        let child = self.getattr(ino)?;
+        if !child.is_dir() {
+            return Err(EngineError::NotDir);
+        }
+        if !self.is_empty_dir(ino)? {
+            return Err(EngineError::NotEmpty);
+        }
+        self.remove_entry(&mut parent, name, ino)?;
+        parent.nlink = parent.nlink.saturating_sub(1);
+        parent.mtime = now;
+        parent.ctime = now;
+        self.put_inode(&parent)?;
+        self.delete_inode(ino)
+    }
+
+    /// Drops every item of inode `ino` and the references of its data.
+    fn delete_inode(&mut self, ino: u64) -> EngineResult<()> {
+        self.drop_extents(ino, 0, u64::MAX)?;
+        while let Some((k, _)) =
+            self.vol
+                .seek(tree_id::FS, &Key::new(ino, 0, 0), Direction::Forward)?
+        {
+            if k.objectid != ino {
+                break;
+            }
+            self.vol.remove(tree_id::FS, &k)?;
+        }
+        Ok(())
+    }
+
+    /// Whether directory `ancestor` is `dir` or one of its ancestors.
+    fn is_ancestor(&mut self, ancestor: u64, dir: u64) -> EngineResult<bool> {
+        let mut cur = dir;
+        for _ in 0..4096 {
+            if cur == ancestor {
+                return Ok(true);
+            }
+            if cur == ROOT_INO {
+                return Ok(false);
+            }
+            let parent = self.vol.seek(
+                tree_id::FS,
+                &Key::new(cur, kind::INODE_REF, 0),
+                Direction::Forward,
+            )?;
+            match parent {
+                Some((k, _)) if k.objectid == cur && k.kind == kind::INODE_REF => cur = k.offset,
+                _ => {
+                    return Err(EngineError::Corrupt {
+                        block: cur,
+                        reason: "directory without a parent",
+                    })
+                }
+            }
+        }
+        Err(EngineError::Corrupt {
+            block: dir,
+            reason: "directory loop",
+        })
+    }
+
+    /// Renames `sname` in `sdir` to `dname` in `ddir`, with `RENAME_NOREPLACE` or
+    /// `RENAME_EXCHANGE` semantics when asked.
+    pub fn rename(
+        &mut self,
+        sdir: u64,
+        sname: &[u8],
+        ddir: u64,
+        dname: &[u8],
+        flags: u32,
+        now: Timespec,
+    ) -> EngineResult<()> {
+        if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE) != 0
+            || flags == RENAME_NOREPLACE | RENAME_EXCHANGE
+        {
+            return Err(EngineError::Invalid("bad rename flags"));
+        }
+        check_name(sname)?;
+        check_name(dname)?;
+        self.dir(sdir)?;
+        self.dir(ddir)?;
+        let (sino, stype) = self.find_entry(sdir, sname)?.ok_or(EngineError::NotFound)?;
+        let target = self.find_entry(ddir, dname)?;
+        let src = self.getattr(sino)?;
+        if src.is_dir() && sdir != ddir && self.is_ancestor(sino, ddir)? {
+            return Err(EngineError::Invalid("cannot move a directory into itself"));
+        }
+        if flags & RENAME_EXCHANGE != 0 {
+            let (tino, ttype) = target.ok_or(EngineError::NotFound)?;
+            let dst = self.getattr(tino)?;
+            if dst.is_dir() && sdir != ddir && self.is_ancestor(tino, sdir)? {
+                return Err(EngineError::Invalid("cannot move a directory into itself"));
+            }
+            if sino == tino {
+                return Ok(());
+            }
+            return self.exchange(sdir, sname, sino, stype, ddir, dname, tino, ttype, now);
+        }
+        if let Some((tino, _)) = target {
+            if flags & RENAME_NOREPLACE != 0 {
+                return Err(EngineError::Exists);
+            }
+            if tino == sino {
+                // Two names of one inode: POSIX says do nothing.
+                return Ok(());
+            }
+            let dst = self.getattr(tino)?;
+            match (src.is_dir(), dst.is_dir()) {
+                (true, false) => return Err(EngineError::NotDir),
+                (false, true) => return Err(EngineError::IsDir),
+                (true, true) => {
+                    if !self.is_empty_dir(tino)? {
+                        return Err(EngineError::NotEmpty);
+                    }
+                    self.rmdir(ddir, dname, now)?;
+                }
+                (false, false) => {
+                    self.unlink(ddir, dname, now)?;
+                }
+            }
+        }
+        let mut from = self.getattr(sdir)?;
+        self.remove_entry(&mut from, sname, sino)?;
+        from.mtime = now;
+        from.ctime = now;
+        if sdir == ddir {
+            self.add_entry(&mut from, dname, sino, stype)?;
+            self.put_inode(&from)?;
+        } else {
+            let mut to = self.getattr(ddir)?;
+            if src.is_dir() {
+                if to.nlink >= LINK_MAX {
+                    return Err(EngineError::TooManyLinks);
+                }
+                from.nlink = from.nlink.saturating_sub(1);
+                to.nlink = to.nlink.saturating_add(1);
+            }
+            self.add_entry(&mut to, dname, sino, stype)?;
+            to.mtime = now;
+            to.ctime = now;
+            self.put_inode(&from)?;
+            self.put_inode(&to)?;
+        }
+        let mut moved = self.getattr(sino)?;
+        moved.ctime = now;
+        self.put_inode(&moved)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn exchange(
+        &mut self,
+        sdir: u64,
+        sname: &[u8],
+        sino: u64,
+        stype: u8,
+        ddir: u64,
+        dname: &[u8],
+        tino: u64,
+        ttype: u8,
+        now: Timespec,
+    ) -> EngineResult<()> {
+        let s_is_dir = self.getattr(sino)?.is_dir();
+        let t_is_dir = self.getattr(tino)?.is_dir();
+        let mut a = self.getattr(sdir)?;
+        self.remove_entry(&mut a, sname, sino)?;
+        if sdir == ddir {
+            self.remove_entry(&mut a, dname, tino)?;
+            self.add_entry(&mut a, sname, tino, ttype)?;
+            self.add_entry(&mut a, dname, sino, stype)?;
+            a.mtime = now;
+            a.ctime = now;
+            self.put_inode(&a)?;
+        } else {
+            let mut b = self.getattr(ddir)?;
+            self.remove_entry(&mut b, dname, tino)?;
+            self.add_entry(&mut a, sname, tino, ttype)?;
+            self.add_entry(&mut b, dname, sino, stype)?;
+            // A directory moving across parents takes its ".." link with it.
+            if s_is_dir && !t_is_dir {
+                a.nlink = a.nlink.saturating_sub(1);
+                b.nlink = b.nlink.saturating_add(1);
+            } else if t_is_dir && !s_is_dir {
+                b.nlink = b.nlink.saturating_sub(1);
+                a.nlink = a.nlink.saturating_add(1);
+            }
+            for d in [&mut a, &mut b] {
+                d.mtime = now;
+                d.ctime = now;
+            }
+            self.put_inode(&a)?;
+            self.put_inode(&b)?;
+        }
+        for ino in [sino, tino] {
+            let mut i = self.getattr(ino)?;
+            i.ctime = now;
+            self.put_inode(&i)?;
+        }
+        Ok(())
+    }
+
+    // ---- attributes ----
+
+    /// Changes attributes of `ino` (ctime becomes `now`); returns the new inode.
+    pub fn setattr(&mut self, ino: u64, attr: &SetAttr, now: Timespec) -> EngineResult<Inode> {
+        if let Some(size) = attr.size {
+            self.truncate(ino, size, now)?;
+        }
+        let mut inode = self.getattr(ino)?;
+        if let Some(mode) = attr.mode {
+            inode.mode = (inode.mode & S_IFMT) | (mode & 0o7777);
+        }
+        if let Some(uid) = attr.uid {
+            inode.uid = uid;
+        }
+        if let Some(gid) = attr.gid {
+            inode.gid = gid;
+        }
+        if let Some(t) = attr.atime {
+            inode.atime = t;
+        }
+        if let Some(t) = attr.mtime {
+            inode.mtime = t;
+        }
+        inode.ctime = now;
+        self.put_inode(&inode)?;
+        Ok(inode)
+    }
+
+    /// Sets extended attribute `name` of `ino` to `value`.
+    pub fn set_xattr(
+        &mut self,
+        ino: u64,
+        name: &[u8],
+        value: &[u8],
+        now: Timespec,
+    ) -> EngineResult<()> {
+        if name.is_empty() || name.contains(&0) {
+            return Err(EngineError::Invalid("invalid attribute name"));
+        }
+        if name.len() > inode::NAME_MAX {
+            return Err(EngineError::NameTooLong);
+        }
+        if value.len() > inode::XATTR_VALUE_MAX {
+            return Err(EngineError::Range);
+        }
+        let mut node = self.getattr(ino)?;
+        let key = Key::new(ino, kind::XATTR, name_hash(name));
+        let mut out = FVec::new();
+        if let Some(data) = self.vol.lookup(tree_id::FS, &key)? {
+            for (n, v) in inode::decode_xattrs(&data, ino)?.iter() {
+                if n.as_slice() != name {
+                    inode::encode_xattr(&mut out, n, v)?;
+                }
+            }
+        }
+        inode::encode_xattr(&mut out, name, value)?;
+        if out.len() > super::node::MAX_ITEM_DATA {
+            return Err(EngineError::NoSpace);
+        }
+        self.vol.insert(tree_id::FS, key, &out)?;
+        node.ctime = now;
+        self.put_inode(&node)
+    }
+
+    /// The value of extended attribute `name` of `ino`.
+    pub fn get_xattr(&mut self, ino: u64, name: &[u8]) -> EngineResult<FVec<u8>> {
+        self.getattr(ino)?;
+        let key = Key::new(ino, kind::XATTR, name_hash(name));
+        let data = self
+            .vol
+            .lookup(tree_id::FS, &key)?
+            .ok_or(EngineError::NoData)?;
+        let mut all = inode::decode_xattrs(&data, ino)?;
+        while let Some((n, v)) = all.pop() {
+            if n.as_slice() == name {
+                return Ok(v);
+            }
+        }
+        Err(EngineError::NoData)
+    }
+
+    /// The names of the extended attributes of `ino`, each followed by a NUL.
+    pub fn list_xattr(&mut self, ino: u64) -> EngineResult<FVec<u8>> {
+        self.getattr(ino)?;
+        let mut out = FVec::new();
+        let mut key = Key::new(ino, kind::XATTR, 0);
+        while let Some((k, v)) = self.vol.seek(tree_id::FS, &key, Direction::Forward)? {
+            if k.objectid != ino || k.kind != kind::XATTR {
+                break;
+            }
+            for (n, _) in inode::decode_xattrs(&v, ino)?.iter() {
+                out.try_extend_from_slice(n)?;
+                out.try_push(0)?;
+            }
+            match k.successor() {
+                Some(n) => key = n,
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes extended attribute `name` of `ino`.
+    pub fn remove_xattr(&mut self, ino: u64, name: &[u8], now: Timespec) -> EngineResult<()> {
+        let mut node = self.getattr(ino)?;
+        let key = Key::new(ino, kind::XATTR, name_hash(name));
+        let data = self
+            .vol
+            .lookup(tree_id::FS, &key)?
+            .ok_or(EngineError::NoData)?;
+        let mut out = FVec::new();
+        let mut found = false;
+        for (n, v) in inode::decode_xattrs(&data, ino)?.iter() {
+            if n.as_slice() == name {
+                found = true;
+            } else {
+                inode::encode_xattr(&mut out, n, v)?;
+            }
+        }
+        if !found {
+            return Err(EngineError::NoData);
+        }
+        if out.is_empty() {
+            self.vol.remove(tree_id::FS, &key)?;
+        } else {
+            self.vol.insert(tree_id::FS, key, &out)?;
+        }
+        node.ctime = now;
+        self.put_inode(&node)
+    }
+
+    // ---- data ----
+
+    /// The extent of `ino` that covers byte `pos`, or the next one after it:
+    /// (file offset, extent).
+    fn extent_at_or_after(&mut self, ino: u64, pos: u64) -> EngineResult<Option<(u64, Extent)>> {
+        let root = self.vol.root(tree_id::FS).unwrap_or(0);
+        let before = self.vol.seek(
+            tree_id::FS,
+            &Key::new(ino, kind::EXTENT_DATA, pos),
+            Direction::Backward,
+        )?;
+        if let Some((k, v)) = before {
+            if k.objectid == ino && k.kind == kind::EXTENT_DATA {
+                let e = Extent::decode(&v, root)?;
+                if k.offset.saturating_add(e.len) > pos {
+                    return Ok(Some((k.offset, e)));
+                }
+            }
+        }
+        let after = self.vol.seek(
+            tree_id::FS,
+            &Key::new(ino, kind::EXTENT_DATA, pos),
+            Direction::Forward,
+        )?;
+        match after {
+            Some((k, v)) if k.objectid == ino && k.kind == kind::EXTENT_DATA => {
+                Ok(Some((k.offset, Extent::decode(&v, root)?)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Removes the extents (or the parts of them) of `ino` in `[start, end)`, dropping the
+    /// references of the blocks they covered. Returns the bytes of extents removed.
+    fn drop_extents(&mut self, ino: u64, start: u64, end: u64) -> EngineResult<u64> {
+        let mut dropped = 0u64;
+        let mut pos = start;
+        while pos < end {
+            let Some((off, e)) = self.extent_at_or_after(ino, pos)? else {
+                break;
+            };
+            if off >= end {
+                break;
+            }
+            let e_end = off.saturating_add(e.len);
+            self.vol
+                .remove(tree_id::FS, &Key::new(ino, kind::EXTENT_DATA, off))?;
+            if e.kind == ExtentKind::Inline {
+                pos = e_end.max(pos.saturating_add(1));
+                continue;
+            }
+            let cut_start = off.max(start);
+            let cut_end = e_end.min(end);
+            // Keep the parts outside the range.
+            if off < cut_start {
+                let left = Extent {
+                    len: cut_start.saturating_sub(off),
+                    ..e
+                };
+                self.vol.insert(
+                    tree_id::FS,
+                    Key::new(ino, kind::EXTENT_DATA, off),
+                    &left.encode(),
+                )?;
+            }
+            if cut_end < e_end {
+                let right = Extent {
+                    disk: e.disk.saturating_add(cut_end.saturating_sub(off)),
+                    len: e_end.saturating_sub(cut_end),
+                    ..e
+                };
+                self.vol.insert(
+                    tree_id::FS,
+                    Key::new(ino, kind::EXTENT_DATA, cut_end),
+                    &right.encode(),
+                )?;
+            }
+            let mut b = cut_start;
+            while b < cut_end {
+                self.vol
+                    .data_ref(e.disk.saturating_add(b.saturating_sub(off)), -1)?;
+                b = b.saturating_add(BLOCK);
+            }
+            dropped = dropped.saturating_add(cut_end.saturating_sub(cut_start));
+            pos = cut_end;
+        }
+        Ok(dropped)
+    }
+
+    /// Reads up to `len` bytes of `ino` at `offset` (less at the end of the file).
+    pub fn read(&mut self, ino: u64, offset: u64, len: usize) -> EngineResult<FVec<u8>> {
+        let inode = self.getattr(ino)?;
+        if inode.file_type() != S_IFREG {
+            return Err(if inode.is_dir() {
+                EngineError::IsDir
+            } else {
+                EngineError::Invalid("read of a special file")
+            });
+        }
+        let end = inode.size.min(offset.saturating_add(len as u64));
+        let mut out = FVec::new();
+        if offset >= end {
+            return Ok(out);
+        }
+        let total = usize::try_from(end.saturating_sub(offset)).map_err(|_| EngineError::Range)?;
+        out.try_resize(total, 0)?;
+        let mut block = mem::zeroed_bytes(BLOCK_SIZE as usize)?;
+        let mut pos = offset;
+        while pos < end {
+            let Some((off, e)) = self.extent_at_or_after(ino, pos)? else {
+                break;
+            };
+            if off >= end {
+                break;
+            }
+            let e_end = off.saturating_add(e.len).min(end);
+            let mut p = pos.max(off);
+            while p < e_end {
+                let blk = p & !(BLOCK - 1);
+                let in_blk = p.saturating_sub(blk);
+                let n = (BLOCK.saturating_sub(in_blk)).min(e_end.saturating_sub(p));
+                if e.kind == ExtentKind::Regular {
+                    self.vol
+                        .read_data(e.disk.saturating_add(blk.saturating_sub(off)), &mut block)?;
+                    let src = block
+                        .get(in_blk as usize..in_blk.saturating_add(n) as usize)
+                        .ok_or(EngineError::Range)?;
+                    let at = p.saturating_sub(offset) as usize;
+                    out.get_mut(at..at.saturating_add(src.len()))
+                        .ok_or(EngineError::Range)?
+                        .copy_from_slice(src);
+                }
+                p = p.saturating_add(n);
+            }
+            pos = e_end.max(pos.saturating_add(1));
+        }
+        Ok(out)
+    }
+
+    /// Writes `data` into `ino` at `offset`, growing the file as needed.
+    pub fn write(
+        &mut self,
+        ino: u64,
+        offset: u64,
+        data: &[u8],
+        now: Timespec,
+    ) -> EngineResult<Inode> {
+        let mut inode = self.getattr(ino)?;
+        if inode.file_type() != S_IFREG {
+            return Err(if inode.is_dir() {
+                EngineError::IsDir
+            } else {
+                EngineError::Invalid("write to a special file")
+            });
+        }
+        if data.is_empty() {
+            return Ok(inode);
+        }
+        let end = offset
+            .checked_add(data.len() as u64)
+            .filter(|&e| e <= MAX_FILE_SIZE)
+            .ok_or(EngineError::FileTooBig)?;
+        let first = offset & !(BLOCK - 1);
+        let last = end.div_ceil(BLOCK).saturating_mul(BLOCK);
+        let span =
+            usize::try_from(last.saturating_sub(first)).map_err(|_| EngineError::FileTooBig)?;
+        // Whole blocks: the old bytes around the new ones (read-modify-write at the edges).
+        let mut buf = mem::zeroed_bytes(span)?;
+        for edge in [first, last.saturating_sub(BLOCK)] {
+            if edge < inode.size && (edge < offset || edge.saturating_add(BLOCK) > end) {
+                let old = self.read(ino, edge, BLOCK_SIZE as usize)?;
+                let at = edge.saturating_sub(first) as usize;
+                if let Some(dst) = buf.get_mut(at..at.saturating_add(old.len())) {
+                    dst.copy_from_slice(&old);
+                }
+            }
+        }
+        let at = offset.saturating_sub(first) as usize;
+        buf.get_mut(at..at.saturating_add(data.len()))
+            .ok_or(EngineError::Range)?
+            .copy_from_slice(data);
+        let dropped = self.drop_extents(ino, first, last)?;
+        let mut pos = first;
+        while pos < last {
+            let want = last.saturating_sub(pos) / BLOCK;
+            let (disk, count) = self.vol.alloc_data(want.min(MAX_EXTENT_BLOCKS))?;
+            let len = count.saturating_mul(BLOCK);
+            let from = pos.saturating_sub(first) as usize;
+            let chunk = buf
+                .get(from..from.saturating_add(len as usize))
+                .ok_or(EngineError::Range)?;
+            self.vol.write_data(disk, chunk)?;
+            let e = Extent {
+                kind: ExtentKind::Regular,
+                disk,
+                len,
+            };
+            self.vol.insert(
+                tree_id::FS,
+                Key::new(ino, kind::EXTENT_DATA, pos),
+                &e.encode(),
+            )?;
+            pos = pos.saturating_add(len);
+        }
+        inode.bytes = inode
+            .bytes
+            .saturating_sub(dropped)
+            .saturating_add(last.saturating_sub(first));
+        inode.size = inode.size.max(end);
+        inode.mtime = now;
+        inode.ctime = now;
+        self.put_inode(&inode)?;
+        Ok(inode)
+    }
+
+    /// Sets the size of regular file `ino`: data past a smaller size is dropped (the tail of
+    /// the last block is zeroed), a larger size reads as zeros.
+    pub fn truncate(&mut self, ino: u64, size: u64, now: Timespec) -> EngineResult<Inode> {
+        let mut inode = self.getattr(ino)?;
+        if inode.file_type() != S_IFREG {
+            return Err(if inode.is_dir() {
+                EngineError::IsDir
+            } else {
+                EngineError::Invalid("truncate of a special file")
+            });
+        }
+        if size > MAX_FILE_SIZE {
+            return Err(EngineError::FileTooBig);
+        }
+        if size < inode.size {
+            let tail = size % BLOCK;
+            if tail != 0 {
+                let blk = size.saturating_sub(tail);
+                let mut old = self.read(ino, blk, BLOCK_SIZE as usize)?;
+                old.truncate(tail as usize);
+                old.try_resize(BLOCK_SIZE as usize, 0)?;
+                // Rewriting the whole block keeps the bytes past the new size zero.
+                let saved = inode.size;
+                inode.size = blk.saturating_add(BLOCK).min(saved);
+                self.put_inode(&inode)?;
+                self.write(ino, blk, &old, now)?;
+                inode = self.getattr(ino)?;
+            }
+            let keep = size.div_ceil(BLOCK).saturating_mul(BLOCK);
+            let dropped = self.drop_extents(ino, keep, u64::MAX)?;
+            inode.bytes = inode.bytes.saturating_sub(dropped);
+        }
+        inode.size = size;
+        inode.mtime = now;
+        inode.ctime = now;
+        self.put_inode(&inode)?;
+        Ok(inode)
+    }
+
+    /// Filesystem statistics.
+    pub fn statfs(&mut self) -> StatFs {
+        let sb = self.vol.superblock();
+        StatFs {
+            block_size: BLOCK_SIZE,
+            total_bytes: sb.total_bytes,
+            free_bytes: self.vol.free_bytes(super::chunk::Kind::Data),
+            inodes: self.next_ino.saturating_sub(1),
+        }
+    }
+}

@@ -1,0 +1,596 @@
+//! The filesystem API against a simple in-memory model: random sequences of create, mkdir,
+//! symlink, link, unlink, rmdir, rename (plain, NOREPLACE, EXCHANGE), write, truncate,
+//! read, setattr, xattrs and readdir, with commits and remounts in between. After every
+//! step the results and errno values must match the model; after every remount the whole
+//! tree is compared, and fsck must be clean.
+
+use std::collections::{BTreeMap, HashMap};
+
+use ferrofs_engine::chunk::Profile;
+use ferrofs_engine::error::EngineError;
+use ferrofs_engine::fs::{Fs, Owner, SetAttr, RENAME_EXCHANGE, RENAME_NOREPLACE};
+use ferrofs_engine::fsck;
+use ferrofs_engine::inode::{Timespec, ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
+use ferrofs_engine::volume::{MkfsOptions, OpenOptions};
+use ferrofs_host::memdev::{devs, MemDev, MemDisk};
+
+#[derive(Clone, Debug)]
+enum Obj {
+    File {
+        data: Vec<u8>,
+        nlink: u32,
+    },
+    Dir {
+        entries: BTreeMap<Vec<u8>, u64>,
+        parent: u64,
+    },
+    Link {
+        target: Vec<u8>,
+    },
+}
+
+#[derive(Clone, Debug, Default)]
+struct Model {
+    objs: HashMap<u64, Obj>,
+    modes: HashMap<u64, u32>,
+    xattrs: HashMap<u64, BTreeMap<Vec<u8>, Vec<u8>>>,
+}
+
+type R<T> = Result<T, i32>;
+
+fn errno(e: EngineError) -> i32 {
+    e.errno()
+}
+
+impl Model {
+    fn new() -> Self {
+        let mut m = Model::default();
+        m.objs.insert(
+            ROOT_INO,
+            Obj::Dir {
+                entries: BTreeMap::new(),
+                parent: ROOT_INO,
+            },
+        );
+        m.modes.insert(ROOT_INO, S_IFDIR | 0o755);
+        m
+    }
+    fn dir(&self, ino: u64) -> R<&BTreeMap<Vec<u8>, u64>> {
+        match self.objs.get(&ino) {
+            Some(Obj::Dir { entries, .. }) => Ok(entries),
+            Some(_) => Err(20),
+            None => Err(2),
+        }
+    }
+    fn dir_mut(&mut self, ino: u64) -> &mut BTreeMap<Vec<u8>, u64> {
+        match self.objs.get_mut(&ino) {
+            Some(Obj::Dir { entries, .. }) => entries,
+            _ => panic!("not a dir"),
+        }
+    }
+    fn is_dir(&self, ino: u64) -> bool {
+        matches!(self.objs.get(&ino), Some(Obj::Dir { .. }))
+    }
+    fn is_ancestor(&self, anc: u64, mut d: u64) -> bool {
+        loop {
+            if d == anc {
+                return true;
+            }
+            if d == ROOT_INO {
+                return false;
+            }
+            d = match self.objs.get(&d) {
+                Some(Obj::Dir { parent, .. }) => *parent,
+                _ => return false,
+            };
+        }
+    }
+    fn add(&mut self, dir: u64, name: &[u8], ino: u64, obj: Obj, mode: u32) -> R<()> {
+        if self.dir(dir)?.contains_key(name) {
+            return Err(17);
+        }
+        self.dir_mut(dir).insert(name.to_vec(), ino);
+        self.objs.insert(ino, obj);
+        self.modes.insert(ino, mode);
+        Ok(())
+    }
+    fn drop_name(&mut self, ino: u64) {
+        match self.objs.get_mut(&ino) {
+            Some(Obj::File { nlink, .. }) => {
+                *nlink -= 1;
+                if *nlink == 0 {
+                    self.objs.remove(&ino);
+                    self.xattrs.remove(&ino);
+                }
+            }
+            _ => {
+                self.objs.remove(&ino);
+                self.xattrs.remove(&ino);
+            }
+        }
+    }
+    fn unlink(&mut self, dir: u64, name: &[u8]) -> R<()> {
+        let ino = *self.dir(dir)?.get(name).ok_or(2)?;
+        if self.is_dir(ino) {
+            return Err(21);
+        }
+        self.dir_mut(dir).remove(name);
+        self.drop_name(ino);
+        Ok(())
+    }
+    fn rmdir(&mut self, dir: u64, name: &[u8]) -> R<()> {
+        let ino = *self.dir(dir)?.get(name).ok_or(2)?;
+        match self.objs.get(&ino) {
+            Some(Obj::Dir { entries, .. }) if entries.is_empty() => {}
+            Some(Obj::Dir { .. }) => return Err(39),
+            _ => return Err(20),
+        }
+        self.dir_mut(dir).remove(name);
+        self.objs.remove(&ino);
+        self.xattrs.remove(&ino);
+        Ok(())
+    }
+    fn rename(&mut self, sd: u64, sn: &[u8], dd: u64, dn: &[u8], flags: u32) -> R<()> {
+        self.dir(sd)?;
+        self.dir(dd)?;
+        let s = *self.dir(sd)?.get(sn).ok_or(2)?;
+        let t = self.dir(dd)?.get(dn).copied();
+        if self.is_dir(s) && sd != dd && self.is_ancestor(s, dd) {
+            return Err(22);
+        }
+        if flags & RENAME_EXCHANGE != 0 {
+            let t = t.ok_or(2)?;
+            if self.is_dir(t) && sd != dd && self.is_ancestor(t, sd) {
+                return Err(22);
+            }
+            if s == t {
+                return Ok(());
+            }
+            self.dir_mut(sd).insert(sn.to_vec(), t);
+            self.dir_mut(dd).insert(dn.to_vec(), s);
+            for (ino, p) in [(s, dd), (t, sd)] {
+                if let Some(Obj::Dir { parent, .. }) = self.objs.get_mut(&ino) {
+                    *parent = p;
+                }
+            }
+            return Ok(());
+        }
+        if let Some(t) = t {
+            if flags & RENAME_NOREPLACE != 0 {
+                return Err(17);
+            }
+            if t == s {
+                return Ok(());
+            }
+            match (self.is_dir(s), self.is_dir(t)) {
+                (true, false) => return Err(20),
+                (false, true) => return Err(21),
+                (true, true) => self.rmdir(dd, dn)?,
+                (false, false) => self.unlink(dd, dn)?,
+            }
+        }
+        self.dir_mut(sd).remove(sn);
+        self.dir_mut(dd).insert(dn.to_vec(), s);
+        if let Some(Obj::Dir { parent, .. }) = self.objs.get_mut(&s) {
+            *parent = dd;
+        }
+        Ok(())
+    }
+}
+
+const NAMES: [&[u8]; 6] = [b"a", b"b", b"cc", b"dd", b"e-long-name-here", b"f"];
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn pick<T: Copy>(&mut self, v: &[T]) -> T {
+        v[self.below(v.len() as u64) as usize]
+    }
+}
+
+fn now(step: u64) -> Timespec {
+    Timespec {
+        sec: 1_700_000_000 + step as i64,
+        nsec: (step % 1000) as u32 * 1000,
+    }
+}
+
+fn res<T>(r: Result<T, EngineError>) -> R<T> {
+    r.map_err(errno)
+}
+
+/// Compares every object reachable from the root with the model.
+fn compare_all(fs: &mut Fs<MemDev>, m: &Model) {
+    let mut stack = vec![ROOT_INO];
+    while let Some(d) = stack.pop() {
+        let entries = m.dir(d).unwrap().clone();
+        let listed = fs.readdir(d, 0, 10_000).unwrap();
+        let got: BTreeMap<Vec<u8>, u64> = listed.iter().map(|e| (e.name.to_vec(), e.ino)).collect();
+        assert_eq!(got, entries, "directory {d}");
+        let dnode = fs.getattr(d).unwrap();
+        let subdirs = entries.values().filter(|i| m.is_dir(**i)).count() as u32;
+        assert_eq!(dnode.nlink, 2 + subdirs, "nlink of directory {d}");
+        for (name, ino) in entries {
+            let inode = fs.getattr(ino).unwrap();
+            assert_eq!(inode.mode, m.modes[&ino], "mode of {ino}");
+            match &m.objs[&ino] {
+                Obj::Dir { .. } => stack.push(ino),
+                Obj::File { data, nlink } => {
+                    assert_eq!(inode.nlink, *nlink, "nlink of {ino}");
+                    assert_eq!(inode.size, data.len() as u64, "size of {ino}");
+                    let got = fs.read(ino, 0, data.len() + 10).unwrap();
+                    assert!(
+                        got[..] == data[..],
+                        "data of {ino} ({:?})",
+                        String::from_utf8_lossy(&name)
+                    );
+                }
+                Obj::Link { target } => {
+                    assert_eq!(&fs.readlink(ino).unwrap()[..], &target[..]);
+                }
+            }
+            let mut xs: Vec<Vec<u8>> = fs
+                .list_xattr(ino)
+                .unwrap()
+                .split(|b| *b == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| s.to_vec())
+                .collect();
+            xs.sort();
+            let want: Vec<Vec<u8>> = m
+                .xattrs
+                .get(&ino)
+                .map(|x| x.keys().cloned().collect())
+                .unwrap_or_default();
+            assert_eq!(xs, want, "xattrs of {ino}");
+        }
+    }
+}
+
+/// Checks a create-like result against the model (EEXIST if the name exists) and records
+/// the new object.
+fn expect_created(m: &mut Model, d: u64, name: &[u8], got: R<u64>, obj: Obj, mode: u32, ctx: &str) {
+    let exists = m.dir(d).map(|e| e.contains_key(name));
+    match (got, exists) {
+        (Ok(ino), Ok(false)) => m.add(d, name, ino, obj, mode).unwrap(),
+        (Err(e), Ok(true)) => assert_eq!(e, 17, "{ctx}"),
+        (got, exists) => panic!("{ctx}: got {got:?}, name exists: {exists:?}"),
+    }
+}
+
+fn run(seed: u64, steps: u64, disks_n: usize, profile: Profile) {
+    let disks = MemDisk::set(disks_n, 160 << 20);
+    let uuids: Vec<[u8; 16]> = (0..disks_n).map(|i| [i as u8 + 3; 16]).collect();
+    let opts = MkfsOptions {
+        data: profile,
+        metadata: profile,
+        label: b"model",
+        fsid: [9; 16],
+        dev_uuids: &uuids,
+    };
+    let mut fs = Fs::mkfs(devs(&disks), &opts, now(0)).unwrap();
+    let mut m = Model::new();
+    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    for step in 1..=steps {
+        let t = now(step);
+        let mut dirs: Vec<u64> = m
+            .objs
+            .iter()
+            .filter(|(_, o)| matches!(o, Obj::Dir { .. }))
+            .map(|(i, _)| *i)
+            .collect();
+        dirs.sort();
+        let mut files: Vec<u64> = m
+            .objs
+            .iter()
+            .filter(|(_, o)| matches!(o, Obj::File { .. }))
+            .map(|(i, _)| *i)
+            .collect();
+        files.sort();
+        let mut all: Vec<u64> = m.objs.keys().copied().collect();
+        all.sort();
+        let d = rng.pick(&dirs);
+        let name = rng.pick(&NAMES);
+        let what = rng.below(100);
+        let ctx = format!("seed {seed} step {step} op {what}");
+        match what {
+            0..=11 => {
+                let got = res(fs.create(
+                    d,
+                    name,
+                    S_IFREG | 0o644,
+                    0,
+                    Owner {
+                        uid: 1000,
+                        gid: 1000,
+                    },
+                    t,
+                ));
+                let obj = Obj::File {
+                    data: vec![],
+                    nlink: 1,
+                };
+                expect_created(
+                    &mut m,
+                    d,
+                    name,
+                    got.map(|i| i.ino),
+                    obj,
+                    S_IFREG | 0o644,
+                    &ctx,
+                );
+            }
+            12..=19 => {
+                let got = res(fs.mkdir(d, name, 0o755, Owner::default(), t));
+                let obj = Obj::Dir {
+                    entries: BTreeMap::new(),
+                    parent: d,
+                };
+                expect_created(
+                    &mut m,
+                    d,
+                    name,
+                    got.map(|i| i.ino),
+                    obj,
+                    S_IFDIR | 0o755,
+                    &ctx,
+                );
+            }
+            20..=23 => {
+                let target: Vec<u8> = format!("../target/{}", rng.below(1000)).into_bytes();
+                let got = res(fs.symlink(d, name, &target, Owner::default(), t));
+                let obj = Obj::Link { target };
+                expect_created(
+                    &mut m,
+                    d,
+                    name,
+                    got.map(|i| i.ino),
+                    obj,
+                    S_IFLNK | 0o777,
+                    &ctx,
+                );
+            }
+            24..=29 if !files.is_empty() => {
+                let f = rng.pick(&files);
+                let got = res(fs.link(f, d, name, t)).map(|_| ());
+                let want = if m.dir(d).unwrap().contains_key(name) {
+                    Err(17)
+                } else {
+                    Ok(())
+                };
+                assert_eq!(got, want, "{ctx} link");
+                if want.is_ok() {
+                    m.dir_mut(d).insert(name.to_vec(), f);
+                    if let Some(Obj::File { nlink, .. }) = m.objs.get_mut(&f) {
+                        *nlink += 1;
+                    }
+                }
+            }
+            30..=39 => {
+                let got = res(fs.unlink(d, name, t)).map(|_| ());
+                let want = m.unlink(d, name);
+                assert_eq!(got, want, "{ctx} unlink");
+            }
+            40..=44 => {
+                let got = res(fs.rmdir(d, name, t));
+                let want = m.rmdir(d, name);
+                assert_eq!(got, want, "{ctx} rmdir");
+            }
+            45..=54 => {
+                let d2 = rng.pick(&dirs);
+                let n2 = rng.pick(&NAMES);
+                let flags = [0, 0, RENAME_NOREPLACE, RENAME_EXCHANGE][rng.below(4) as usize];
+                let got = res(fs.rename(d, name, d2, n2, flags, t));
+                let mut m2 = m.clone();
+                let want = m2.rename(d, name, d2, n2, flags);
+                assert_eq!(
+                    got,
+                    want,
+                    "{ctx} rename {d}/{:?} -> {d2}/{:?} flags {flags}",
+                    String::from_utf8_lossy(name),
+                    String::from_utf8_lossy(n2)
+                );
+                if want.is_ok() {
+                    m = m2;
+                }
+            }
+            55..=69 if !files.is_empty() => {
+                let f = rng.pick(&files);
+                let off =
+                    [0, 1, 4095, 4096, 5000, 12288, 100_000][rng.below(7) as usize] + rng.below(3);
+                let len = [1, 100, 4096, 5000, 20_000][rng.below(5) as usize];
+                let byte = rng.next() as u8;
+                let data: Vec<u8> = (0..len).map(|i| byte.wrapping_add(i as u8)).collect();
+                fs.write(f, off, &data, t).unwrap();
+                if let Some(Obj::File { data: md, .. }) = m.objs.get_mut(&f) {
+                    let end = off as usize + data.len();
+                    if md.len() < end {
+                        md.resize(end, 0);
+                    }
+                    md[off as usize..end].copy_from_slice(&data);
+                }
+            }
+            70..=75 if !files.is_empty() => {
+                let f = rng.pick(&files);
+                let size = [0, 1, 4095, 4096, 4097, 9000, 30_000][rng.below(7) as usize];
+                fs.setattr(
+                    f,
+                    &SetAttr {
+                        size: Some(size),
+                        ..SetAttr::default()
+                    },
+                    t,
+                )
+                .unwrap();
+                if let Some(Obj::File { data, .. }) = m.objs.get_mut(&f) {
+                    data.resize(size as usize, 0);
+                }
+            }
+            76..=81 if !files.is_empty() => {
+                let f = rng.pick(&files);
+                let off = rng.below(40_000);
+                let len = rng.below(20_000) as usize;
+                let got = fs.read(f, off, len).unwrap();
+                if let Some(Obj::File { data, .. }) = m.objs.get(&f) {
+                    let s = (off as usize).min(data.len());
+                    let e = (off as usize + len).min(data.len());
+                    assert!(got[..] == data[s..e], "{ctx} read {off}+{len}");
+                }
+            }
+            82..=85 => {
+                let ino = rng.pick(&all);
+                let mode = 0o600 | (rng.below(8) as u32) << 3;
+                fs.setattr(
+                    ino,
+                    &SetAttr {
+                        mode: Some(mode),
+                        ..SetAttr::default()
+                    },
+                    t,
+                )
+                .unwrap();
+                let old = m.modes[&ino];
+                m.modes.insert(ino, (old & S_IFMT) | mode);
+            }
+            86..=90 => {
+                let ino = rng.pick(&all);
+                let xname = format!("user.{}", rng.pick(&["a", "bb", "ccc"])).into_bytes();
+                if rng.below(3) == 0 {
+                    let got = res(fs.remove_xattr(ino, &xname, t));
+                    let had = m.xattrs.entry(ino).or_default().remove(&xname).is_some();
+                    assert_eq!(got, if had { Ok(()) } else { Err(61) }, "{ctx} removexattr");
+                } else {
+                    let value: Vec<u8> = vec![rng.next() as u8; rng.below(300) as usize];
+                    fs.set_xattr(ino, &xname, &value, t).unwrap();
+                    m.xattrs
+                        .entry(ino)
+                        .or_default()
+                        .insert(xname.clone(), value);
+                }
+                let got = res(fs.get_xattr(ino, &xname)).map(|v| v.to_vec());
+                let want = m
+                    .xattrs
+                    .get(&ino)
+                    .and_then(|x| x.get(&xname))
+                    .cloned()
+                    .ok_or(61);
+                assert_eq!(got, want, "{ctx} getxattr");
+            }
+            91..=94 => fs.sync().unwrap(),
+            95..=96 => {
+                // Remount: what is synced and what is not must both be there after a clean
+                // unmount (sync first, as unmount does).
+                fs.sync().unwrap();
+                drop(fs);
+                fs = Fs::open(devs(&disks), OpenOptions::default()).unwrap();
+                compare_all(&mut fs, &m);
+                let report = fsck::check(&mut fs.vol, false).unwrap();
+                assert!(
+                    report.problems.is_empty(),
+                    "{ctx}: fsck {:?}",
+                    &report.problems[..]
+                );
+            }
+            _ => {
+                // Lookups of every name in a directory.
+                for n in NAMES {
+                    let got = res(fs.lookup(d, n));
+                    let want = m.dir(d).map(|e| e.get(n).copied());
+                    assert_eq!(got, want, "{ctx} lookup");
+                }
+            }
+        }
+    }
+    fs.sync().unwrap();
+    compare_all(&mut fs, &m);
+    let report = fsck::check(&mut fs.vol, false).unwrap();
+    assert!(
+        report.problems.is_empty(),
+        "fsck: {:?}",
+        &report.problems[..]
+    );
+}
+
+#[test]
+fn model_single_device() {
+    for seed in 1..=6 {
+        run(seed, 1500, 1, Profile::Single);
+    }
+}
+
+#[test]
+fn model_raid1() {
+    for seed in 100..=102 {
+        run(seed, 1500, 2, Profile::Raid1);
+    }
+}
+
+#[test]
+fn bad_names_and_types_are_refused() {
+    let disks = MemDisk::set(1, 96 << 20);
+    let uuids = [[1u8; 16]];
+    let opts = MkfsOptions {
+        data: Profile::Single,
+        metadata: Profile::Single,
+        label: b"",
+        fsid: [2; 16],
+        dev_uuids: &uuids,
+    };
+    let mut fs = Fs::mkfs(devs(&disks), &opts, now(0)).unwrap();
+    let t = now(1);
+    for bad in [&b""[..], b".", b"..", b"a/b", b"a\0b"] {
+        assert_eq!(
+            fs.create(ROOT_INO, bad, S_IFREG | 0o644, 0, Owner::default(), t)
+                .unwrap_err()
+                .errno(),
+            22
+        );
+    }
+    assert_eq!(
+        fs.create(ROOT_INO, &[b'x'; 256], S_IFREG, 0, Owner::default(), t)
+            .unwrap_err()
+            .errno(),
+        36
+    );
+    let f = fs
+        .create(ROOT_INO, b"file", S_IFREG | 0o644, 0, Owner::default(), t)
+        .unwrap();
+    assert_eq!(fs.lookup(f.ino, b"x").unwrap_err().errno(), 20);
+    assert_eq!(
+        fs.mkdir(f.ino, b"x", 0o755, Owner::default(), t)
+            .unwrap_err()
+            .errno(),
+        20
+    );
+    let d = fs
+        .mkdir(ROOT_INO, b"dir", 0o755, Owner::default(), t)
+        .unwrap();
+    assert_eq!(
+        fs.link(d.ino, ROOT_INO, b"dirlink", t).unwrap_err().errno(),
+        1
+    );
+    assert_eq!(fs.read(d.ino, 0, 10).unwrap_err().errno(), 21);
+    assert_eq!(fs.write(d.ino, 0, b"x", t).unwrap_err().errno(), 21);
+    assert_eq!(
+        fs.rename(ROOT_INO, b"dir", d.ino, b"inside", 0, t)
+            .unwrap_err()
+            .errno(),
+        22
+    );
+    assert_eq!(fs.get_xattr(f.ino, b"user.none").unwrap_err().errno(), 61);
+    assert_eq!(
+        fs.set_xattr(f.ino, b"user.big", &[0u8; 701], t)
+            .unwrap_err()
+            .errno(),
+        34
+    );
+    assert_eq!(fs.write(f.ino, 1 << 50, b"x", t).unwrap_err().errno(), 27);
+}
