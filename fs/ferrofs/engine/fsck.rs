@@ -105,7 +105,7 @@ pub fn check<D: BlockDev>(vol: &mut Volume<D>, repair: bool) -> EngineResult<Rep
     }
     // The cross-checks read trees that may themselves be damaged: what cannot be read is
     // reported (it was named above), and the check goes on.
-    if let Err(err) = check_fs_tree(vol, &mut expected, &mut report) {
+    if let Err(err) = check_fs_tree(vol, &mut expected, repair, &mut report) {
         note_corruption(&mut report, err)?;
     }
     if let Err(err) = check_refcounts(vol, &expected, &mut report) {
@@ -389,11 +389,13 @@ struct InodeFacts {
 }
 
 /// Files and directories: link counts against names, directory entries against their
-/// index items and back references, extents (no overlaps, every data block with a checksum)
-/// and the data references they imply (added to `expected`).
+/// index items and back references, extents (no overlaps), every copy of every data block
+/// against its checksum (rewritten from a good copy with `repair`), and the data references
+/// the extents imply (added to `expected`).
 fn check_fs_tree<D: BlockDev>(
     vol: &mut Volume<D>,
     expected: &mut U64Map<u64>,
+    repair: bool,
     report: &mut Report,
 ) -> EngineResult<()> {
     let mut key = Key::MIN;
@@ -472,10 +474,23 @@ fn check_fs_tree<D: BlockDev>(
                     let mut b = e.disk;
                     while b < e.disk.saturating_add(e.len) {
                         bump(expected, b)?;
-                        if e.kind == ExtentKind::Regular {
-                            let csum = Key::new(inode::CSUM_OBJECTID, inode::EXTENT_CSUM, b);
-                            if vol.lookup(tree_id::CSUM, &csum)?.is_none() {
-                                report.add(b, 0, "data block without a checksum", false)?;
+                        // Each block once, though extents of several files may share it.
+                        if e.kind == ExtentKind::Regular && expected.get(b).copied() == Some(1) {
+                            match vol.check_data_block(b, repair) {
+                                Ok(bad) => {
+                                    for &(devid, fixed) in bad.iter() {
+                                        report.add(
+                                            b,
+                                            devid,
+                                            "data block copy fails its checksum",
+                                            fixed,
+                                        )?;
+                                    }
+                                }
+                                Err(EngineError::Corrupt { block, reason }) => {
+                                    report.add(block, 0, reason, false)?
+                                }
+                                Err(other) => return Err(other),
                             }
                         }
                         b = b.saturating_add(BLOCK);

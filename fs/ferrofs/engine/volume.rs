@@ -477,14 +477,14 @@ impl<D: BlockDev> Volume<D> {
         Node::decode(&fsid, logical, &buf).map(Some)
     }
 
-    /// Rewrites the copies of tree block `logical` that fail verification from one that
-    /// passes; returns how many were rewritten.
-    pub fn repair_block(&mut self, logical: u64) -> EngineResult<usize> {
-        if self.read_only {
-            return Err(EngineError::Invalid("volume is read-only"));
-        }
+    /// Reads every present copy of block `logical`: the contents of the first that passes
+    /// `verify`, and the copies that fail it (or cannot be read).
+    fn sort_copies(
+        &mut self,
+        logical: u64,
+        verify: impl Fn(&[u8]) -> bool,
+    ) -> EngineResult<(Option<FVec<u8>>, FVec<Copy>)> {
         let copies = self.map_block(logical)?;
-        let fsid = self.sb.fsid;
         let mut good: Option<FVec<u8>> = None;
         let mut bad: FVec<Copy> = FVec::new();
         for copy in copies.iter() {
@@ -492,14 +492,24 @@ impl<D: BlockDev> Volume<D> {
             let Some(dev) = self.dev_mut(copy.devid) else {
                 continue;
             };
-            let ok = dev.read(copy.physical, &mut buf).is_ok()
-                && Node::decode(&fsid, logical, &buf).is_ok();
-            if ok {
+            if dev.read(copy.physical, &mut buf).is_ok() && verify(&buf) {
                 good.get_or_insert(buf);
             } else {
                 bad.try_push(*copy)?;
             }
         }
+        Ok((good, bad))
+    }
+
+    /// Rewrites the copies of tree block `logical` that fail verification from one that
+    /// passes; returns how many were rewritten.
+    pub fn repair_block(&mut self, logical: u64) -> EngineResult<usize> {
+        if self.read_only {
+            return Err(EngineError::Invalid("volume is read-only"));
+        }
+        let fsid = self.sb.fsid;
+        let (good, bad) =
+            self.sort_copies(logical, |buf| Node::decode(&fsid, logical, buf).is_ok())?;
         let Some(good) = good else {
             return Err(EngineError::Corrupt {
                 block: logical,
@@ -789,22 +799,26 @@ impl<D: BlockDev> Volume<D> {
         Ok(())
     }
 
-    /// Reads data block `logical` into `buf` (4096 bytes), verifying its checksum and
-    /// falling back to the other copies, which are rewritten from a good one.
-    pub fn read_data(&mut self, logical: u64, buf: &mut [u8]) -> EngineResult<()> {
+    /// The recorded checksum of data block `logical`.
+    fn data_csum(&mut self, logical: u64) -> EngineResult<u32> {
         let key = Key::new(
             super::inode::CSUM_OBJECTID,
             super::inode::EXTENT_CSUM,
             logical,
         );
-        let want = self
-            .lookup(tree_id::CSUM, &key)?
+        self.lookup(tree_id::CSUM, &key)?
             .as_deref()
             .and_then(|d| bytes::u32_at(d, 0))
             .ok_or(EngineError::Corrupt {
                 block: logical,
                 reason: "data block without a checksum",
-            })?;
+            })
+    }
+
+    /// Reads data block `logical` into `buf` (4096 bytes), verifying its checksum and
+    /// falling back to the other copies, which are rewritten from a good one.
+    pub fn read_data(&mut self, logical: u64, buf: &mut [u8]) -> EngineResult<()> {
+        let want = self.data_csum(logical)?;
         let copies = self.map_block(logical)?;
         let mut bad: FVec<Copy> = FVec::new();
         for copy in copies.iter() {
@@ -829,6 +843,29 @@ impl<D: BlockDev> Volume<D> {
             block: logical,
             reason: "data checksum mismatch on every copy",
         })
+    }
+
+    /// Verifies every copy of data block `logical` against its checksum; with `repair`
+    /// (and a writable volume), rewrites bad copies from a good one. Returns the devices
+    /// of the bad copies and whether they were rewritten.
+    pub fn check_data_block(
+        &mut self,
+        logical: u64,
+        repair: bool,
+    ) -> EngineResult<FVec<(u64, bool)>> {
+        let want = self.data_csum(logical)?;
+        let (good, bad) = self.sort_copies(logical, |buf| super::crc32c::checksum(buf) == want)?;
+        let mut out = FVec::new();
+        for copy in bad.iter() {
+            let mut fixed = false;
+            if let (true, false, Some(data)) = (repair, self.read_only, good.as_ref()) {
+                if let Some(dev) = self.dev_mut(copy.devid) {
+                    fixed = dev.write(copy.physical, data).is_ok();
+                }
+            }
+            out.try_push((copy.devid, fixed))?;
+        }
+        Ok(out)
     }
 
     /// Free bytes in chunks of `kind` (not counting unallocated device space).

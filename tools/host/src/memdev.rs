@@ -353,3 +353,23 @@ pub fn mkfs(
     vol.commit()?;
     Ok(vol)
 }
+
+/// Makes a filesystem with a root directory on in-memory disks, fixed UUIDs and time 0.
+pub fn mkfs_fs(
+    disks: &[MemDisk],
+    profile: ferrofs_engine::chunk::Profile,
+) -> EngineResult<ferrofs_engine::fs::Fs<MemDev>> {
+    let uuids: Vec<[u8; 16]> = (0..disks.len()).map(|i| [i as u8 + 1; 16]).collect();
+    let opts = ferrofs_engine::volume::MkfsOptions {
+        data: profile,
+        metadata: profile,
+        label: b"",
+        fsid: *b"FERROFS-TEST-FS!",
+        dev_uuids: &uuids,
+    };
+    ferrofs_engine::fs::Fs::mkfs(
+        devs(disks),
+        &opts,
+        ferrofs_engine::inode::Timespec::default(),
+    )
+}

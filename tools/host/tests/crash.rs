@@ -137,3 +137,141 @@ fn every_cut_raid1_three_devices() {
 fn sampled_cuts_larger_workload_raid10() {
     run(4, Profile::Raid10, 8, 300, 4, 7);
 }
+
+/// Everything reachable from the root, as path -> (mode, contents or target, nlink).
+type Snapshot = BTreeMap<String, (u32, Vec<u8>, u32)>;
+
+fn snapshot(fs: &mut ferrofs_engine::fs::Fs<MemDev>) -> Snapshot {
+    use ferrofs_engine::inode::{ROOT_INO, S_IFLNK, S_IFMT, S_IFREG};
+    let mut out = Snapshot::new();
+    let mut stack = vec![(ROOT_INO, String::new())];
+    while let Some((dir, path)) = stack.pop() {
+        for e in fs.readdir(dir, 0, 100_000).unwrap().iter() {
+            let p = format!("{path}/{}", String::from_utf8_lossy(&e.name));
+            let inode = fs.getattr(e.ino).unwrap();
+            let body = match inode.mode & S_IFMT {
+                S_IFREG => fs.read(e.ino, 0, inode.size as usize).unwrap().to_vec(),
+                S_IFLNK => fs.readlink(e.ino).unwrap().to_vec(),
+                _ => {
+                    stack.push((e.ino, p.clone()));
+                    Vec::new()
+                }
+            };
+            out.insert(p, (inode.mode, body, inode.nlink));
+        }
+    }
+    out
+}
+
+/// The same power cuts, under a file workload: creates, writes that overwrite and extend,
+/// truncates, renames, links, unlinks and directories, with syncs in between.
+fn file_workload_cuts(n_disks: usize, profile: Profile, rounds: usize, seed: u64, stride: usize) {
+    use ferrofs_engine::fs::{Fs, Owner, SetAttr};
+    use ferrofs_engine::inode::{Timespec, ROOT_INO, S_IFREG};
+    use ferrofs_engine::volume::OpenOptions;
+    let disks = MemDisk::set(n_disks, 96 << 20);
+    drop(ferrofs_host::memdev::mkfs_fs(&disks, profile).unwrap());
+    MemDisk::freeze(&disks);
+    let mut fs = Fs::open(devs(&disks), OpenOptions::default()).unwrap();
+    let mut states = vec![snapshot(&mut fs)];
+    let mut ends = vec![0usize];
+    let mut s = seed;
+    let mut rnd = move || {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        s >> 33
+    };
+    let t = Timespec { sec: 1, nsec: 0 };
+    let d = fs
+        .mkdir(ROOT_INO, b"d", 0o755, Owner::default(), t)
+        .unwrap()
+        .ino;
+    for _ in 0..rounds {
+        for _ in 0..12 {
+            let dir = if rnd() % 2 == 0 { ROOT_INO } else { d };
+            let name = format!("f{}", rnd() % 8).into_bytes();
+            let ino = match fs.lookup(dir, &name).unwrap() {
+                Some(i) => i,
+                None => {
+                    fs.create(dir, &name, S_IFREG | 0o644, 0, Owner::default(), t)
+                        .unwrap()
+                        .ino
+                }
+            };
+            match rnd() % 6 {
+                0..=2 => {
+                    let off = rnd() % 20_000;
+                    let data = vec![rnd() as u8; 1 + (rnd() % 9000) as usize];
+                    fs.write(ino, off, &data, t).unwrap();
+                }
+                3 => {
+                    fs.setattr(
+                        ino,
+                        &SetAttr {
+                            size: Some(rnd() % 12_000),
+                            ..SetAttr::default()
+                        },
+                        t,
+                    )
+                    .unwrap();
+                }
+                4 => {
+                    let other = if dir == d { ROOT_INO } else { d };
+                    let to = format!("g{}", rnd() % 4).into_bytes();
+                    let _ = fs.rename(dir, &name, other, &to, 0, t);
+                }
+                _ => {
+                    if rnd() % 2 == 0 {
+                        fs.unlink(dir, &name, t).unwrap();
+                    } else {
+                        let _ = fs.link(ino, d, format!("l{}", rnd() % 4).as_bytes(), t);
+                    }
+                }
+            }
+        }
+        fs.sync().unwrap();
+        states.push(snapshot(&mut fs));
+        ends.push(disks[0].log().borrow().len());
+    }
+    let total = disks[0].log().borrow().len();
+    assert!(
+        total > 100,
+        "workload too small to be meaningful: {total} operations"
+    );
+    let mut cut = 0;
+    while cut <= total {
+        for variant in 0..3 {
+            let keep: Box<dyn Fn(usize) -> bool> = match variant {
+                0 => Box::new(|_| false),
+                1 => Box::new(|_| true),
+                _ => Box::new(move |i| (i + cut) % 2 == 0),
+            };
+            let crashed = crash_disks(&disks, cut, &*keep, variant == 2);
+            let what = format!("cut {cut}/{total} variant {variant}");
+            let mut fs = Fs::open(devs(&crashed), OpenOptions::default())
+                .unwrap_or_else(|e| panic!("{what}: mount: {e:?}"));
+            let report = fsck::check(&mut fs.vol, false).unwrap();
+            assert!(
+                report.problems.is_empty(),
+                "{what}: fsck {:?}",
+                &report.problems[..]
+            );
+            let done = ends.iter().rposition(|&e| e <= cut).unwrap();
+            let got = snapshot(&mut fs);
+            let ok = got == states[done] || states.get(done + 1).is_some_and(|n| got == *n);
+            assert!(ok, "{what}: state is not sync {done} or {}", done + 1);
+        }
+        cut += stride;
+    }
+}
+
+#[test]
+fn file_workload_every_cut_single() {
+    file_workload_cuts(1, Profile::Single, 6, 11, 1);
+}
+
+#[test]
+fn file_workload_sampled_cuts_raid1() {
+    file_workload_cuts(2, Profile::Raid1, 10, 12, 3);
+}

@@ -11,8 +11,8 @@ use ferrofs_engine::error::EngineError;
 use ferrofs_engine::fs::{Fs, Owner, SetAttr, RENAME_EXCHANGE, RENAME_NOREPLACE};
 use ferrofs_engine::fsck;
 use ferrofs_engine::inode::{Timespec, ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
-use ferrofs_engine::volume::{MkfsOptions, OpenOptions};
-use ferrofs_host::memdev::{devs, MemDev, MemDisk};
+use ferrofs_engine::volume::OpenOptions;
+use ferrofs_host::memdev::{self, devs, MemDev, MemDisk};
 
 #[derive(Clone, Debug)]
 enum Obj {
@@ -268,15 +268,7 @@ fn expect_created(m: &mut Model, d: u64, name: &[u8], got: R<u64>, obj: Obj, mod
 
 fn run(seed: u64, steps: u64, disks_n: usize, profile: Profile) {
     let disks = MemDisk::set(disks_n, 160 << 20);
-    let uuids: Vec<[u8; 16]> = (0..disks_n).map(|i| [i as u8 + 3; 16]).collect();
-    let opts = MkfsOptions {
-        data: profile,
-        metadata: profile,
-        label: b"model",
-        fsid: [9; 16],
-        dev_uuids: &uuids,
-    };
-    let mut fs = Fs::mkfs(devs(&disks), &opts, now(0)).unwrap();
+    let mut fs = memdev::mkfs_fs(&disks, profile).unwrap();
     let mut m = Model::new();
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     for step in 1..=steps {
@@ -536,15 +528,7 @@ fn model_raid1() {
 #[test]
 fn bad_names_and_types_are_refused() {
     let disks = MemDisk::set(1, 96 << 20);
-    let uuids = [[1u8; 16]];
-    let opts = MkfsOptions {
-        data: Profile::Single,
-        metadata: Profile::Single,
-        label: b"",
-        fsid: [2; 16],
-        dev_uuids: &uuids,
-    };
-    let mut fs = Fs::mkfs(devs(&disks), &opts, now(0)).unwrap();
+    let mut fs = memdev::mkfs_fs(&disks, Profile::Single).unwrap();
     let t = now(1);
     for bad in [&b""[..], b".", b"..", b"a/b", b"a\0b"] {
         assert_eq!(
@@ -593,4 +577,70 @@ fn bad_names_and_types_are_refused() {
         34
     );
     assert_eq!(fs.write(f.ino, 1 << 50, b"x", t).unwrap_err().errno(), 27);
+}
+
+/// Data checksums: a damaged copy of a data block is found by fsck, read around (the
+/// other copy), and rewritten; with one copy, the read fails with EUCLEAN.
+#[test]
+fn damaged_data_is_found_read_around_and_repaired() {
+    use ferrofs_engine::format::tree_id;
+    use ferrofs_engine::inode::{kind, Extent};
+    use ferrofs_engine::key::Key;
+    for profile in [Profile::Raid1, Profile::Single] {
+        let n = if profile == Profile::Raid1 { 2 } else { 1 };
+        let disks = MemDisk::set(n, 96 << 20);
+        let mut fs = memdev::mkfs_fs(&disks, profile).unwrap();
+        let f = fs
+            .create(
+                ROOT_INO,
+                b"data",
+                S_IFREG | 0o644,
+                0,
+                Owner::default(),
+                now(1),
+            )
+            .unwrap()
+            .ino;
+        let content: Vec<u8> = (0..3 * 4096).map(|i| (i * 7) as u8).collect();
+        fs.write(f, 0, &content, now(2)).unwrap();
+        fs.sync().unwrap();
+        let ext = fs
+            .vol
+            .lookup(tree_id::FS, &Key::new(f, kind::EXTENT_DATA, 0))
+            .unwrap()
+            .unwrap();
+        let ext = Extent::decode(&ext, 0).unwrap();
+        let block = ext.disk + 4096;
+        let copy = fs.vol.map_block(block).unwrap()[0];
+        drop(fs);
+        disks[(copy.devid - 1) as usize].corrupt(copy.physical + 17, 0x40);
+        let mut fs = Fs::open(devs(&disks), OpenOptions::default()).unwrap();
+        let report = fsck::check(&mut fs.vol, false).unwrap();
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.block == block && p.devid == copy.devid && p.what.contains("checksum")),
+            "{profile:?}: {:?}",
+            &report.problems[..]
+        );
+        if profile == Profile::Raid1 {
+            assert_eq!(&fs.read(f, 0, content.len()).unwrap()[..], &content[..]);
+            let report = fsck::check(&mut fs.vol, false).unwrap();
+            assert!(
+                report.problems.iter().all(|p| p.repaired),
+                "read did not repair: {:?}",
+                &report.problems[..]
+            );
+            let report = fsck::check(&mut fs.vol, false).unwrap();
+            assert!(report.problems.is_empty(), "{:?}", &report.problems[..]);
+        } else {
+            assert_eq!(fs.read(f, 0, content.len()).unwrap_err().errno(), 117);
+            assert_eq!(
+                &fs.read(f, 0, 4096).unwrap()[..],
+                &content[..4096],
+                "other blocks still read"
+            );
+        }
+    }
 }
