@@ -14,6 +14,8 @@ pub mod errno {
     pub const ENOTDIR: i32 = 20;
     /// Is a directory.
     pub const EISDIR: i32 = 21;
+    /// No such device (fallocate on a special file).
+    pub const ENODEV: i32 = 19;
     /// File too large.
     pub const EFBIG: i32 = 27;
     /// Too many links.
@@ -26,6 +28,8 @@ pub mod errno {
     pub const ENOTEMPTY: i32 = 39;
     /// No data available (no such extended attribute).
     pub const ENODATA: i32 = 61;
+    /// Operation not supported.
+    pub const EOPNOTSUPP: i32 = 95;
     /// I/O error.
     pub const EIO: i32 = 5;
     /// Out of memory.
@@ -78,6 +82,10 @@ pub enum EngineError {
     TooManyLinks,
     /// The file would grow past the largest size.
     FileTooBig,
+    /// The operation or flag is not supported.
+    NotSupported,
+    /// Not possible on this kind of file.
+    NoDevice,
 }
 
 impl EngineError {
@@ -100,6 +108,8 @@ impl EngineError {
             Self::NoData => errno::ENODATA,
             Self::TooManyLinks => errno::EMLINK,
             Self::FileTooBig => errno::EFBIG,
+            Self::NotSupported => errno::EOPNOTSUPP,
+            Self::NoDevice => errno::ENODEV,
         }
     }
 
@@ -122,6 +132,8 @@ impl EngineError {
             Self::NoData => "no such attribute",
             Self::TooManyLinks => "too many links",
             Self::FileTooBig => "file too large",
+            Self::NotSupported => "operation not supported",
+            Self::NoDevice => "not supported on this kind of file",
         }
     }
 }

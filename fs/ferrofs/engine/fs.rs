@@ -31,6 +31,11 @@ const MAX_EXTENT_BLOCKS: u64 = 32 * 1024;
 /// Largest hard link count.
 pub const LINK_MAX: u32 = 65_000;
 
+/// `fallocate` flag: do not change the file size.
+pub const FALLOC_FL_KEEP_SIZE: u32 = 0x01;
+/// `fallocate` flag: free the range (with `FALLOC_FL_KEEP_SIZE`), reading as zeros after.
+pub const FALLOC_FL_PUNCH_HOLE: u32 = 0x02;
+
 /// `rename` flag: fail if the target exists.
 pub const RENAME_NOREPLACE: u32 = 1;
 /// `rename` flag: swap source and target atomically.
@@ -1075,6 +1080,113 @@ impl<D: BlockDev> Fs<D> {
         }
         inode.size = size;
         inode.mtime = now;
+        inode.ctime = now;
+        self.put_inode(&inode)?;
+        Ok(inode)
+    }
+
+    /// Preallocates (default) or punches (`FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE`)
+    /// `len` bytes of regular file `ino` at `offset`. Preallocated blocks read as zeros
+    /// until written; the size grows to cover the range unless `FALLOC_FL_KEEP_SIZE`.
+    pub fn fallocate(
+        &mut self,
+        ino: u64,
+        mode: u32,
+        offset: u64,
+        len: u64,
+        now: Timespec,
+    ) -> EngineResult<Inode> {
+        let known = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE;
+        if mode & !known != 0 {
+            return Err(EngineError::NotSupported);
+        }
+        if mode & FALLOC_FL_PUNCH_HOLE != 0 && mode & FALLOC_FL_KEEP_SIZE == 0 {
+            return Err(EngineError::NotSupported);
+        }
+        if len == 0 {
+            return Err(EngineError::Invalid("fallocate of zero bytes"));
+        }
+        let mut inode = self.getattr(ino)?;
+        if inode.file_type() != S_IFREG {
+            return Err(if inode.is_dir() {
+                EngineError::IsDir
+            } else {
+                EngineError::NoDevice
+            });
+        }
+        let end = offset
+            .checked_add(len)
+            .filter(|&e| e <= MAX_FILE_SIZE)
+            .ok_or(EngineError::FileTooBig)?;
+        if mode & FALLOC_FL_PUNCH_HOLE != 0 {
+            let end = end.min(inode.size);
+            if offset >= end {
+                return Ok(inode);
+            }
+            // Partial blocks at the edges are zeroed in place; whole blocks are dropped.
+            let first_full = offset.div_ceil(BLOCK).saturating_mul(BLOCK);
+            let last_full = end & !(BLOCK - 1);
+            if first_full >= last_full {
+                let zeros = mem::zeroed_bytes(
+                    usize::try_from(end.saturating_sub(offset)).map_err(|_| EngineError::Range)?,
+                )?;
+                self.write(ino, offset, &zeros, now)?;
+            } else {
+                for (a, b) in [(offset, first_full), (last_full, end)] {
+                    if a < b {
+                        let zeros = mem::zeroed_bytes(
+                            usize::try_from(b.saturating_sub(a)).map_err(|_| EngineError::Range)?,
+                        )?;
+                        self.write(ino, a, &zeros, now)?;
+                    }
+                }
+                let dropped = self.drop_extents(ino, first_full, last_full)?;
+                let mut after = self.getattr(ino)?;
+                after.bytes = after.bytes.saturating_sub(dropped);
+                self.put_inode(&after)?;
+            }
+            let mut inode = self.getattr(ino)?;
+            inode.mtime = now;
+            inode.ctime = now;
+            self.put_inode(&inode)?;
+            return Ok(inode);
+        }
+        // Preallocate the holes of the range.
+        let first = offset & !(BLOCK - 1);
+        let last = end.div_ceil(BLOCK).saturating_mul(BLOCK);
+        let mut pos = first;
+        let mut added = 0u64;
+        while pos < last {
+            let next = self.extent_at_or_after(ino, pos)?;
+            let hole_end = match next {
+                Some((off, e)) if off <= pos => {
+                    pos = off.saturating_add(e.len);
+                    continue;
+                }
+                Some((off, _)) => off.min(last),
+                None => last,
+            };
+            while pos < hole_end {
+                let want = hole_end.saturating_sub(pos) / BLOCK;
+                let (disk, count) = self.vol.alloc_data(want.min(MAX_EXTENT_BLOCKS))?;
+                let e = Extent {
+                    kind: ExtentKind::Prealloc,
+                    disk,
+                    len: count.saturating_mul(BLOCK),
+                };
+                self.vol.insert(
+                    tree_id::FS,
+                    Key::new(ino, kind::EXTENT_DATA, pos),
+                    &e.encode(),
+                )?;
+                pos = pos.saturating_add(e.len);
+                added = added.saturating_add(e.len);
+            }
+        }
+        inode.bytes = inode.bytes.saturating_add(added);
+        if mode & FALLOC_FL_KEEP_SIZE == 0 {
+            inode.size = inode.size.max(end);
+        }
         inode.ctime = now;
         self.put_inode(&inode)?;
         Ok(inode)

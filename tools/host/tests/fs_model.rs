@@ -8,7 +8,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use ferrofs_engine::chunk::Profile;
 use ferrofs_engine::error::EngineError;
-use ferrofs_engine::fs::{Fs, Owner, SetAttr, RENAME_EXCHANGE, RENAME_NOREPLACE};
+use ferrofs_engine::fs::{
+    Fs, Owner, SetAttr, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, RENAME_EXCHANGE,
+    RENAME_NOREPLACE,
+};
 use ferrofs_engine::fsck;
 use ferrofs_engine::inode::{Timespec, ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 use ferrofs_engine::volume::OpenOptions;
@@ -426,7 +429,29 @@ fn run(seed: u64, steps: u64, disks_n: usize, profile: Profile) {
                     data.resize(size as usize, 0);
                 }
             }
-            76..=81 if !files.is_empty() => {
+            76..=78 if !files.is_empty() => {
+                let f = rng.pick(&files);
+                let off = [0, 100, 4096, 6000, 16384][rng.below(5) as usize];
+                let len = [1, 4096, 5000, 12288, 30_000][rng.below(5) as usize];
+                let mode = [
+                    0,
+                    FALLOC_FL_KEEP_SIZE,
+                    FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE,
+                ][rng.below(3) as usize];
+                fs.fallocate(f, mode, off, len, t).unwrap();
+                if let Some(Obj::File { data, .. }) = m.objs.get_mut(&f) {
+                    let (off, end) = (off as usize, (off + len) as usize);
+                    if mode == 0 && data.len() < end {
+                        data.resize(end, 0);
+                    } else if mode & FALLOC_FL_PUNCH_HOLE != 0 {
+                        let end = end.min(data.len());
+                        if off < end {
+                            data[off..end].fill(0);
+                        }
+                    }
+                }
+            }
+            79..=81 if !files.is_empty() => {
                 let f = rng.pick(&files);
                 let off = rng.below(40_000);
                 let len = rng.below(20_000) as usize;
@@ -577,6 +602,15 @@ fn bad_names_and_types_are_refused() {
         34
     );
     assert_eq!(fs.write(f.ino, 1 << 50, b"x", t).unwrap_err().errno(), 27);
+    assert_eq!(
+        fs.fallocate(f.ino, FALLOC_FL_PUNCH_HOLE, 0, 10, t)
+            .unwrap_err()
+            .errno(),
+        95
+    );
+    assert_eq!(fs.fallocate(f.ino, 0x40, 0, 10, t).unwrap_err().errno(), 95);
+    assert_eq!(fs.fallocate(f.ino, 0, 0, 0, t).unwrap_err().errno(), 22);
+    assert_eq!(fs.fallocate(d.ino, 0, 0, 10, t).unwrap_err().errno(), 21);
 }
 
 /// Data checksums: a damaged copy of a data block is found by fsck, read around (the
