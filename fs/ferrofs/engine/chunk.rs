@@ -365,8 +365,8 @@ impl Chunk {
         let size = CHUNK_ITEM_SIZE.saturating_add(n.saturating_mul(STRIPE_ITEM_SIZE));
         let mut buf = super::mem::zeroed_bytes(size)?;
         let ok = bytes::put_u64(&mut buf, 0, self.length)
-            .and_then(|_| bytes::put_u64(&mut buf, 8, type_bits(self.kind, self.profile)))
-            .and_then(|_| bytes::put_u32(&mut buf, 16, u32::try_from(n).ok()?))
+            .and_then(|()| bytes::put_u64(&mut buf, 8, type_bits(self.kind, self.profile)))
+            .and_then(|()| bytes::put_u32(&mut buf, 16, u32::try_from(n).ok()?))
             .is_some();
         let mut off = CHUNK_ITEM_SIZE;
         let mut ok = ok;

@@ -27,9 +27,8 @@ impl<'a> NewSuperBlock<'a> {
     /// for the lifetime `'a` (the VFS guarantees this inside `fill_super`).
     pub(crate) unsafe fn from_raw(sb: NonNull<bindings::super_block>) -> Self {
         // SAFETY: exclusivity and validity for `'a` are the caller's obligations above.
-        Self {
-            sb: unsafe { &mut *sb.as_ptr() },
-        }
+        let sb = unsafe { &mut *sb.as_ptr() };
+        Self { sb }
     }
 
     /// The device name the kernel uses in its messages (`s_id`, e.g. "vda").
