@@ -543,6 +543,29 @@ fn model_single_device() {
     }
 }
 
+/// A longer campaign, not part of the suite: `cargo test --release -p ferrofs-host --test
+/// fs_model -- --ignored` runs FERROFS_MODEL_SEEDS (default 40) more seeds of 4000 steps.
+#[test]
+#[ignore = "long campaign, run by hand"]
+fn model_long_campaign() {
+    let n: u64 = std::env::var("FERROFS_MODEL_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    for seed in 1000..1000 + n {
+        run(
+            seed,
+            4000,
+            1 + (seed % 2) as usize,
+            if seed % 2 == 0 {
+                Profile::Single
+            } else {
+                Profile::Raid1
+            },
+        );
+    }
+}
+
 #[test]
 fn model_raid1() {
     for seed in 100..=102 {
