@@ -38,6 +38,16 @@ pub struct Problem {
     pub repaired: bool,
 }
 
+/// Repairs decided while checking, applied (and committed) at the end of a repairing check.
+/// Only values that other structures fully determine are recomputed: a chunk's usage from
+/// its space map, an inode's link count from its names.
+#[derive(Default)]
+struct Fixes {
+    usage: FVec<(u64, u64)>,
+    nlinks: FVec<(u64, u32)>,
+    superblock: bool,
+}
+
 /// What a check found.
 #[derive(Default)]
 pub struct Report {
@@ -93,6 +103,7 @@ pub fn check<D: BlockDev>(vol: &mut Volume<D>, repair: bool) -> EngineResult<Rep
         )?;
     }
     let mut expected: U64Map<u64> = U64Map::new();
+    let mut fixes = Fixes::default();
     let ids = vol.tree_ids()?;
     for &id in ids.iter() {
         let Some(root) = vol.root(id) else { continue };
@@ -105,16 +116,41 @@ pub fn check<D: BlockDev>(vol: &mut Volume<D>, repair: bool) -> EngineResult<Rep
     }
     // The cross-checks read trees that may themselves be damaged: what cannot be read is
     // reported (it was named above), and the check goes on.
-    if let Err(err) = check_fs_tree(vol, &mut expected, repair, &mut report) {
+    if let Err(err) = check_fs_tree(vol, &mut expected, repair, &mut fixes, &mut report) {
         note_corruption(&mut report, err)?;
     }
-    if let Err(err) = check_refcounts(vol, &expected, &mut report) {
+    if let Err(err) = check_refcounts(vol, &expected, repair, &mut fixes, &mut report) {
         note_corruption(&mut report, err)?;
     }
     if let Err(err) = check_chunks(vol, &mut report) {
         note_corruption(&mut report, err)?;
     }
+    if repair && (!fixes.usage.is_empty() || !fixes.nlinks.is_empty() || fixes.superblock) {
+        apply_fixes(vol, &fixes)?;
+    }
     Ok(report)
+}
+
+/// Writes the recomputed values and commits them (the commit also rewrites the
+/// superblock's total from the space map).
+fn apply_fixes<D: BlockDev>(vol: &mut Volume<D>, fixes: &Fixes) -> EngineResult<()> {
+    for &(chunk, used) in fixes.usage.iter() {
+        vol.insert(
+            tree_id::SPACE,
+            Key::new(chunk, item::BLOCK_GROUP, 0),
+            &used.to_le_bytes(),
+        )?;
+    }
+    for &(ino, nlink) in fixes.nlinks.iter() {
+        let key = Key::new(ino, kind::INODE, 0);
+        let Some(data) = vol.lookup(tree_id::FS, &key)? else {
+            continue;
+        };
+        let mut node = Inode::decode(ino, &data, ino)?;
+        node.nlink = nlink;
+        vol.insert(tree_id::FS, key, &node.encode())?;
+    }
+    vol.commit()
 }
 
 /// Records a corruption error as a problem; other errors stop the check.
@@ -210,6 +246,8 @@ fn walk_tree<D: BlockDev>(
 fn check_refcounts<D: BlockDev>(
     vol: &mut Volume<D>,
     expected: &U64Map<u64>,
+    repair: bool,
+    fixes: &mut Fixes,
     report: &mut Report,
 ) -> EngineResult<()> {
     // Every referenced block has the right count.
@@ -286,8 +324,15 @@ fn check_refcounts<D: BlockDev>(
         let bg = vol.lookup(tree_id::SPACE, &Key::new(logical, item::BLOCK_GROUP, 0))?;
         match bg.as_deref().and_then(|d| bytes::u64_at(d, 0)) {
             Some(n) if n == used => {}
-            Some(_) => report.add(logical, 0, "chunk usage differs from its space map", false)?,
-            None => report.add(logical, 0, "chunk has no block group item", false)?,
+            found => {
+                let what = if found.is_some() {
+                    "chunk usage differs from its space map"
+                } else {
+                    "chunk has no block group item"
+                };
+                report.add(logical, 0, what, repair)?;
+                fixes.usage.try_push((logical, used))?;
+            }
         }
         total_used = total_used.saturating_add(used);
     }
@@ -296,8 +341,9 @@ fn check_refcounts<D: BlockDev>(
             format::SUPERBLOCK_OFFSET,
             0,
             "superblock bytes used differs from the space map",
-            false,
+            repair,
         )?;
+        fixes.superblock = true;
     }
     Ok(())
 }
@@ -396,6 +442,7 @@ fn check_fs_tree<D: BlockDev>(
     vol: &mut Volume<D>,
     expected: &mut U64Map<u64>,
     repair: bool,
+    fixes: &mut Fixes,
     report: &mut Report,
 ) -> EngineResult<()> {
     let mut key = Key::MIN;
@@ -404,7 +451,7 @@ fn check_fs_tree<D: BlockDev>(
     while let Some((k, v)) = vol.seek(tree_id::FS, &key, Direction::Forward)? {
         if current != Some(k.objectid) {
             if let Some(ino) = current {
-                finish_inode(ino, &facts, report)?;
+                finish_inode(ino, &facts, repair, fixes, report)?;
             }
             current = Some(k.objectid);
             facts = InodeFacts::default();
@@ -505,34 +552,47 @@ fn check_fs_tree<D: BlockDev>(
         }
     }
     if let Some(ino) = current {
-        finish_inode(ino, &facts, report)?;
+        finish_inode(ino, &facts, repair, fixes, report)?;
     }
     Ok(())
 }
 
-fn finish_inode(ino: u64, facts: &InodeFacts, report: &mut Report) -> EngineResult<()> {
+fn finish_inode(
+    ino: u64,
+    facts: &InodeFacts,
+    repair: bool,
+    fixes: &mut Fixes,
+    report: &mut Report,
+) -> EngineResult<()> {
     let Some(inode) = facts.inode else {
         return report.add(ino, 0, "items of an inode that does not exist", false);
     };
     if inode.is_dir() {
-        if u64::from(inode.nlink) != facts.subdirs.saturating_add(2) {
+        let want = facts.subdirs.saturating_add(2);
+        if u64::from(inode.nlink) != want {
             report.add(
                 ino,
                 0,
                 "directory link count differs from its subdirectories",
-                false,
+                repair,
             )?;
+            fixes
+                .nlinks
+                .try_push((ino, u32::try_from(want).unwrap_or(u32::MAX)))?;
         }
         if ino != inode::ROOT_INO && facts.names != 1 {
             report.add(ino, 0, "directory without exactly one name", false)?;
         }
-    } else if u64::from(inode.nlink) != facts.names {
+    } else if u64::from(inode.nlink) != facts.names && facts.names > 0 {
         report.add(
             ino,
             0,
             "link count differs from the names of the inode",
-            false,
+            repair,
         )?;
+        fixes
+            .nlinks
+            .try_push((ino, u32::try_from(facts.names).unwrap_or(u32::MAX)))?;
     }
     if ino != inode::ROOT_INO && facts.names == 0 {
         report.add(ino, 0, "inode without a name (orphan)", false)?;

@@ -701,3 +701,55 @@ fn damaged_data_is_found_read_around_and_repaired() {
         }
     }
 }
+
+/// fsck recomputes what other structures determine: a wrong link count and a wrong chunk
+/// usage are reported by `fsck -n`, fixed by a repairing fsck, and gone after.
+#[test]
+fn fsck_repairs_link_counts_and_usage() {
+    use ferrofs_engine::format::{item, tree_id};
+    use ferrofs_engine::inode::{kind, Inode};
+    use ferrofs_engine::key::Key;
+    let disks = MemDisk::set(1, 96 << 20);
+    let mut fs = memdev::mkfs_fs(&disks, Profile::Single).unwrap();
+    let f = fs
+        .create(ROOT_INO, b"f", S_IFREG | 0o644, 0, Owner::default(), now(1))
+        .unwrap()
+        .ino;
+    fs.link(f, ROOT_INO, b"g", now(2)).unwrap();
+    fs.sync().unwrap();
+    // Damage, through the volume: nlink 5 instead of 2, and a chunk's usage off by a block.
+    let key = Key::new(f, kind::INODE, 0);
+    let mut inode =
+        Inode::decode(f, &fs.vol.lookup(tree_id::FS, &key).unwrap().unwrap(), 0).unwrap();
+    inode.nlink = 5;
+    fs.vol.insert(tree_id::FS, key, &inode.encode()).unwrap();
+    // The data chunk: this commit changes no block in it, so nothing rewrites its usage.
+    let chunk = fs.vol.chunks()[2].logical;
+    let bg = Key::new(chunk, item::BLOCK_GROUP, 0);
+    let used = u64::from_le_bytes(
+        fs.vol.lookup(tree_id::SPACE, &bg).unwrap().unwrap()[..8]
+            .try_into()
+            .unwrap(),
+    );
+    fs.vol
+        .insert(tree_id::SPACE, bg, &(used + 4096).to_le_bytes())
+        .unwrap();
+    fs.vol.commit().unwrap();
+    drop(fs);
+    let mut fs = Fs::open(devs(&disks), OpenOptions::default()).unwrap();
+    let report = fsck::check(&mut fs.vol, false).unwrap();
+    let whats: Vec<&str> = report.problems.iter().map(|p| p.what).collect();
+    assert!(
+        whats.contains(&"link count differs from the names of the inode"),
+        "{whats:?}"
+    );
+    assert!(report.problems.iter().all(|p| !p.repaired));
+    let report = fsck::check(&mut fs.vol, true).unwrap();
+    assert_eq!(report.unrepaired(), 0, "{:?}", &report.problems[..]);
+    assert!(!report.problems.is_empty());
+    drop(fs);
+    let mut fs = Fs::open(devs(&disks), OpenOptions::default()).unwrap();
+    let report = fsck::check(&mut fs.vol, false).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", &report.problems[..]);
+    assert_eq!(fs.getattr(f).unwrap().nlink, 2);
+}
