@@ -24,6 +24,7 @@ ferrofs_kconfig_fragments() {
 # Pinned host tools.
 FERROFS_BINDGEN_VERSION="0.70.1"
 FERROFS_VIRTME_NG_VERSION="1.42"
+FERROFS_DOCUTILS_VERSION="0.23"
 
 export PATH="$HOME/.cargo/bin:$FERROFS_VENV/bin:$PATH"
 
