@@ -26,7 +26,7 @@ const BLOCK: u64 = BLOCK_SIZE as u64;
 pub const MAX_FILE_SIZE: u64 = 1 << 50;
 
 /// Most blocks one extent covers.
-const MAX_EXTENT_BLOCKS: u64 = 32 * 1024;
+const MAX_EXTENT_BLOCKS: u64 = inode::MAX_EXTENT_BYTES / BLOCK;
 
 /// Largest hard link count.
 pub const LINK_MAX: u32 = 65_000;

@@ -517,7 +517,9 @@ fn check_fs_tree<D: BlockDev>(
                     report.add(ino, 0, "file extents overlap", false)?;
                 }
                 facts.extent_end = k.offset.saturating_add(e.len);
-                if e.kind != ExtentKind::Inline {
+                if e.kind != ExtentKind::Inline && !vol.is_data_range(e.disk, e.len) {
+                    report.add(ino, 0, "file extent outside the data chunks", false)?;
+                } else if e.kind != ExtentKind::Inline {
                     let mut b = e.disk;
                     while b < e.disk.saturating_add(e.len) {
                         bump(expected, b)?;

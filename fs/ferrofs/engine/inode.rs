@@ -334,6 +334,10 @@ pub struct Extent {
     pub len: u64,
 }
 
+/// Longest extent: writes and fallocate never make longer ones, so a longer one is corrupt
+/// (and would make checks walk absurd block ranges).
+pub const MAX_EXTENT_BYTES: u64 = 128 << 20;
+
 /// Encoded size of a regular or prealloc extent item.
 pub const EXTENT_SIZE: usize = 24;
 
@@ -368,6 +372,7 @@ impl Extent {
                 let disk = bytes::u64_at(data, 8).ok_or(corrupt)?;
                 let len = bytes::u64_at(data, 16).ok_or(corrupt)?;
                 if len == 0
+                    || len > MAX_EXTENT_BYTES
                     || len % 4096 != 0
                     || disk % 4096 != 0
                     || disk.checked_add(len).is_none()

@@ -765,6 +765,17 @@ impl<D: BlockDev> Volume<D> {
         Err(EngineError::NoSpace)
     }
 
+    /// Whether `[logical, logical + len)` lies inside one data chunk.
+    pub fn is_data_range(&self, logical: u64, len: u64) -> bool {
+        let Some(last) = logical.checked_add(len).and_then(|e| e.checked_sub(1)) else {
+            return false;
+        };
+        match self.chunk_index(logical).and_then(|i| self.chunks.get(i)) {
+            Some(c) => c.kind == Kind::Data && c.contains(last),
+            None => false,
+        }
+    }
+
     /// Adds `delta` to the reference count of data block `block`.
     pub fn data_ref(&mut self, block: u64, delta: i64) -> EngineResult<()> {
         match self.chunk_index(block).and_then(|i| self.chunks.get(i)) {

@@ -753,3 +753,34 @@ fn fsck_repairs_link_counts_and_usage() {
     assert!(report.problems.is_empty(), "{:?}", &report.problems[..]);
     assert_eq!(fs.getattr(f).unwrap().nlink, 2);
 }
+
+/// Found by fuzzing: a damaged extent length once sent fsck walking 2^48 blocks. Extents
+/// longer than any write makes, or with unaligned or overflowing ranges, are corrupt.
+#[test]
+fn absurd_extents_are_corrupt() {
+    use ferrofs_engine::inode::{Extent, ExtentKind, MAX_EXTENT_BYTES};
+    let ok = Extent {
+        kind: ExtentKind::Regular,
+        disk: 1 << 30,
+        len: MAX_EXTENT_BYTES,
+    };
+    assert_eq!(Extent::decode(&ok.encode(), 7).unwrap(), ok);
+    for (disk, len) in [
+        (1 << 30, MAX_EXTENT_BYTES + 4096),
+        (1 << 30, 0),
+        (1 << 30, 100),
+        (4097, 4096),
+        (u64::MAX - 4095, 8192),
+    ] {
+        let bad = Extent {
+            kind: ExtentKind::Regular,
+            disk,
+            len,
+        };
+        assert_eq!(
+            Extent::decode(&bad.encode(), 7).unwrap_err().errno(),
+            117,
+            "{disk} {len}"
+        );
+    }
+}

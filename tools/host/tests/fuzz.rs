@@ -34,6 +34,29 @@ impl Rng {
 
 /// A two-device raid1 image with a few hundred items, frozen as the base; returns the
 /// disks and every (disk index, physical offset) holding a tree block or superblock copy.
+/// Every (disk index, physical offset) holding a copy of a tree block or of the first two
+/// superblocks of each device.
+fn tree_places(vol: &mut Volume<ferrofs_host::memdev::MemDev>) -> Vec<(usize, u64)> {
+    let mut places = Vec::new();
+    for &id in vol.tree_ids().unwrap().iter() {
+        let mut stack = vec![vol.root(id).unwrap()];
+        while let Some(b) = stack.pop() {
+            for c in vol.map_block(b).unwrap().iter() {
+                places.push(((c.devid - 1) as usize, c.physical));
+            }
+            if let Body::Internal(children) = &vol.node(b).unwrap().body {
+                stack.extend(children.iter().map(|c| c.block));
+            }
+        }
+    }
+    for d in 0..vol.devices().len() {
+        for &off in SUPERBLOCK_OFFSETS.iter().take(2) {
+            places.push((d, off));
+        }
+    }
+    places
+}
+
 fn build() -> (Vec<MemDisk>, Vec<(usize, u64)>) {
     let disks = MemDisk::set(2, 80 << 20);
     let mut vol = memdev::mkfs(&disks, Profile::Raid1, Profile::Raid1, b"fuzz").unwrap();
@@ -46,24 +69,7 @@ fn build() -> (Vec<MemDisk>, Vec<(usize, u64)>) {
         .unwrap();
     }
     vol.commit().unwrap();
-    let mut places = Vec::new();
-    let ids = vol.tree_ids().unwrap();
-    for &id in ids.iter() {
-        let mut stack = vec![vol.root(id).unwrap()];
-        while let Some(b) = stack.pop() {
-            for c in vol.map_block(b).unwrap().iter() {
-                places.push(((c.devid - 1) as usize, c.physical));
-            }
-            if let Body::Internal(children) = &vol.node(b).unwrap().body {
-                stack.extend(children.iter().map(|c| c.block));
-            }
-        }
-    }
-    for d in 0..2 {
-        for &off in SUPERBLOCK_OFFSETS.iter().take(2) {
-            places.push((d, off));
-        }
-    }
+    let places = tree_places(&mut vol);
     drop(vol);
     MemDisk::freeze(&disks);
     (disks, places)
@@ -72,29 +78,7 @@ fn build() -> (Vec<MemDisk>, Vec<(usize, u64)>) {
 fn one_case(base: &[MemDisk], places: &[(usize, u64)], seed: u64) {
     let disks = crash_disks(base, 0, &|_| true, false);
     let mut rng = Rng(seed);
-    for _ in 0..1 + rng.below(3) {
-        let (d, off) = places[rng.below(places.len() as u64) as usize];
-        let mut block = disks[d].read_at(off, 4096);
-        for _ in 0..1 + rng.below(6) {
-            // Bias towards headers and item tables, where the parsers make decisions.
-            let at = if rng.below(2) == 0 {
-                4 + rng.below(300)
-            } else {
-                4 + rng.below(4092)
-            } as usize;
-            block[at] = match rng.below(4) {
-                0 => 0,
-                1 => 0xff,
-                2 => block[at] ^ (1 << rng.below(8)),
-                _ => rng.next() as u8,
-            };
-        }
-        if rng.below(8) != 0 {
-            let csum = crc32c::checksum(&block[4..]);
-            block[..4].copy_from_slice(&csum.to_le_bytes());
-        }
-        disks[d].write_at(off, &block);
-    }
+    mutate(&disks, places, &mut rng);
     let degraded = rng.below(2) == 0;
     let Ok(mut vol) = Volume::open(devs(&disks), degraded) else {
         return;
@@ -141,4 +125,153 @@ fn mutated_images_never_panic() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1500);
     run(0..n);
+}
+
+/// A filesystem with directories, files with data, hard links, symlinks and xattrs; returns
+/// the disks and every place holding a tree block, data block or superblock copy.
+fn build_fs() -> (Vec<MemDisk>, Vec<(usize, u64)>) {
+    use ferrofs_engine::fs::Owner;
+    use ferrofs_engine::inode::{Timespec, ROOT_INO, S_IFREG};
+    let disks = MemDisk::set(2, 80 << 20);
+    let mut fs = memdev::mkfs_fs(&disks, Profile::Raid1).unwrap();
+    let t = Timespec::default();
+    let o = Owner::default();
+    for d in 0..6u64 {
+        let dir = fs
+            .mkdir(ROOT_INO, format!("dir{d}").as_bytes(), 0o755, o, t)
+            .unwrap()
+            .ino;
+        for f in 0..12u64 {
+            let name = format!("file{f}");
+            let ino = fs
+                .create(dir, name.as_bytes(), S_IFREG | 0o644, 0, o, t)
+                .unwrap()
+                .ino;
+            fs.write(
+                ino,
+                f * 1000,
+                &vec![(d * 16 + f) as u8; (f * 700) as usize + 1],
+                t,
+            )
+            .unwrap();
+            if f % 4 == 0 {
+                fs.link(ino, ROOT_INO, format!("link{d}-{f}").as_bytes(), t)
+                    .unwrap();
+                fs.set_xattr(ino, b"user.tag", name.as_bytes(), t).unwrap();
+            }
+        }
+        fs.symlink(dir, b"sym", b"../dir0/file1", o, t).unwrap();
+    }
+    fs.sync().unwrap();
+    let vol = &mut fs.vol;
+    let mut places = tree_places(vol);
+    let data_chunk = vol
+        .chunks()
+        .iter()
+        .find(|c| c.kind == ferrofs_engine::chunk::Kind::Data)
+        .unwrap();
+    for s in data_chunk.stripes.iter().take(1) {
+        for i in 0..32u64 {
+            places.push(((s.devid - 1) as usize, s.physical + i * 4096));
+        }
+    }
+    drop(fs);
+    MemDisk::freeze(&disks);
+    (disks, places)
+}
+
+fn mutate(disks: &[MemDisk], places: &[(usize, u64)], rng: &mut Rng) {
+    for _ in 0..1 + rng.below(3) {
+        let (d, off) = places[rng.below(places.len() as u64) as usize];
+        let mut block = disks[d].read_at(off, 4096);
+        for _ in 0..1 + rng.below(6) {
+            let at = if rng.below(2) == 0 {
+                4 + rng.below(300)
+            } else {
+                4 + rng.below(4092)
+            } as usize;
+            block[at] = match rng.below(4) {
+                0 => 0,
+                1 => 0xff,
+                2 => block[at] ^ (1 << rng.below(8)),
+                _ => rng.next() as u8,
+            };
+        }
+        if rng.below(8) != 0 {
+            let csum = crc32c::checksum(&block[4..]);
+            block[..4].copy_from_slice(&csum.to_le_bytes());
+        }
+        disks[d].write_at(off, &block);
+    }
+}
+
+fn one_fs_case(base: &[MemDisk], places: &[(usize, u64)], seed: u64) {
+    use ferrofs_engine::fs::{Fs, Owner};
+    use ferrofs_engine::inode::{Timespec, ROOT_INO, S_IFREG};
+    use ferrofs_engine::volume::OpenOptions;
+    let disks = crash_disks(base, 0, &|_| true, false);
+    let mut rng = Rng(seed);
+    mutate(&disks, places, &mut rng);
+    let opts = OpenOptions {
+        degraded: rng.below(2) == 0,
+        read_only: false,
+    };
+    let Ok(mut fs) = Fs::open(devs(&disks), opts) else {
+        return;
+    };
+    let _ = fsck::check(&mut fs.vol, rng.below(2) == 0);
+    // Walk everything that can be reached, reading as we go.
+    let mut stack = vec![ROOT_INO];
+    let mut visited = 0;
+    while let Some(dir) = stack.pop() {
+        visited += 1;
+        if visited > 200 {
+            break;
+        }
+        let Ok(entries) = fs.readdir(dir, 0, 1000) else {
+            continue;
+        };
+        for e in entries.iter() {
+            let _ = fs.getattr(e.ino);
+            let _ = fs.read(e.ino, 0, 20_000);
+            let _ = fs.readlink(e.ino);
+            let _ = fs.list_xattr(e.ino);
+            let _ = fs.get_xattr(e.ino, b"user.tag");
+            let _ = fs.lookup(dir, &e.name);
+            if e.file_type == 4 {
+                stack.push(e.ino);
+            }
+        }
+    }
+    let t = Timespec { sec: 5, nsec: 0 };
+    let o = Owner::default();
+    for i in 0..10u64 {
+        let name = format!("new{i}");
+        if let Ok(n) = fs.create(ROOT_INO, name.as_bytes(), S_IFREG | 0o600, 0, o, t) {
+            let _ = fs.write(n.ino, i * 3000, b"written after damage", t);
+        }
+        let _ = fs.unlink(ROOT_INO, format!("link{}-0", i % 6).as_bytes(), t);
+        let _ = fs.rename(
+            ROOT_INO,
+            b"dir1",
+            ROOT_INO,
+            format!("moved{i}").as_bytes(),
+            0,
+            t,
+        );
+    }
+    let _ = fs.sync();
+}
+
+#[test]
+fn mutated_filesystems_never_panic() {
+    let n: u64 = std::env::var("FERROFS_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let (base, places) = build_fs();
+    for seed in 0..n {
+        let result = catch_unwind(AssertUnwindSafe(|| one_fs_case(&base, &places, seed)));
+        assert!(result.is_ok(), "filesystem fuzz case with seed {seed} panicked: fix it and keep the seed as a regression");
+    }
 }
