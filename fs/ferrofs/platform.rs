@@ -40,14 +40,11 @@ impl<T> FVec<T> {
     /// Removes and returns the last element.
     pub fn pop(&mut self) -> Option<T> {
         let new_len = self.inner.len().checked_sub(1)?;
-        // SAFETY: `new_len < len`, so the element at `new_len` is initialised and inside the
-        // allocation. It is read out exactly once: the length is lowered right after, so the
-        // vector never reads or drops that slot again.
-        unsafe {
-            let value = core::ptr::read(self.inner.as_ptr().add(new_len));
-            self.inner.set_len(new_len);
-            Some(value)
-        }
+        // SAFETY: `new_len < len`: the slot is initialised, inside the allocation, read once.
+        let value = unsafe { core::ptr::read(self.inner.as_ptr().add(new_len)) };
+        // SAFETY: the slot at `new_len` was just moved out, so it must not be dropped again.
+        unsafe { self.inner.set_len(new_len) };
+        Some(value)
     }
 
     /// The elements.

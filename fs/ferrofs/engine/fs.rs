@@ -354,8 +354,7 @@ impl<D: BlockDev> Fs<D> {
             parent.nlink = parent.nlink.saturating_add(1);
         }
         self.add_entry(&mut parent, name, ino, type_of(mode))?;
-        parent.mtime = now;
-        parent.ctime = now;
+        parent.touch(now);
         self.put_inode(&inode)?;
         self.put_inode(&parent)?;
         Ok((inode, parent))
@@ -464,8 +463,7 @@ impl<D: BlockDev> Fs<D> {
         self.add_entry(&mut parent, name, ino, type_of(inode.mode))?;
         inode.nlink = inode.nlink.saturating_add(1);
         inode.ctime = now;
-        parent.mtime = now;
-        parent.ctime = now;
+        parent.touch(now);
         self.put_inode(&inode)?;
         self.put_inode(&parent)?;
         Ok(inode)
@@ -482,8 +480,7 @@ impl<D: BlockDev> Fs<D> {
             return Err(EngineError::IsDir);
         }
         self.remove_entry(&mut parent, name, ino)?;
-        parent.mtime = now;
-        parent.ctime = now;
+        parent.touch(now);
         self.put_inode(&parent)?;
         inode.nlink = inode.nlink.saturating_sub(1);
         inode.ctime = now;
@@ -509,8 +506,7 @@ impl<D: BlockDev> Fs<D> {
         }
         self.remove_entry(&mut parent, name, ino)?;
         parent.nlink = parent.nlink.saturating_sub(1);
-        parent.mtime = now;
-        parent.ctime = now;
+        parent.touch(now);
         self.put_inode(&parent)?;
         self.delete_inode(ino)
     }
@@ -623,8 +619,7 @@ impl<D: BlockDev> Fs<D> {
         }
         let mut from = self.getattr(sdir)?;
         self.remove_entry(&mut from, sname, sino)?;
-        from.mtime = now;
-        from.ctime = now;
+        from.touch(now);
         if sdir == ddir {
             self.add_entry(&mut from, dname, sino, stype)?;
             self.put_inode(&from)?;
@@ -638,8 +633,7 @@ impl<D: BlockDev> Fs<D> {
                 to.nlink = to.nlink.saturating_add(1);
             }
             self.add_entry(&mut to, dname, sino, stype)?;
-            to.mtime = now;
-            to.ctime = now;
+            to.touch(now);
             self.put_inode(&from)?;
             self.put_inode(&to)?;
         }
@@ -669,8 +663,7 @@ impl<D: BlockDev> Fs<D> {
             self.remove_entry(&mut a, dname, tino)?;
             self.add_entry(&mut a, sname, tino, ttype)?;
             self.add_entry(&mut a, dname, sino, stype)?;
-            a.mtime = now;
-            a.ctime = now;
+            a.touch(now);
             self.put_inode(&a)?;
         } else {
             let mut b = self.getattr(ddir)?;
@@ -686,8 +679,7 @@ impl<D: BlockDev> Fs<D> {
                 a.nlink = a.nlink.saturating_add(1);
             }
             for d in [&mut a, &mut b] {
-                d.mtime = now;
-                d.ctime = now;
+                d.touch(now);
             }
             self.put_inode(&a)?;
             self.put_inode(&b)?;
@@ -1040,8 +1032,7 @@ impl<D: BlockDev> Fs<D> {
             .saturating_sub(dropped)
             .saturating_add(last.saturating_sub(first));
         inode.size = inode.size.max(end);
-        inode.mtime = now;
-        inode.ctime = now;
+        inode.touch(now);
         self.put_inode(&inode)?;
         Ok(inode)
     }
@@ -1079,8 +1070,7 @@ impl<D: BlockDev> Fs<D> {
             inode.bytes = inode.bytes.saturating_sub(dropped);
         }
         inode.size = size;
-        inode.mtime = now;
-        inode.ctime = now;
+        inode.touch(now);
         self.put_inode(&inode)?;
         Ok(inode)
     }
@@ -1146,8 +1136,7 @@ impl<D: BlockDev> Fs<D> {
                 self.put_inode(&after)?;
             }
             let mut inode = self.getattr(ino)?;
-            inode.mtime = now;
-            inode.ctime = now;
+            inode.touch(now);
             self.put_inode(&inode)?;
             return Ok(inode);
         }

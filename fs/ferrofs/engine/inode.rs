@@ -122,6 +122,12 @@ impl Inode {
         self.mode & S_IFMT
     }
 
+    /// Records a change of contents at `now` (mtime and ctime).
+    pub fn touch(&mut self, now: Timespec) {
+        self.mtime = now;
+        self.ctime = now;
+    }
+
     /// Whether this is a directory.
     pub fn is_dir(&self) -> bool {
         self.file_type() == S_IFDIR

@@ -403,6 +403,13 @@ impl<D: BlockDev> Volume<D> {
             .map(|_| i)
     }
 
+    /// Index and start of the chunk holding `block`; `reason` names the failure otherwise.
+    fn chunk_of(&self, block: u64, reason: &'static str) -> EngineResult<(usize, u64)> {
+        self.chunk_index(block)
+            .and_then(|i| self.chunks.get(i).map(|c| (i, c.logical)))
+            .ok_or(EngineError::Corrupt { block, reason })
+    }
+
     fn dev_mut(&mut self, devid: u64) -> Option<&mut D> {
         self.devs
             .iter_mut()
@@ -591,15 +598,7 @@ impl<D: BlockDev> Volume<D> {
 
     /// The reference count of `block` as recorded in the space tree (changes applied so far).
     pub fn stored_refcount(&mut self, block: u64) -> EngineResult<u64> {
-        let i = self.chunk_index(block).ok_or(EngineError::Corrupt {
-            block,
-            reason: "block address outside every chunk",
-        })?;
-        let chunk_logical = self
-            .chunks
-            .get(i)
-            .map(|c| c.logical)
-            .ok_or(EngineError::Io)?;
+        let (_, chunk_logical) = self.chunk_of(block, "block address outside every chunk")?;
         let (index, entry) = spacemap::position(block.saturating_sub(chunk_logical) / BLOCK);
         let Some(root) = self.root(tree_id::SPACE) else {
             return Ok(0);
@@ -891,15 +890,7 @@ impl<D: BlockDev> Volume<D> {
 
     /// Applies one queued reference change to the space tree.
     fn apply_delta(&mut self, block: u64, delta: i64) -> EngineResult<()> {
-        let i = self.chunk_index(block).ok_or(EngineError::Corrupt {
-            block,
-            reason: "reference change outside every chunk",
-        })?;
-        let chunk_logical = self
-            .chunks
-            .get(i)
-            .map(|c| c.logical)
-            .ok_or(EngineError::Io)?;
+        let (i, chunk_logical) = self.chunk_of(block, "reference change outside every chunk")?;
         let old = self.stored_refcount(block)?;
         let new = i128::from(old).saturating_add(i128::from(delta));
         let new = u64::try_from(new).map_err(|_| EngineError::Corrupt {
