@@ -40,6 +40,8 @@ pub mod errno {
     pub const ENOSPC: i32 = 28;
     /// Structure needs cleaning: corrupt metadata.
     pub const EUCLEAN: i32 = 117;
+    /// Read-only filesystem.
+    pub const EROFS: i32 = 30;
 }
 
 /// Why an engine operation failed.
@@ -86,6 +88,8 @@ pub enum EngineError {
     NotSupported,
     /// Not possible on this kind of file.
     NoDevice,
+    /// The filesystem is read-only: mounted so, or turned so by an aborted transaction.
+    ReadOnly,
 }
 
 impl EngineError {
@@ -110,6 +114,7 @@ impl EngineError {
             Self::FileTooBig => errno::EFBIG,
             Self::NotSupported => errno::EOPNOTSUPP,
             Self::NoDevice => errno::ENODEV,
+            Self::ReadOnly => errno::EROFS,
         }
     }
 
@@ -134,6 +139,7 @@ impl EngineError {
             Self::FileTooBig => "file too large",
             Self::NotSupported => "operation not supported",
             Self::NoDevice => "not supported on this kind of file",
+            Self::ReadOnly => "read-only filesystem",
         }
     }
 }

@@ -85,6 +85,8 @@ pub struct Fs<D: BlockDev> {
     /// The volume underneath.
     pub vol: Volume<D>,
     next_ino: u64,
+    aborted: Option<EngineError>,
+    in_change: bool,
 }
 
 fn type_of(mode: u32) -> u8 {
@@ -102,6 +104,8 @@ impl<D: BlockDev> Fs<D> {
         let mut fs = Self {
             vol: Volume::mkfs(devs, opts)?,
             next_ino: ROOT_INO.saturating_add(1),
+            aborted: None,
+            in_change: false,
         };
         let root = Inode {
             ino: ROOT_INO,
@@ -128,7 +132,12 @@ impl<D: BlockDev> Fs<D> {
             .map_or(ROOT_INO, |(k, _)| k.objectid)
             .max(ROOT_INO)
             .saturating_add(1);
-        let mut fs = Self { vol, next_ino };
+        let mut fs = Self {
+            vol,
+            next_ino,
+            aborted: None,
+            in_change: false,
+        };
         let root = fs.getattr(ROOT_INO)?;
         if !root.is_dir() {
             return Err(EngineError::Corrupt {
@@ -139,9 +148,540 @@ impl<D: BlockDev> Fs<D> {
         Ok(fs)
     }
 
+    /// Whether a failed call aborted the running transaction (the filesystem is then
+    /// read-only, at its last commit), and the error that did.
+    pub fn aborted(&self) -> Option<EngineError> {
+        self.aborted
+    }
+
+    /// Runs a change: refused on a read-only filesystem; a failure after the transaction
+    /// was changed aborts it (see [`Volume::abort`]), since the change stopped half-way.
+    /// Calls nested in a change (rename replacing its target, truncate rewriting a tail)
+    /// belong to the outer one.
+    fn guarded<T>(&mut self, op: impl FnOnce(&mut Self) -> EngineResult<T>) -> EngineResult<T> {
+        if self.in_change {
+            return op(self);
+        }
+        if self.vol.is_read_only() {
+            return Err(EngineError::ReadOnly);
+        }
+        let before = self.vol.changes();
+        self.in_change = true;
+        let result = op(self);
+        self.in_change = false;
+        if let Err(err) = result {
+            if self.vol.changes() != before {
+                self.aborted = Some(err);
+                // A failed re-read leaves the volume without devices: still read-only.
+                let _ = self.vol.abort();
+            }
+        }
+        result
+    }
+
     /// Commits everything done so far.
     pub fn sync(&mut self) -> EngineResult<()> {
-        self.vol.commit()
+        self.guarded(|fs| fs.vol.commit())
+    }
+
+    /// Creates a regular file, device node, FIFO or socket (`mode` carries the type).
+    pub fn create(
+        &mut self,
+        dir: u64,
+        name: &[u8],
+        mode: u32,
+        rdev: u64,
+        owner: Owner,
+        now: Timespec,
+    ) -> EngineResult<Inode> {
+        self.guarded(|fs| {
+            let mode = if mode & S_IFMT == 0 {
+                mode | S_IFREG
+            } else {
+                mode
+            };
+            if matches!(mode & S_IFMT, S_IFDIR | S_IFLNK) {
+                return Err(EngineError::Invalid("create of a directory or symlink"));
+            }
+            Ok(fs.new_object(dir, name, mode, rdev, owner, now)?.0)
+        })
+    }
+
+    /// Creates a directory.
+    pub fn mkdir(
+        &mut self,
+        dir: u64,
+        name: &[u8],
+        perm: u32,
+        owner: Owner,
+        now: Timespec,
+    ) -> EngineResult<Inode> {
+        self.guarded(|fs| {
+            Ok(fs
+                .new_object(dir, name, S_IFDIR | (perm & 0o7777), 0, owner, now)?
+                .0)
+        })
+    }
+
+    /// Creates a symbolic link to `target`.
+    pub fn symlink(
+        &mut self,
+        dir: u64,
+        name: &[u8],
+        target: &[u8],
+        owner: Owner,
+        now: Timespec,
+    ) -> EngineResult<Inode> {
+        self.guarded(|fs| {
+            if target.is_empty() || target.contains(&0) {
+                return Err(EngineError::Invalid("invalid symlink target"));
+            }
+            if target.len() > inode::SYMLINK_MAX {
+                return Err(EngineError::NameTooLong);
+            }
+            let (mut inode, _) = fs.new_object(dir, name, S_IFLNK | 0o777, 0, owner, now)?;
+            if target.len() > inode::SYMLINK_INLINE_MAX {
+                // Too long for one item: stored in a data block, like file data.
+                return fs.write_range(inode, 0, target, now);
+            }
+            let mut value = FVec::new();
+            value.try_push(0)?;
+            value.try_extend_from_slice(target)?;
+            fs.vol.insert(
+                tree_id::FS,
+                Key::new(inode.ino, kind::EXTENT_DATA, 0),
+                &value,
+            )?;
+            inode.size = target.len() as u64;
+            fs.put_inode(&inode)?;
+            Ok(inode)
+        })
+    }
+
+    /// Adds the name `name` in `dir` for inode `ino` (not a directory).
+    pub fn link(&mut self, ino: u64, dir: u64, name: &[u8], now: Timespec) -> EngineResult<Inode> {
+        self.guarded(|fs| {
+            let mut inode = fs.getattr(ino)?;
+            if inode.is_dir() {
+                return Err(EngineError::NotPermitted);
+            }
+            if inode.nlink >= LINK_MAX {
+                return Err(EngineError::TooManyLinks);
+            }
+            let mut parent = fs.dir(dir)?;
+            check_name(name)?;
+            if fs.find_entry(dir, name)?.is_some() {
+                return Err(EngineError::Exists);
+            }
+            fs.add_entry(&mut parent, name, ino, type_of(inode.mode))?;
+            inode.nlink = inode.nlink.saturating_add(1);
+            inode.ctime = now;
+            parent.touch(now);
+            fs.put_inode(&inode)?;
+            fs.put_inode(&parent)?;
+            Ok(inode)
+        })
+    }
+
+    /// Removes the name `name` (not a directory) from `dir`; the inode goes with its last
+    /// name. Returns the inode as it is after.
+    pub fn unlink(&mut self, dir: u64, name: &[u8], now: Timespec) -> EngineResult<Inode> {
+        self.guarded(|fs| {
+            let mut parent = fs.dir(dir)?;
+            check_name(name)?;
+            let (ino, _) = fs.find_entry(dir, name)?.ok_or(EngineError::NotFound)?;
+            let mut inode = fs.getattr(ino)?;
+            if inode.is_dir() {
+                return Err(EngineError::IsDir);
+            }
+            fs.remove_entry(&mut parent, name, ino)?;
+            parent.touch(now);
+            fs.put_inode(&parent)?;
+            inode.nlink = inode.nlink.saturating_sub(1);
+            inode.ctime = now;
+            if inode.nlink == 0 {
+                fs.delete_inode(ino)?;
+            } else {
+                fs.put_inode(&inode)?;
+            }
+            Ok(inode)
+        })
+    }
+
+    /// Removes the empty directory `name` from `dir`.
+    pub fn rmdir(&mut self, dir: u64, name: &[u8], now: Timespec) -> EngineResult<()> {
+        self.guarded(|fs| {
+            let mut parent = fs.dir(dir)?;
+            check_name(name)?;
+            let (ino, _) = fs.find_entry(dir, name)?.ok_or(EngineError::NotFound)?;
+            let child = fs.getattr(ino)?;
+            if !child.is_dir() {
+                return Err(EngineError::NotDir);
+            }
+            if !fs.is_empty_dir(ino)? {
+                return Err(EngineError::NotEmpty);
+            }
+            fs.remove_entry(&mut parent, name, ino)?;
+            parent.nlink = parent.nlink.saturating_sub(1);
+            parent.touch(now);
+            fs.put_inode(&parent)?;
+            fs.delete_inode(ino)
+        })
+    }
+
+    /// Renames `sname` in `sdir` to `dname` in `ddir`, with `RENAME_NOREPLACE` or
+    /// `RENAME_EXCHANGE` semantics when asked.
+    pub fn rename(
+        &mut self,
+        sdir: u64,
+        sname: &[u8],
+        ddir: u64,
+        dname: &[u8],
+        flags: u32,
+        now: Timespec,
+    ) -> EngineResult<()> {
+        self.guarded(|fs| {
+            if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE) != 0
+                || flags == RENAME_NOREPLACE | RENAME_EXCHANGE
+            {
+                return Err(EngineError::Invalid("bad rename flags"));
+            }
+            check_name(sname)?;
+            check_name(dname)?;
+            fs.dir(sdir)?;
+            fs.dir(ddir)?;
+            let (sino, stype) = fs.find_entry(sdir, sname)?.ok_or(EngineError::NotFound)?;
+            let target = fs.find_entry(ddir, dname)?;
+            let src = fs.getattr(sino)?;
+            if src.is_dir() && sdir != ddir && fs.is_ancestor(sino, ddir)? {
+                return Err(EngineError::Invalid("cannot move a directory into itself"));
+            }
+            if flags & RENAME_EXCHANGE != 0 {
+                let (tino, ttype) = target.ok_or(EngineError::NotFound)?;
+                let dst = fs.getattr(tino)?;
+                if dst.is_dir() && sdir != ddir && fs.is_ancestor(tino, sdir)? {
+                    return Err(EngineError::Invalid("cannot move a directory into itself"));
+                }
+                if sino == tino {
+                    return Ok(());
+                }
+                return fs.exchange(sdir, sname, sino, stype, ddir, dname, tino, ttype, now);
+            }
+            if let Some((tino, _)) = target {
+                if flags & RENAME_NOREPLACE != 0 {
+                    return Err(EngineError::Exists);
+                }
+                if tino == sino {
+                    // Two names of one inode: POSIX says do nothing.
+                    return Ok(());
+                }
+                let dst = fs.getattr(tino)?;
+                match (src.is_dir(), dst.is_dir()) {
+                    (true, false) => return Err(EngineError::NotDir),
+                    (false, true) => return Err(EngineError::IsDir),
+                    (true, true) => {
+                        if !fs.is_empty_dir(tino)? {
+                            return Err(EngineError::NotEmpty);
+                        }
+                        fs.rmdir(ddir, dname, now)?;
+                    }
+                    (false, false) => {
+                        fs.unlink(ddir, dname, now)?;
+                    }
+                }
+            }
+            let mut from = fs.getattr(sdir)?;
+            fs.remove_entry(&mut from, sname, sino)?;
+            from.touch(now);
+            if sdir == ddir {
+                fs.add_entry(&mut from, dname, sino, stype)?;
+                fs.put_inode(&from)?;
+            } else {
+                let mut to = fs.getattr(ddir)?;
+                if src.is_dir() {
+                    if to.nlink >= LINK_MAX {
+                        return Err(EngineError::TooManyLinks);
+                    }
+                    from.nlink = from.nlink.saturating_sub(1);
+                    to.nlink = to.nlink.saturating_add(1);
+                }
+                fs.add_entry(&mut to, dname, sino, stype)?;
+                to.touch(now);
+                fs.put_inode(&from)?;
+                fs.put_inode(&to)?;
+            }
+            let mut moved = fs.getattr(sino)?;
+            moved.ctime = now;
+            fs.put_inode(&moved)
+        })
+    }
+
+    /// Changes attributes of `ino` (ctime becomes `now`); returns the new inode.
+    pub fn setattr(&mut self, ino: u64, attr: &SetAttr, now: Timespec) -> EngineResult<Inode> {
+        self.guarded(|fs| {
+            if let Some(size) = attr.size {
+                fs.truncate(ino, size, now)?;
+            }
+            let mut inode = fs.getattr(ino)?;
+            if let Some(mode) = attr.mode {
+                inode.mode = (inode.mode & S_IFMT) | (mode & 0o7777);
+            }
+            if let Some(uid) = attr.uid {
+                inode.uid = uid;
+            }
+            if let Some(gid) = attr.gid {
+                inode.gid = gid;
+            }
+            if let Some(t) = attr.atime {
+                inode.atime = t;
+            }
+            if let Some(t) = attr.mtime {
+                inode.mtime = t;
+            }
+            inode.ctime = now;
+            fs.put_inode(&inode)?;
+            Ok(inode)
+        })
+    }
+
+    /// Sets extended attribute `name` of `ino` to `value`.
+    pub fn set_xattr(
+        &mut self,
+        ino: u64,
+        name: &[u8],
+        value: &[u8],
+        now: Timespec,
+    ) -> EngineResult<()> {
+        self.guarded(|fs| {
+            if name.is_empty() || name.contains(&0) {
+                return Err(EngineError::Invalid("invalid attribute name"));
+            }
+            if name.len() > inode::NAME_MAX {
+                return Err(EngineError::NameTooLong);
+            }
+            if value.len() > inode::XATTR_VALUE_MAX {
+                return Err(EngineError::Range);
+            }
+            let mut node = fs.getattr(ino)?;
+            let key = Key::new(ino, kind::XATTR, name_hash(name));
+            let mut out = FVec::new();
+            if let Some(data) = fs.vol.lookup(tree_id::FS, &key)? {
+                for (n, v) in inode::decode_xattrs(&data, ino)?.iter() {
+                    if n.as_slice() != name {
+                        inode::encode_xattr(&mut out, n, v)?;
+                    }
+                }
+            }
+            inode::encode_xattr(&mut out, name, value)?;
+            if out.len() > super::node::MAX_ITEM_DATA {
+                return Err(EngineError::NoSpace);
+            }
+            fs.vol.insert(tree_id::FS, key, &out)?;
+            node.ctime = now;
+            fs.put_inode(&node)
+        })
+    }
+
+    /// Removes extended attribute `name` of `ino`.
+    pub fn remove_xattr(&mut self, ino: u64, name: &[u8], now: Timespec) -> EngineResult<()> {
+        self.guarded(|fs| {
+            let mut node = fs.getattr(ino)?;
+            let key = Key::new(ino, kind::XATTR, name_hash(name));
+            let data = fs
+                .vol
+                .lookup(tree_id::FS, &key)?
+                .ok_or(EngineError::NoData)?;
+            let mut out = FVec::new();
+            let mut found = false;
+            for (n, v) in inode::decode_xattrs(&data, ino)?.iter() {
+                if n.as_slice() == name {
+                    found = true;
+                } else {
+                    inode::encode_xattr(&mut out, n, v)?;
+                }
+            }
+            if !found {
+                return Err(EngineError::NoData);
+            }
+            if out.is_empty() {
+                fs.vol.remove(tree_id::FS, &key)?;
+            } else {
+                fs.vol.insert(tree_id::FS, key, &out)?;
+            }
+            node.ctime = now;
+            fs.put_inode(&node)
+        })
+    }
+
+    /// Writes `data` into `ino` at `offset`, growing the file as needed.
+    pub fn write(
+        &mut self,
+        ino: u64,
+        offset: u64,
+        data: &[u8],
+        now: Timespec,
+    ) -> EngineResult<Inode> {
+        self.guarded(|fs| {
+            let inode = fs.getattr(ino)?;
+            if inode.file_type() != S_IFREG {
+                return Err(if inode.is_dir() {
+                    EngineError::IsDir
+                } else {
+                    EngineError::Invalid("write to a special file")
+                });
+            }
+            fs.write_range(inode, offset, data, now)
+        })
+    }
+
+    /// Sets the size of regular file `ino`: data past a smaller size is dropped (the tail of
+    /// the last block is zeroed), a larger size reads as zeros.
+    pub fn truncate(&mut self, ino: u64, size: u64, now: Timespec) -> EngineResult<Inode> {
+        self.guarded(|fs| {
+            let mut inode = fs.getattr(ino)?;
+            if inode.file_type() != S_IFREG {
+                return Err(if inode.is_dir() {
+                    EngineError::IsDir
+                } else {
+                    EngineError::Invalid("truncate of a special file")
+                });
+            }
+            if size > MAX_FILE_SIZE {
+                return Err(EngineError::FileTooBig);
+            }
+            if size < inode.size {
+                let tail = size % BLOCK;
+                if tail != 0 {
+                    let blk = size.saturating_sub(tail);
+                    let mut old = fs.read(ino, blk, BLOCK_SIZE as usize)?;
+                    old.truncate(tail as usize);
+                    old.try_resize(BLOCK_SIZE as usize, 0)?;
+                    // Rewriting the whole block keeps the bytes past the new size zero.
+                    let saved = inode.size;
+                    inode.size = blk.saturating_add(BLOCK).min(saved);
+                    fs.put_inode(&inode)?;
+                    fs.write(ino, blk, &old, now)?;
+                    inode = fs.getattr(ino)?;
+                }
+                let keep = size.div_ceil(BLOCK).saturating_mul(BLOCK);
+                let dropped = fs.drop_extents(ino, keep, u64::MAX)?;
+                inode.bytes = inode.bytes.saturating_sub(dropped);
+            }
+            inode.size = size;
+            inode.touch(now);
+            fs.put_inode(&inode)?;
+            Ok(inode)
+        })
+    }
+
+    /// Preallocates (default) or punches (`FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE`)
+    /// `len` bytes of regular file `ino` at `offset`. Preallocated blocks read as zeros
+    /// until written; the size grows to cover the range unless `FALLOC_FL_KEEP_SIZE`.
+    pub fn fallocate(
+        &mut self,
+        ino: u64,
+        mode: u32,
+        offset: u64,
+        len: u64,
+        now: Timespec,
+    ) -> EngineResult<Inode> {
+        self.guarded(|fs| {
+            let known = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE;
+            if mode & !known != 0 {
+                return Err(EngineError::NotSupported);
+            }
+            if mode & FALLOC_FL_PUNCH_HOLE != 0 && mode & FALLOC_FL_KEEP_SIZE == 0 {
+                return Err(EngineError::NotSupported);
+            }
+            if len == 0 {
+                return Err(EngineError::Invalid("fallocate of zero bytes"));
+            }
+            let mut inode = fs.getattr(ino)?;
+            if inode.file_type() != S_IFREG {
+                return Err(if inode.is_dir() {
+                    EngineError::IsDir
+                } else {
+                    EngineError::NoDevice
+                });
+            }
+            let end = offset
+                .checked_add(len)
+                .filter(|&e| e <= MAX_FILE_SIZE)
+                .ok_or(EngineError::FileTooBig)?;
+            if mode & FALLOC_FL_PUNCH_HOLE != 0 {
+                let end = end.min(inode.size);
+                if offset >= end {
+                    return Ok(inode);
+                }
+                // Partial blocks at the edges are zeroed in place; whole blocks are dropped.
+                let first_full = offset.div_ceil(BLOCK).saturating_mul(BLOCK);
+                let last_full = end & !(BLOCK - 1);
+                if first_full >= last_full {
+                    let zeros = mem::zeroed_bytes(
+                        usize::try_from(end.saturating_sub(offset))
+                            .map_err(|_| EngineError::Range)?,
+                    )?;
+                    fs.write(ino, offset, &zeros, now)?;
+                } else {
+                    for (a, b) in [(offset, first_full), (last_full, end)] {
+                        if a < b {
+                            let zeros = mem::zeroed_bytes(
+                                usize::try_from(b.saturating_sub(a))
+                                    .map_err(|_| EngineError::Range)?,
+                            )?;
+                            fs.write(ino, a, &zeros, now)?;
+                        }
+                    }
+                    let dropped = fs.drop_extents(ino, first_full, last_full)?;
+                    let mut after = fs.getattr(ino)?;
+                    after.bytes = after.bytes.saturating_sub(dropped);
+                    fs.put_inode(&after)?;
+                }
+                let mut inode = fs.getattr(ino)?;
+                inode.touch(now);
+                fs.put_inode(&inode)?;
+                return Ok(inode);
+            }
+            // Preallocate the holes of the range.
+            let first = offset & !(BLOCK - 1);
+            let last = end.div_ceil(BLOCK).saturating_mul(BLOCK);
+            let mut pos = first;
+            let mut added = 0u64;
+            while pos < last {
+                let next = fs.extent_at_or_after(ino, pos)?;
+                let hole_end = match next {
+                    Some((off, e)) if off <= pos => {
+                        pos = off.saturating_add(e.len);
+                        continue;
+                    }
+                    Some((off, _)) => off.min(last),
+                    None => last,
+                };
+                while pos < hole_end {
+                    let want = hole_end.saturating_sub(pos) / BLOCK;
+                    let (disk, count) = fs.vol.alloc_data(want.min(MAX_EXTENT_BLOCKS))?;
+                    let e = Extent {
+                        kind: ExtentKind::Prealloc,
+                        disk,
+                        len: count.saturating_mul(BLOCK),
+                    };
+                    fs.vol.insert(
+                        tree_id::FS,
+                        Key::new(ino, kind::EXTENT_DATA, pos),
+                        &e.encode(),
+                    )?;
+                    pos = pos.saturating_add(e.len);
+                    added = added.saturating_add(e.len);
+                }
+            }
+            inode.bytes = inode.bytes.saturating_add(added);
+            if mode & FALLOC_FL_KEEP_SIZE == 0 {
+                inode.size = inode.size.max(end);
+            }
+            inode.ctime = now;
+            fs.put_inode(&inode)?;
+            Ok(inode)
+        })
     }
 
     // ---- inodes ----
@@ -360,70 +900,6 @@ impl<D: BlockDev> Fs<D> {
         Ok((inode, parent))
     }
 
-    /// Creates a regular file, device node, FIFO or socket (`mode` carries the type).
-    pub fn create(
-        &mut self,
-        dir: u64,
-        name: &[u8],
-        mode: u32,
-        rdev: u64,
-        owner: Owner,
-        now: Timespec,
-    ) -> EngineResult<Inode> {
-        let mode = if mode & S_IFMT == 0 {
-            mode | S_IFREG
-        } else {
-            mode
-        };
-        if matches!(mode & S_IFMT, S_IFDIR | S_IFLNK) {
-            return Err(EngineError::Invalid("create of a directory or symlink"));
-        }
-        Ok(self.new_object(dir, name, mode, rdev, owner, now)?.0)
-    }
-
-    /// Creates a directory.
-    pub fn mkdir(
-        &mut self,
-        dir: u64,
-        name: &[u8],
-        perm: u32,
-        owner: Owner,
-        now: Timespec,
-    ) -> EngineResult<Inode> {
-        Ok(self
-            .new_object(dir, name, S_IFDIR | (perm & 0o7777), 0, owner, now)?
-            .0)
-    }
-
-    /// Creates a symbolic link to `target`.
-    pub fn symlink(
-        &mut self,
-        dir: u64,
-        name: &[u8],
-        target: &[u8],
-        owner: Owner,
-        now: Timespec,
-    ) -> EngineResult<Inode> {
-        if target.is_empty() || target.contains(&0) {
-            return Err(EngineError::Invalid("invalid symlink target"));
-        }
-        if target.len() > inode::SYMLINK_MAX {
-            return Err(EngineError::NameTooLong);
-        }
-        let (mut inode, _) = self.new_object(dir, name, S_IFLNK | 0o777, 0, owner, now)?;
-        let mut value = FVec::new();
-        value.try_push(0)?;
-        value.try_extend_from_slice(target)?;
-        self.vol.insert(
-            tree_id::FS,
-            Key::new(inode.ino, kind::EXTENT_DATA, 0),
-            &value,
-        )?;
-        inode.size = target.len() as u64;
-        self.put_inode(&inode)?;
-        Ok(inode)
-    }
-
     /// The target of symbolic link `ino`.
     pub fn readlink(&mut self, ino: u64) -> EngineResult<FVec<u8>> {
         let inode = self.getattr(ino)?;
@@ -437,78 +913,17 @@ impl<D: BlockDev> Fs<D> {
                 block: ino,
                 reason: "symlink without a target",
             })?;
-        match data.split_first() {
-            Some((0, target)) => FVec::try_from_slice(target),
-            _ => Err(EngineError::Corrupt {
+        let target = match data.split_first() {
+            Some((0, target)) => FVec::try_from_slice(target)?,
+            _ => self.read_range(&inode, 0, inode::SYMLINK_MAX)?,
+        };
+        if target.is_empty() || target.len() as u64 != inode.size || target.contains(&0) {
+            return Err(EngineError::Corrupt {
                 block: ino,
-                reason: "symlink target is not inline",
-            }),
+                reason: "symlink target does not match its inode",
+            });
         }
-    }
-
-    /// Adds the name `name` in `dir` for inode `ino` (not a directory).
-    pub fn link(&mut self, ino: u64, dir: u64, name: &[u8], now: Timespec) -> EngineResult<Inode> {
-        let mut inode = self.getattr(ino)?;
-        if inode.is_dir() {
-            return Err(EngineError::NotPermitted);
-        }
-        if inode.nlink >= LINK_MAX {
-            return Err(EngineError::TooManyLinks);
-        }
-        let mut parent = self.dir(dir)?;
-        check_name(name)?;
-        if self.find_entry(dir, name)?.is_some() {
-            return Err(EngineError::Exists);
-        }
-        self.add_entry(&mut parent, name, ino, type_of(inode.mode))?;
-        inode.nlink = inode.nlink.saturating_add(1);
-        inode.ctime = now;
-        parent.touch(now);
-        self.put_inode(&inode)?;
-        self.put_inode(&parent)?;
-        Ok(inode)
-    }
-
-    /// Removes the name `name` (not a directory) from `dir`; the inode goes with its last
-    /// name. Returns the inode as it is after.
-    pub fn unlink(&mut self, dir: u64, name: &[u8], now: Timespec) -> EngineResult<Inode> {
-        let mut parent = self.dir(dir)?;
-        check_name(name)?;
-        let (ino, _) = self.find_entry(dir, name)?.ok_or(EngineError::NotFound)?;
-        let mut inode = self.getattr(ino)?;
-        if inode.is_dir() {
-            return Err(EngineError::IsDir);
-        }
-        self.remove_entry(&mut parent, name, ino)?;
-        parent.touch(now);
-        self.put_inode(&parent)?;
-        inode.nlink = inode.nlink.saturating_sub(1);
-        inode.ctime = now;
-        if inode.nlink == 0 {
-            self.delete_inode(ino)?;
-        } else {
-            self.put_inode(&inode)?;
-        }
-        Ok(inode)
-    }
-
-    /// Removes the empty directory `name` from `dir`.
-    pub fn rmdir(&mut self, dir: u64, name: &[u8], now: Timespec) -> EngineResult<()> {
-        let mut parent = self.dir(dir)?;
-        check_name(name)?;
-        let (ino, _) = self.find_entry(dir, name)?.ok_or(EngineError::NotFound)?;
-        let child = self.getattr(ino)?;
-        if !child.is_dir() {
-            return Err(EngineError::NotDir);
-        }
-        if !self.is_empty_dir(ino)? {
-            return Err(EngineError::NotEmpty);
-        }
-        self.remove_entry(&mut parent, name, ino)?;
-        parent.nlink = parent.nlink.saturating_sub(1);
-        parent.touch(now);
-        self.put_inode(&parent)?;
-        self.delete_inode(ino)
+        Ok(target)
     }
 
     /// Drops every item of inode `ino` and the references of its data.
@@ -555,91 +970,6 @@ impl<D: BlockDev> Fs<D> {
             block: dir,
             reason: "directory loop",
         })
-    }
-
-    /// Renames `sname` in `sdir` to `dname` in `ddir`, with `RENAME_NOREPLACE` or
-    /// `RENAME_EXCHANGE` semantics when asked.
-    pub fn rename(
-        &mut self,
-        sdir: u64,
-        sname: &[u8],
-        ddir: u64,
-        dname: &[u8],
-        flags: u32,
-        now: Timespec,
-    ) -> EngineResult<()> {
-        if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE) != 0
-            || flags == RENAME_NOREPLACE | RENAME_EXCHANGE
-        {
-            return Err(EngineError::Invalid("bad rename flags"));
-        }
-        check_name(sname)?;
-        check_name(dname)?;
-        self.dir(sdir)?;
-        self.dir(ddir)?;
-        let (sino, stype) = self.find_entry(sdir, sname)?.ok_or(EngineError::NotFound)?;
-        let target = self.find_entry(ddir, dname)?;
-        let src = self.getattr(sino)?;
-        if src.is_dir() && sdir != ddir && self.is_ancestor(sino, ddir)? {
-            return Err(EngineError::Invalid("cannot move a directory into itself"));
-        }
-        if flags & RENAME_EXCHANGE != 0 {
-            let (tino, ttype) = target.ok_or(EngineError::NotFound)?;
-            let dst = self.getattr(tino)?;
-            if dst.is_dir() && sdir != ddir && self.is_ancestor(tino, sdir)? {
-                return Err(EngineError::Invalid("cannot move a directory into itself"));
-            }
-            if sino == tino {
-                return Ok(());
-            }
-            return self.exchange(sdir, sname, sino, stype, ddir, dname, tino, ttype, now);
-        }
-        if let Some((tino, _)) = target {
-            if flags & RENAME_NOREPLACE != 0 {
-                return Err(EngineError::Exists);
-            }
-            if tino == sino {
-                // Two names of one inode: POSIX says do nothing.
-                return Ok(());
-            }
-            let dst = self.getattr(tino)?;
-            match (src.is_dir(), dst.is_dir()) {
-                (true, false) => return Err(EngineError::NotDir),
-                (false, true) => return Err(EngineError::IsDir),
-                (true, true) => {
-                    if !self.is_empty_dir(tino)? {
-                        return Err(EngineError::NotEmpty);
-                    }
-                    self.rmdir(ddir, dname, now)?;
-                }
-                (false, false) => {
-                    self.unlink(ddir, dname, now)?;
-                }
-            }
-        }
-        let mut from = self.getattr(sdir)?;
-        self.remove_entry(&mut from, sname, sino)?;
-        from.touch(now);
-        if sdir == ddir {
-            self.add_entry(&mut from, dname, sino, stype)?;
-            self.put_inode(&from)?;
-        } else {
-            let mut to = self.getattr(ddir)?;
-            if src.is_dir() {
-                if to.nlink >= LINK_MAX {
-                    return Err(EngineError::TooManyLinks);
-                }
-                from.nlink = from.nlink.saturating_sub(1);
-                to.nlink = to.nlink.saturating_add(1);
-            }
-            self.add_entry(&mut to, dname, sino, stype)?;
-            to.touch(now);
-            self.put_inode(&from)?;
-            self.put_inode(&to)?;
-        }
-        let mut moved = self.getattr(sino)?;
-        moved.ctime = now;
-        self.put_inode(&moved)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -694,68 +1024,6 @@ impl<D: BlockDev> Fs<D> {
 
     // ---- attributes ----
 
-    /// Changes attributes of `ino` (ctime becomes `now`); returns the new inode.
-    pub fn setattr(&mut self, ino: u64, attr: &SetAttr, now: Timespec) -> EngineResult<Inode> {
-        if let Some(size) = attr.size {
-            self.truncate(ino, size, now)?;
-        }
-        let mut inode = self.getattr(ino)?;
-        if let Some(mode) = attr.mode {
-            inode.mode = (inode.mode & S_IFMT) | (mode & 0o7777);
-        }
-        if let Some(uid) = attr.uid {
-            inode.uid = uid;
-        }
-        if let Some(gid) = attr.gid {
-            inode.gid = gid;
-        }
-        if let Some(t) = attr.atime {
-            inode.atime = t;
-        }
-        if let Some(t) = attr.mtime {
-            inode.mtime = t;
-        }
-        inode.ctime = now;
-        self.put_inode(&inode)?;
-        Ok(inode)
-    }
-
-    /// Sets extended attribute `name` of `ino` to `value`.
-    pub fn set_xattr(
-        &mut self,
-        ino: u64,
-        name: &[u8],
-        value: &[u8],
-        now: Timespec,
-    ) -> EngineResult<()> {
-        if name.is_empty() || name.contains(&0) {
-            return Err(EngineError::Invalid("invalid attribute name"));
-        }
-        if name.len() > inode::NAME_MAX {
-            return Err(EngineError::NameTooLong);
-        }
-        if value.len() > inode::XATTR_VALUE_MAX {
-            return Err(EngineError::Range);
-        }
-        let mut node = self.getattr(ino)?;
-        let key = Key::new(ino, kind::XATTR, name_hash(name));
-        let mut out = FVec::new();
-        if let Some(data) = self.vol.lookup(tree_id::FS, &key)? {
-            for (n, v) in inode::decode_xattrs(&data, ino)?.iter() {
-                if n.as_slice() != name {
-                    inode::encode_xattr(&mut out, n, v)?;
-                }
-            }
-        }
-        inode::encode_xattr(&mut out, name, value)?;
-        if out.len() > super::node::MAX_ITEM_DATA {
-            return Err(EngineError::NoSpace);
-        }
-        self.vol.insert(tree_id::FS, key, &out)?;
-        node.ctime = now;
-        self.put_inode(&node)
-    }
-
     /// The value of extended attribute `name` of `ino`.
     pub fn get_xattr(&mut self, ino: u64, name: &[u8]) -> EngineResult<FVec<u8>> {
         self.getattr(ino)?;
@@ -792,35 +1060,6 @@ impl<D: BlockDev> Fs<D> {
             }
         }
         Ok(out)
-    }
-
-    /// Removes extended attribute `name` of `ino`.
-    pub fn remove_xattr(&mut self, ino: u64, name: &[u8], now: Timespec) -> EngineResult<()> {
-        let mut node = self.getattr(ino)?;
-        let key = Key::new(ino, kind::XATTR, name_hash(name));
-        let data = self
-            .vol
-            .lookup(tree_id::FS, &key)?
-            .ok_or(EngineError::NoData)?;
-        let mut out = FVec::new();
-        let mut found = false;
-        for (n, v) in inode::decode_xattrs(&data, ino)?.iter() {
-            if n.as_slice() == name {
-                found = true;
-            } else {
-                inode::encode_xattr(&mut out, n, v)?;
-            }
-        }
-        if !found {
-            return Err(EngineError::NoData);
-        }
-        if out.is_empty() {
-            self.vol.remove(tree_id::FS, &key)?;
-        } else {
-            self.vol.insert(tree_id::FS, key, &out)?;
-        }
-        node.ctime = now;
-        self.put_inode(&node)
     }
 
     // ---- data ----
@@ -922,6 +1161,12 @@ impl<D: BlockDev> Fs<D> {
                 EngineError::Invalid("read of a special file")
             });
         }
+        self.read_range(&inode, offset, len)
+    }
+
+    /// Reads the extents of `inode` (a file, or a symlink with a long target).
+    fn read_range(&mut self, inode: &Inode, offset: u64, len: usize) -> EngineResult<FVec<u8>> {
+        let ino = inode.ino;
         let end = inode.size.min(offset.saturating_add(len as u64));
         let mut out = FVec::new();
         if offset >= end {
@@ -962,22 +1207,15 @@ impl<D: BlockDev> Fs<D> {
         Ok(out)
     }
 
-    /// Writes `data` into `ino` at `offset`, growing the file as needed.
-    pub fn write(
+    /// Writes `data` into the extents of `inode` (a file, or a new symlink's target).
+    fn write_range(
         &mut self,
-        ino: u64,
+        mut inode: Inode,
         offset: u64,
         data: &[u8],
         now: Timespec,
     ) -> EngineResult<Inode> {
-        let mut inode = self.getattr(ino)?;
-        if inode.file_type() != S_IFREG {
-            return Err(if inode.is_dir() {
-                EngineError::IsDir
-            } else {
-                EngineError::Invalid("write to a special file")
-            });
-        }
+        let ino = inode.ino;
         if data.is_empty() {
             return Ok(inode);
         }
@@ -993,7 +1231,7 @@ impl<D: BlockDev> Fs<D> {
         let mut buf = mem::zeroed_bytes(span)?;
         for edge in [first, last.saturating_sub(BLOCK)] {
             if edge < inode.size && (edge < offset || edge.saturating_add(BLOCK) > end) {
-                let old = self.read(ino, edge, BLOCK_SIZE as usize)?;
+                let old = self.read_range(&inode, edge, BLOCK_SIZE as usize)?;
                 let at = edge.saturating_sub(first) as usize;
                 if let Some(dst) = buf.get_mut(at..at.saturating_add(old.len())) {
                     dst.copy_from_slice(&old);
@@ -1033,150 +1271,6 @@ impl<D: BlockDev> Fs<D> {
             .saturating_add(last.saturating_sub(first));
         inode.size = inode.size.max(end);
         inode.touch(now);
-        self.put_inode(&inode)?;
-        Ok(inode)
-    }
-
-    /// Sets the size of regular file `ino`: data past a smaller size is dropped (the tail of
-    /// the last block is zeroed), a larger size reads as zeros.
-    pub fn truncate(&mut self, ino: u64, size: u64, now: Timespec) -> EngineResult<Inode> {
-        let mut inode = self.getattr(ino)?;
-        if inode.file_type() != S_IFREG {
-            return Err(if inode.is_dir() {
-                EngineError::IsDir
-            } else {
-                EngineError::Invalid("truncate of a special file")
-            });
-        }
-        if size > MAX_FILE_SIZE {
-            return Err(EngineError::FileTooBig);
-        }
-        if size < inode.size {
-            let tail = size % BLOCK;
-            if tail != 0 {
-                let blk = size.saturating_sub(tail);
-                let mut old = self.read(ino, blk, BLOCK_SIZE as usize)?;
-                old.truncate(tail as usize);
-                old.try_resize(BLOCK_SIZE as usize, 0)?;
-                // Rewriting the whole block keeps the bytes past the new size zero.
-                let saved = inode.size;
-                inode.size = blk.saturating_add(BLOCK).min(saved);
-                self.put_inode(&inode)?;
-                self.write(ino, blk, &old, now)?;
-                inode = self.getattr(ino)?;
-            }
-            let keep = size.div_ceil(BLOCK).saturating_mul(BLOCK);
-            let dropped = self.drop_extents(ino, keep, u64::MAX)?;
-            inode.bytes = inode.bytes.saturating_sub(dropped);
-        }
-        inode.size = size;
-        inode.touch(now);
-        self.put_inode(&inode)?;
-        Ok(inode)
-    }
-
-    /// Preallocates (default) or punches (`FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE`)
-    /// `len` bytes of regular file `ino` at `offset`. Preallocated blocks read as zeros
-    /// until written; the size grows to cover the range unless `FALLOC_FL_KEEP_SIZE`.
-    pub fn fallocate(
-        &mut self,
-        ino: u64,
-        mode: u32,
-        offset: u64,
-        len: u64,
-        now: Timespec,
-    ) -> EngineResult<Inode> {
-        let known = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE;
-        if mode & !known != 0 {
-            return Err(EngineError::NotSupported);
-        }
-        if mode & FALLOC_FL_PUNCH_HOLE != 0 && mode & FALLOC_FL_KEEP_SIZE == 0 {
-            return Err(EngineError::NotSupported);
-        }
-        if len == 0 {
-            return Err(EngineError::Invalid("fallocate of zero bytes"));
-        }
-        let mut inode = self.getattr(ino)?;
-        if inode.file_type() != S_IFREG {
-            return Err(if inode.is_dir() {
-                EngineError::IsDir
-            } else {
-                EngineError::NoDevice
-            });
-        }
-        let end = offset
-            .checked_add(len)
-            .filter(|&e| e <= MAX_FILE_SIZE)
-            .ok_or(EngineError::FileTooBig)?;
-        if mode & FALLOC_FL_PUNCH_HOLE != 0 {
-            let end = end.min(inode.size);
-            if offset >= end {
-                return Ok(inode);
-            }
-            // Partial blocks at the edges are zeroed in place; whole blocks are dropped.
-            let first_full = offset.div_ceil(BLOCK).saturating_mul(BLOCK);
-            let last_full = end & !(BLOCK - 1);
-            if first_full >= last_full {
-                let zeros = mem::zeroed_bytes(
-                    usize::try_from(end.saturating_sub(offset)).map_err(|_| EngineError::Range)?,
-                )?;
-                self.write(ino, offset, &zeros, now)?;
-            } else {
-                for (a, b) in [(offset, first_full), (last_full, end)] {
-                    if a < b {
-                        let zeros = mem::zeroed_bytes(
-                            usize::try_from(b.saturating_sub(a)).map_err(|_| EngineError::Range)?,
-                        )?;
-                        self.write(ino, a, &zeros, now)?;
-                    }
-                }
-                let dropped = self.drop_extents(ino, first_full, last_full)?;
-                let mut after = self.getattr(ino)?;
-                after.bytes = after.bytes.saturating_sub(dropped);
-                self.put_inode(&after)?;
-            }
-            let mut inode = self.getattr(ino)?;
-            inode.touch(now);
-            self.put_inode(&inode)?;
-            return Ok(inode);
-        }
-        // Preallocate the holes of the range.
-        let first = offset & !(BLOCK - 1);
-        let last = end.div_ceil(BLOCK).saturating_mul(BLOCK);
-        let mut pos = first;
-        let mut added = 0u64;
-        while pos < last {
-            let next = self.extent_at_or_after(ino, pos)?;
-            let hole_end = match next {
-                Some((off, e)) if off <= pos => {
-                    pos = off.saturating_add(e.len);
-                    continue;
-                }
-                Some((off, _)) => off.min(last),
-                None => last,
-            };
-            while pos < hole_end {
-                let want = hole_end.saturating_sub(pos) / BLOCK;
-                let (disk, count) = self.vol.alloc_data(want.min(MAX_EXTENT_BLOCKS))?;
-                let e = Extent {
-                    kind: ExtentKind::Prealloc,
-                    disk,
-                    len: count.saturating_mul(BLOCK),
-                };
-                self.vol.insert(
-                    tree_id::FS,
-                    Key::new(ino, kind::EXTENT_DATA, pos),
-                    &e.encode(),
-                )?;
-                pos = pos.saturating_add(e.len);
-                added = added.saturating_add(e.len);
-            }
-        }
-        inode.bytes = inode.bytes.saturating_add(added);
-        if mode & FALLOC_FL_KEEP_SIZE == 0 {
-            inode.size = inode.size.max(end);
-        }
-        inode.ctime = now;
         self.put_inode(&inode)?;
         Ok(inode)
     }

@@ -40,12 +40,31 @@ pub struct Problem {
 
 /// Repairs decided while checking, applied (and committed) at the end of a repairing check.
 /// Only values that other structures fully determine are recomputed: a chunk's usage from
-/// its space map, an inode's link count from its names.
+/// its space map, an inode's link count from its names, a block's reference count from the
+/// references to it.
 #[derive(Default)]
 struct Fixes {
     usage: FVec<(u64, u64)>,
     nlinks: FVec<(u64, u32)>,
     superblock: bool,
+    /// Blocks whose stored count differs from the references found: (block, count).
+    refcounts: FVec<(u64, u64)>,
+    /// The problems (indexes in the report) that setting those counts repairs.
+    refcount_problems: FVec<usize>,
+}
+
+impl Fixes {
+    fn refcount(
+        &mut self,
+        report: &mut Report,
+        block: u64,
+        count: u64,
+        what: &'static str,
+    ) -> EngineResult<()> {
+        self.refcount_problems.try_push(report.problems.len())?;
+        self.refcounts.try_push((block, count))?;
+        report.add(block, 0, what, false)
+    }
 }
 
 /// What a check found.
@@ -125,8 +144,30 @@ pub fn check<D: BlockDev>(vol: &mut Volume<D>, repair: bool) -> EngineResult<Rep
     if let Err(err) = check_chunks(vol, &mut report) {
         note_corruption(&mut report, err)?;
     }
-    if repair && (!fixes.usage.is_empty() || !fixes.nlinks.is_empty() || fixes.superblock) {
+    // Counts are rewritten only when every reference could be counted: with a tree left
+    // unreadable, its blocks would look unreferenced and be freed.
+    let counts_safe = report
+        .problems
+        .iter()
+        .enumerate()
+        .all(|(i, p)| p.repaired || fixes.refcount_problems.contains(&i));
+    if !(repair && counts_safe) {
+        fixes.refcounts.clear();
+    }
+    if repair
+        && (!fixes.usage.is_empty()
+            || !fixes.nlinks.is_empty()
+            || fixes.superblock
+            || !fixes.refcounts.is_empty())
+    {
         apply_fixes(vol, &fixes)?;
+        if !fixes.refcounts.is_empty() {
+            for &i in fixes.refcount_problems.iter() {
+                if let Some(p) = report.problems.get_mut(i) {
+                    p.repaired = true;
+                }
+            }
+        }
     }
     Ok(report)
 }
@@ -149,6 +190,9 @@ fn apply_fixes<D: BlockDev>(vol: &mut Volume<D>, fixes: &Fixes) -> EngineResult<
         let mut node = Inode::decode(ino, &data, ino)?;
         node.nlink = nlink;
         vol.insert(tree_id::FS, key, &node.encode())?;
+    }
+    for &(block, count) in fixes.refcounts.iter() {
+        vol.set_refcount(block, count)?;
     }
     vol.commit()
 }
@@ -256,17 +300,17 @@ fn check_refcounts<D: BlockDev>(
         let want = expected.get(b).copied().unwrap_or(0);
         match vol.stored_refcount(b) {
             Ok(have) if have == want => {}
-            Ok(have) if have < want => report.add(
+            Ok(have) if have < want => fixes.refcount(
+                report,
                 b,
-                0,
+                want,
                 "reference count lower than the references to the block",
-                false,
             )?,
-            Ok(_) => report.add(
+            Ok(_) => fixes.refcount(
+                report,
                 b,
-                0,
+                want,
                 "reference count higher than the references to the block",
-                false,
             )?,
             Err(err) => report.add(b, 0, corrupt_what(&err), false)?,
         }
@@ -308,11 +352,11 @@ fn check_refcounts<D: BlockDev>(
                 }
                 used = used.saturating_add(BLOCK);
                 if !expected.contains_key(block) {
-                    report.add(
+                    fixes.refcount(
+                        report,
                         block,
                         0,
                         "block counted in the space map but not referenced (leak)",
-                        false,
                     )?;
                 }
             }

@@ -49,8 +49,10 @@ pub const EXTENT_CSUM: u8 = 128;
 pub const NAME_MAX: usize = 255;
 /// Longest extended attribute value (it must fit in one item with its name).
 pub const XATTR_VALUE_MAX: usize = 700;
-/// Longest symlink target (stored inline in one item).
-pub const SYMLINK_MAX: usize = 900;
+/// Longest symlink target (`PATH_MAX` less the terminating NUL).
+pub const SYMLINK_MAX: usize = 4095;
+/// Longest symlink target stored inline in one item; longer ones go to a data block.
+pub const SYMLINK_INLINE_MAX: usize = 900;
 
 /// File type bits of a mode.
 pub const S_IFMT: u32 = 0o170_000;

@@ -184,6 +184,9 @@ pub struct Volume<D: BlockDev> {
     /// (logical block, device id).
     pub repairs: FVec<(u64, u64)>,
     read_only: bool,
+    /// Bumped by every change to the running transaction: a caller that fails after a
+    /// change knows the transaction is half-done and must be aborted.
+    changes: u64,
 }
 
 /// The node store of one tree of a volume: allocations go to the tree's kind of chunk.
@@ -342,6 +345,70 @@ impl<D: BlockDev> Volume<D> {
         Ok(())
     }
 
+    /// Whether the volume refuses changes (mounted read-only, or after an abort).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// How many changes the volume has seen (see [`Volume::abort`]).
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
+    fn changed(&mut self) {
+        self.changes = self.changes.wrapping_add(1);
+    }
+
+    /// Drops the running transaction after a failure left it half-done: everything since
+    /// the last commit is forgotten, the volume is read again from its devices, and it
+    /// stays read-only, as the last commit on disk is the only state known to be whole.
+    /// If the devices cannot be read again, the volume is left without them (every read
+    /// fails with an I/O error).
+    pub fn abort(&mut self) -> EngineResult<()> {
+        let mut slots = core::mem::take(&mut self.devs);
+        self.read_only = true;
+        self.cache.clear();
+        self.delayed.clear();
+        self.pinned.clear();
+        self.in_flight = None;
+        let mut devs = FVec::try_with_capacity(slots.len())?;
+        while let Some(slot) = slots.pop() {
+            if let Some(dev) = slot.dev {
+                devs.try_push(dev)?;
+            }
+        }
+        let opts = OpenOptions {
+            degraded: true,
+            read_only: true,
+        };
+        *self = Self::open_with(devs, opts)?;
+        Ok(())
+    }
+
+    /// Sets the stored reference count of `block` to `count` (fsck's repair, once every
+    /// reference has been counted): the space map, the chunk usage and the allocator's
+    /// view follow.
+    pub fn set_refcount(&mut self, block: u64, count: u64) -> EngineResult<()> {
+        if self.read_only {
+            return Err(EngineError::ReadOnly);
+        }
+        let (i, chunk_logical) = self.chunk_of(block, "block address outside every chunk")?;
+        let old = self.stored_refcount(block)?;
+        let delta = i64::try_from(i128::from(count).saturating_sub(i128::from(old)))
+            .map_err(|_| EngineError::Range)?;
+        if delta == 0 {
+            return Ok(());
+        }
+        self.changed();
+        self.apply_delta(block, delta)?;
+        if count > 0 {
+            if let Some(space) = self.spaces.get_mut(i) {
+                space.set(block.saturating_sub(chunk_logical) / BLOCK, true);
+            }
+        }
+        Ok(())
+    }
+
     /// The node store of tree `owner`.
     pub fn store(&mut self, owner: u64) -> TreeStore<'_, D> {
         TreeStore { vol: self, owner }
@@ -366,6 +433,7 @@ impl<D: BlockDev> Volume<D> {
 
     /// Inserts or replaces an item of tree `id`.
     pub fn insert(&mut self, id: u64, key: Key, value: &[u8]) -> EngineResult<Option<FVec<u8>>> {
+        self.changed();
         let mut root = self.root(id).ok_or(EngineError::Invalid("no such tree"))?;
         let old = btree::insert(&mut self.store(id), &mut root, key, value)?;
         self.set_root(id, root)?;
@@ -374,6 +442,7 @@ impl<D: BlockDev> Volume<D> {
 
     /// Removes an item of tree `id`.
     pub fn remove(&mut self, id: u64, key: &Key) -> EngineResult<Option<FVec<u8>>> {
+        self.changed();
         let mut root = self.root(id).ok_or(EngineError::Invalid("no such tree"))?;
         let old = btree::remove(&mut self.store(id), &mut root, key)?;
         self.set_root(id, root)?;
@@ -382,6 +451,7 @@ impl<D: BlockDev> Volume<D> {
 
     /// Creates an empty tree `id`.
     pub fn create_tree(&mut self, id: u64) -> EngineResult<()> {
+        self.changed();
         if self.root(id).is_some_and(|r| r != 0) {
             return Err(EngineError::Invalid("tree exists"));
         }
@@ -512,7 +582,7 @@ impl<D: BlockDev> Volume<D> {
     /// passes; returns how many were rewritten.
     pub fn repair_block(&mut self, logical: u64) -> EngineResult<usize> {
         if self.read_only {
-            return Err(EngineError::Invalid("volume is read-only"));
+            return Err(EngineError::ReadOnly);
         }
         let fsid = self.sb.fsid;
         let (good, bad) =
@@ -584,6 +654,7 @@ impl<D: BlockDev> Volume<D> {
     // ---- space map ----
 
     fn add_ref(&mut self, block: u64, delta: i64) -> EngineResult<()> {
+        self.changed();
         let now = self.delayed.get(block).copied().unwrap_or(0);
         let sum = now
             .checked_add(delta)
@@ -693,8 +764,9 @@ impl<D: BlockDev> Volume<D> {
     /// written with the transaction.
     pub fn alloc_chunk(&mut self, kind: Kind) -> EngineResult<()> {
         if self.read_only {
-            return Err(EngineError::Invalid("volume is read-only"));
+            return Err(EngineError::ReadOnly);
         }
+        self.changed();
         let profile = self
             .chunks
             .iter()
@@ -788,6 +860,7 @@ impl<D: BlockDev> Volume<D> {
 
     /// Writes whole data blocks at `logical` to every copy, and records their checksums.
     pub fn write_data(&mut self, logical: u64, data: &[u8]) -> EngineResult<()> {
+        self.changed();
         if data.len().checked_rem(BLOCK_SIZE as usize) != Some(0) {
             return Err(EngineError::Invalid("data write of a partial block"));
         }
@@ -1009,8 +1082,9 @@ impl<D: BlockDev> Volume<D> {
     /// Commits the running transaction (see the module documentation for the order).
     pub fn commit(&mut self) -> EngineResult<()> {
         if self.read_only {
-            return Err(EngineError::Invalid("volume is read-only"));
+            return Err(EngineError::ReadOnly);
         }
+        self.changed();
         let mut settled = false;
         for _ in 0..MAX_COMMIT_PASSES {
             self.update_root_items()?;
@@ -1173,6 +1247,7 @@ impl<D: BlockDev> Volume<D> {
             in_flight: None,
             repairs: FVec::new(),
             read_only: false,
+            changes: 0,
         };
         // Chunks first (in memory), then the trees that describe them.
         let mut extents: FVec<(u64, u64, u64)> = FVec::new(); // (devid, physical, length)
@@ -1359,6 +1434,7 @@ impl<D: BlockDev> Volume<D> {
             in_flight: None,
             repairs: FVec::new(),
             read_only: opts.read_only,
+            changes: 0,
         };
         // Bootstrap the system chunks from the superblock, then read the chunk tree.
         let sys = newest.sys_chunk_bytes();

@@ -43,6 +43,8 @@ struct State {
     log: Log,
     /// Fail every I/O once the shared log holds this many operations.
     fail_after: Option<usize>,
+    /// Fail every write and flush (reads still work).
+    fail_writes: bool,
 }
 
 /// A shared handle on an in-memory disk; clones see the same disk.
@@ -79,6 +81,7 @@ impl MemDisk {
             pending: Vec::new(),
             log,
             fail_after: None,
+            fail_writes: false,
         })))
     }
 
@@ -116,6 +119,11 @@ impl MemDisk {
             img[*off as usize..*off as usize + data.len()].copy_from_slice(data);
         }
         img
+    }
+
+    /// Makes every write and flush fail while `on` (reads go on working).
+    pub fn fail_writes(&self, on: bool) {
+        self.0.borrow_mut().fail_writes = on;
     }
 
     /// Makes every I/O fail once the shared log holds `n` operations (`None`: never).
@@ -249,6 +257,13 @@ impl MemDev {
         Ok(())
     }
 
+    fn check_writable(&self) -> EngineResult<()> {
+        if self.0 .0.borrow().fail_writes {
+            return Err(EngineError::Io);
+        }
+        Ok(())
+    }
+
     fn record(&self, op: Op) {
         let s = self.0 .0.borrow();
         s.log.borrow_mut().push((s.id, op));
@@ -280,6 +295,7 @@ impl BlockDev for MemDev {
 
     fn write(&mut self, offset: u64, buf: &[u8]) -> EngineResult<()> {
         self.check(offset, buf.len())?;
+        self.check_writable()?;
         self.0 .0.borrow_mut().pending.push((offset, buf.to_vec()));
         self.record(Op::Write {
             offset,
@@ -290,6 +306,7 @@ impl BlockDev for MemDev {
 
     fn flush(&mut self) -> EngineResult<()> {
         self.check(0, 0)?;
+        self.check_writable()?;
         {
             let mut s = self.0 .0.borrow_mut();
             let pending = std::mem::take(&mut s.pending);
@@ -303,6 +320,7 @@ impl BlockDev for MemDev {
 
     fn write_fua(&mut self, offset: u64, buf: &[u8]) -> EngineResult<()> {
         self.check(offset, buf.len())?;
+        self.check_writable()?;
         {
             let mut s = self.0 .0.borrow_mut();
             // The FUA write supersedes cached writes to the same place.

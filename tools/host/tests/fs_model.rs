@@ -41,6 +41,22 @@ struct Model {
 
 type R<T> = Result<T, i32>;
 
+/// Creates regular file `name` in the root directory at time `t`.
+fn new_file(fs: &mut Fs<MemDev>, name: &[u8], t: u64) -> u64 {
+    fs.create(ROOT_INO, name, S_IFREG | 0o644, 0, Owner::default(), now(t))
+        .unwrap()
+        .ino
+}
+
+fn reopen(disks: &[MemDisk]) -> Fs<MemDev> {
+    Fs::open(devs(disks), OpenOptions::default()).unwrap()
+}
+
+fn assert_fsck_clean(fs: &mut Fs<MemDev>) {
+    let report = fsck::check(&mut fs.vol, false).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", &report.problems[..]);
+}
+
 fn errno(e: EngineError) -> i32 {
     e.errno()
 }
@@ -340,7 +356,12 @@ fn run(seed: u64, steps: u64, disks_n: usize, profile: Profile) {
                 );
             }
             20..=23 => {
-                let target: Vec<u8> = format!("../target/{}", rng.below(1000)).into_bytes();
+                // Mostly short targets (inline), some past one item (in a data block).
+                let mut target: Vec<u8> = format!("../target/{}", rng.below(1000)).into_bytes();
+                if rng.below(4) == 0 {
+                    let len = 800 + rng.below(3296) as usize;
+                    target.resize(len, b'x');
+                }
                 let got = res(fs.symlink(d, name, &target, Owner::default(), t));
                 let obj = Obj::Link { target };
                 expect_created(
@@ -507,7 +528,7 @@ fn run(seed: u64, steps: u64, disks_n: usize, profile: Profile) {
                 // unmount (sync first, as unmount does).
                 fs.sync().unwrap();
                 drop(fs);
-                fs = Fs::open(devs(&disks), OpenOptions::default()).unwrap();
+                fs = reopen(&disks);
                 compare_all(&mut fs, &m);
                 let report = fsck::check(&mut fs.vol, false).unwrap();
                 assert!(
@@ -671,7 +692,7 @@ fn damaged_data_is_found_read_around_and_repaired() {
         let copy = fs.vol.map_block(block).unwrap()[0];
         drop(fs);
         disks[(copy.devid - 1) as usize].corrupt(copy.physical + 17, 0x40);
-        let mut fs = Fs::open(devs(&disks), OpenOptions::default()).unwrap();
+        let mut fs = reopen(&disks);
         let report = fsck::check(&mut fs.vol, false).unwrap();
         assert!(
             report
@@ -689,8 +710,7 @@ fn damaged_data_is_found_read_around_and_repaired() {
                 "read did not repair: {:?}",
                 &report.problems[..]
             );
-            let report = fsck::check(&mut fs.vol, false).unwrap();
-            assert!(report.problems.is_empty(), "{:?}", &report.problems[..]);
+            assert_fsck_clean(&mut fs);
         } else {
             assert_eq!(fs.read(f, 0, content.len()).unwrap_err().errno(), 117);
             assert_eq!(
@@ -711,10 +731,7 @@ fn fsck_repairs_link_counts_and_usage() {
     use ferrofs_engine::key::Key;
     let disks = MemDisk::set(1, 96 << 20);
     let mut fs = memdev::mkfs_fs(&disks, Profile::Single).unwrap();
-    let f = fs
-        .create(ROOT_INO, b"f", S_IFREG | 0o644, 0, Owner::default(), now(1))
-        .unwrap()
-        .ino;
+    let f = new_file(&mut fs, b"f", 1);
     fs.link(f, ROOT_INO, b"g", now(2)).unwrap();
     fs.sync().unwrap();
     // Damage, through the volume: nlink 5 instead of 2, and a chunk's usage off by a block.
@@ -736,7 +753,7 @@ fn fsck_repairs_link_counts_and_usage() {
         .unwrap();
     fs.vol.commit().unwrap();
     drop(fs);
-    let mut fs = Fs::open(devs(&disks), OpenOptions::default()).unwrap();
+    let mut fs = reopen(&disks);
     let report = fsck::check(&mut fs.vol, false).unwrap();
     let whats: Vec<&str> = report.problems.iter().map(|p| p.what).collect();
     assert!(
@@ -748,9 +765,8 @@ fn fsck_repairs_link_counts_and_usage() {
     assert_eq!(report.unrepaired(), 0, "{:?}", &report.problems[..]);
     assert!(!report.problems.is_empty());
     drop(fs);
-    let mut fs = Fs::open(devs(&disks), OpenOptions::default()).unwrap();
-    let report = fsck::check(&mut fs.vol, false).unwrap();
-    assert!(report.problems.is_empty(), "{:?}", &report.problems[..]);
+    let mut fs = reopen(&disks);
+    assert_fsck_clean(&mut fs);
     assert_eq!(fs.getattr(f).unwrap().nlink, 2);
 }
 
@@ -783,4 +799,177 @@ fn absurd_extents_are_corrupt() {
             "{disk} {len}"
         );
     }
+}
+
+/// Symlink targets up to PATH_MAX - 1 bytes: short ones inline, long ones in a data block,
+/// both read back after a remount and checked by fsck; one byte more is ENAMETOOLONG.
+#[test]
+fn symlink_targets_up_to_path_max() {
+    let disks = MemDisk::set(1, 96 << 20);
+    let mut fs = memdev::mkfs_fs(&disks, Profile::Single).unwrap();
+    let mut made = Vec::new();
+    for len in [1usize, 900, 901, 4000, 4095] {
+        let target: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+        let name = format!("l{len}");
+        let ino = fs
+            .symlink(ROOT_INO, name.as_bytes(), &target, Owner::default(), now(1))
+            .unwrap()
+            .ino;
+        assert_eq!(fs.getattr(ino).unwrap().size, len as u64);
+        made.push((ino, target));
+    }
+    let too_long = vec![b'z'; 4096];
+    let err = fs
+        .symlink(ROOT_INO, b"long", &too_long, Owner::default(), now(1))
+        .unwrap_err();
+    assert_eq!(errno(err), 36);
+    assert_eq!(fs.lookup(ROOT_INO, b"long").unwrap(), None);
+    fs.sync().unwrap();
+    drop(fs);
+    let mut fs = reopen(&disks);
+    for (ino, target) in &made {
+        assert_eq!(&fs.readlink(*ino).unwrap()[..], &target[..]);
+    }
+    assert_fsck_clean(&mut fs);
+    // Removing the long ones frees their blocks: fsck still balances every count.
+    for (ino, _) in &made {
+        let name = format!("l{}", fs.getattr(*ino).unwrap().size);
+        fs.unlink(ROOT_INO, name.as_bytes(), now(2)).unwrap();
+    }
+    fs.sync().unwrap();
+    assert_fsck_clean(&mut fs);
+}
+
+/// A change that fails half-way aborts the transaction: the filesystem falls back to its
+/// last commit and turns read-only (EROFS for every later change), and a remount finds
+/// the last commit whole. A read-only mount refuses changes the same way.
+#[test]
+fn a_failure_half_way_aborts_to_the_last_commit() {
+    let disks = MemDisk::set(2, 96 << 20);
+    let mut fs = memdev::mkfs_fs(&disks, Profile::Raid1).unwrap();
+    let f = new_file(&mut fs, b"f", 1);
+    fs.write(f, 0, b"committed", now(1)).unwrap();
+    fs.sync().unwrap();
+    // Not committed: lost with the abort.
+    fs.create(ROOT_INO, b"g", S_IFREG | 0o644, 0, Owner::default(), now(2))
+        .unwrap();
+    for d in &disks {
+        d.fail_writes(true);
+    }
+    let err = fs.write(f, 0, &[7u8; 3 * 4096], now(3)).unwrap_err();
+    assert_eq!(errno(err), 5);
+    assert_eq!(fs.aborted(), Some(EngineError::Io));
+    // Reads see the last commit.
+    assert_eq!(&fs.read(f, 0, 100).unwrap()[..], b"committed");
+    assert_eq!(fs.lookup(ROOT_INO, b"g").unwrap(), None);
+    for d in &disks {
+        d.fail_writes(false);
+    }
+    // Read-only now, though the devices work again.
+    let err = fs
+        .create(ROOT_INO, b"h", S_IFREG | 0o644, 0, Owner::default(), now(4))
+        .unwrap_err();
+    assert_eq!(errno(err), 30);
+    assert_eq!(errno(fs.write(f, 0, b"x", now(4)).unwrap_err()), 30);
+    assert_eq!(errno(fs.sync().unwrap_err()), 30);
+    drop(fs);
+    let mut fs = reopen(&disks);
+    assert_fsck_clean(&mut fs);
+    assert_eq!(&fs.read(f, 0, 100).unwrap()[..], b"committed");
+    assert_eq!(fs.lookup(ROOT_INO, b"g").unwrap(), None);
+    // A failure before any change leaves the transaction alone.
+    let err = fs.unlink(ROOT_INO, b"missing", now(5)).unwrap_err();
+    assert_eq!(errno(err), 2);
+    assert_eq!(fs.aborted(), None);
+    fs.create(ROOT_INO, b"h", S_IFREG | 0o644, 0, Owner::default(), now(5))
+        .unwrap();
+    fs.sync().unwrap();
+    drop(fs);
+    let ro = OpenOptions {
+        read_only: true,
+        ..OpenOptions::default()
+    };
+    let mut fs = Fs::open(devs(&disks), ro).unwrap();
+    assert!(fs.lookup(ROOT_INO, b"h").unwrap().is_some());
+    let err = fs.unlink(ROOT_INO, b"h", now(6)).unwrap_err();
+    assert_eq!(errno(err), 30);
+}
+
+/// Wrong reference counts (one too low, one too high, one leaked block) are reported by
+/// `fsck -n`, set from the references found by a repairing fsck, and gone after.
+#[test]
+fn fsck_repairs_reference_counts() {
+    let disks = MemDisk::set(1, 96 << 20);
+    let mut fs = memdev::mkfs_fs(&disks, Profile::Single).unwrap();
+    let f = new_file(&mut fs, b"f", 1);
+    fs.write(f, 0, &[5u8; 4 * 4096], now(1)).unwrap();
+    fs.sync().unwrap();
+    let data_start = fs
+        .vol
+        .chunks()
+        .iter()
+        .find(|c| c.kind == ferrofs_engine::chunk::Kind::Data)
+        .unwrap()
+        .logical;
+    let mut used = Vec::new();
+    let mut free = None;
+    for n in 0..64u64 {
+        let b = data_start + n * 4096;
+        match fs.vol.stored_refcount(b).unwrap() {
+            0 if free.is_none() => free = Some(b),
+            0 => {}
+            _ => used.push(b),
+        }
+    }
+    assert_eq!(used.len(), 4);
+    let leak = free.unwrap();
+    // Dropping a data block's count drops its checksum too: put it back, so that only the
+    // count is wrong.
+    let csum_key = ferrofs_engine::key::Key::new(
+        ferrofs_engine::inode::CSUM_OBJECTID,
+        ferrofs_engine::inode::EXTENT_CSUM,
+        used[0],
+    );
+    let csum = fs
+        .vol
+        .lookup(ferrofs_engine::format::tree_id::CSUM, &csum_key)
+        .unwrap()
+        .unwrap();
+    fs.vol.set_refcount(used[0], 0).unwrap();
+    fs.vol
+        .insert(ferrofs_engine::format::tree_id::CSUM, csum_key, &csum)
+        .unwrap();
+    fs.vol.set_refcount(used[1], 4).unwrap();
+    fs.vol.set_refcount(leak, 1).unwrap();
+    fs.vol.commit().unwrap();
+    drop(fs);
+    let mut fs = reopen(&disks);
+    let report = fsck::check(&mut fs.vol, false).unwrap();
+    let whats: Vec<(u64, &str)> = report.problems.iter().map(|p| (p.block, p.what)).collect();
+    for (block, what) in [
+        (
+            used[0],
+            "reference count lower than the references to the block",
+        ),
+        (
+            used[1],
+            "reference count higher than the references to the block",
+        ),
+        (
+            leak,
+            "block counted in the space map but not referenced (leak)",
+        ),
+    ] {
+        assert!(whats.contains(&(block, what)), "{whats:?}");
+    }
+    assert!(report.problems.iter().all(|p| !p.repaired));
+    let report = fsck::check(&mut fs.vol, true).unwrap();
+    assert_eq!(report.unrepaired(), 0, "{:?}", &report.problems[..]);
+    drop(fs);
+    let mut fs = reopen(&disks);
+    assert_fsck_clean(&mut fs);
+    assert_eq!(fs.vol.stored_refcount(used[0]).unwrap(), 1);
+    assert_eq!(fs.vol.stored_refcount(used[1]).unwrap(), 1);
+    assert_eq!(fs.vol.stored_refcount(leak).unwrap(), 0);
+    assert_eq!(&fs.read(f, 0, 4096).unwrap()[..], &[5u8; 4096][..]);
 }
