@@ -87,6 +87,7 @@ pub struct Fs<D: BlockDev> {
     next_ino: u64,
     aborted: Option<EngineError>,
     in_change: bool,
+    keep_unlinked: bool,
 }
 
 fn type_of(mode: u32) -> u8 {
@@ -106,6 +107,7 @@ impl<D: BlockDev> Fs<D> {
             next_ino: ROOT_INO.saturating_add(1),
             aborted: None,
             in_change: false,
+            keep_unlinked: false,
         };
         let root = Inode {
             ino: ROOT_INO,
@@ -127,9 +129,13 @@ impl<D: BlockDev> Fs<D> {
     /// Mounts a filesystem.
     pub fn open(devs: FVec<D>, opts: OpenOptions) -> EngineResult<Self> {
         let mut vol = Volume::open_with(devs, opts)?;
-        let last = vol.seek(tree_id::FS, &Key::MAX, Direction::Backward)?;
+        // The highest inode number: the last item below the orphan items.
+        let below_orphans = Key::new(inode::ORPHAN_OBJECTID, 0, 0);
+        let last = vol.seek(tree_id::FS, &below_orphans, Direction::Backward)?;
         let next_ino = last
-            .map_or(ROOT_INO, |(k, _)| k.objectid)
+            .map(|(k, _)| k.objectid)
+            .filter(|&o| o < inode::ORPHAN_OBJECTID)
+            .unwrap_or(ROOT_INO)
             .max(ROOT_INO)
             .saturating_add(1);
         let mut fs = Self {
@@ -137,6 +143,7 @@ impl<D: BlockDev> Fs<D> {
             next_ino,
             aborted: None,
             in_change: false,
+            keep_unlinked: false,
         };
         let root = fs.getattr(ROOT_INO)?;
         if !root.is_dir() {
@@ -145,7 +152,86 @@ impl<D: BlockDev> Fs<D> {
                 reason: "root inode is not a directory",
             });
         }
+        if !fs.vol.is_read_only() {
+            // Nothing is open after a mount: inodes left unlinked but open go now.
+            fs.guarded(|fs| {
+                while let Some((k, _)) =
+                    fs.vol
+                        .seek(tree_id::FS, &inode::orphan_key(0), Direction::Forward)?
+                {
+                    if k.objectid != inode::ORPHAN_OBJECTID || k.kind != kind::ORPHAN {
+                        break;
+                    }
+                    fs.evict(k.offset)?;
+                }
+                Ok(())
+            })?;
+        }
         Ok(fs)
+    }
+
+    /// With `keep`, an inode that loses its last name is kept (with an orphan item) until
+    /// [`Fs::evict`]: the kernel keeps files that are still open. Otherwise (the default)
+    /// it goes at once.
+    pub fn set_keep_unlinked(&mut self, keep: bool) {
+        self.keep_unlinked = keep;
+    }
+
+    /// Frees inode `ino` if it has no names left (its orphan item goes with it); does
+    /// nothing to an inode that still has names, or that is gone already.
+    pub fn evict(&mut self, ino: u64) -> EngineResult<()> {
+        self.guarded(|fs| {
+            match fs.getattr(ino) {
+                Ok(inode) if inode.nlink == 0 => fs.delete_inode(ino)?,
+                Ok(_) | Err(EngineError::NotFound) => {}
+                Err(err) => return Err(err),
+            }
+            if fs
+                .vol
+                .lookup(tree_id::FS, &inode::orphan_key(ino))?
+                .is_some()
+            {
+                fs.vol.remove(tree_id::FS, &inode::orphan_key(ino))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Drops a name's worth of link count from `inode`: at zero the inode goes, or is kept
+    /// as an orphan (see [`Fs::set_keep_unlinked`]).
+    fn drop_link(&mut self, inode: &mut Inode, now: Timespec) -> EngineResult<()> {
+        inode.nlink = inode.nlink.saturating_sub(1);
+        inode.ctime = now;
+        if inode.nlink > 0 {
+            return self.put_inode(inode);
+        }
+        if self.keep_unlinked {
+            self.put_inode(inode)?;
+            self.vol
+                .insert(tree_id::FS, inode::orphan_key(inode.ino), &[])?;
+            return Ok(());
+        }
+        self.delete_inode(inode.ino)
+    }
+
+    /// Creates an unnamed regular file (`O_TMPFILE`): an orphan until [`Fs::link`] names
+    /// it, freed by [`Fs::evict`] otherwise.
+    pub fn tmpfile(
+        &mut self,
+        dir: u64,
+        mode: u32,
+        owner: Owner,
+        now: Timespec,
+    ) -> EngineResult<Inode> {
+        self.guarded(|fs| {
+            fs.dir(dir)?;
+            let mut inode = fs.new_inode(S_IFREG | (mode & 0o7777), 0, owner, now)?;
+            inode.nlink = 0;
+            fs.put_inode(&inode)?;
+            fs.vol
+                .insert(tree_id::FS, inode::orphan_key(inode.ino), &[])?;
+            Ok(inode)
+        })
     }
 
     /// Whether a failed call aborted the running transaction (the filesystem is then
@@ -274,6 +360,10 @@ impl<D: BlockDev> Fs<D> {
                 return Err(EngineError::Exists);
             }
             fs.add_entry(&mut parent, name, ino, type_of(inode.mode))?;
+            if inode.nlink == 0 {
+                // A tmpfile given its first name is no longer an orphan.
+                fs.vol.remove(tree_id::FS, &inode::orphan_key(ino))?;
+            }
             inode.nlink = inode.nlink.saturating_add(1);
             inode.ctime = now;
             parent.touch(now);
@@ -297,13 +387,7 @@ impl<D: BlockDev> Fs<D> {
             fs.remove_entry(&mut parent, name, ino)?;
             parent.touch(now);
             fs.put_inode(&parent)?;
-            inode.nlink = inode.nlink.saturating_sub(1);
-            inode.ctime = now;
-            if inode.nlink == 0 {
-                fs.delete_inode(ino)?;
-            } else {
-                fs.put_inode(&inode)?;
-            }
+            fs.drop_link(&mut inode, now)?;
             Ok(inode)
         })
     }
@@ -855,6 +939,36 @@ impl<D: BlockDev> Fs<D> {
 
     // ---- creating and removing ----
 
+    /// A new inode (not stored yet): the next inode number, one link (two for a directory).
+    fn new_inode(
+        &mut self,
+        mode: u32,
+        rdev: u64,
+        owner: Owner,
+        now: Timespec,
+    ) -> EngineResult<Inode> {
+        let ino = self.next_ino;
+        if ino >= inode::ORPHAN_OBJECTID {
+            return Err(EngineError::NoSpace);
+        }
+        self.next_ino = ino.saturating_add(1);
+        Ok(Inode {
+            ino,
+            mode,
+            uid: owner.uid,
+            gid: owner.gid,
+            nlink: if mode & S_IFMT == S_IFDIR { 2 } else { 1 },
+            atime: now,
+            mtime: now,
+            ctime: now,
+            btime: now,
+            generation: self.vol.generation(),
+            rdev,
+            next_index: 2,
+            ..Inode::default()
+        })
+    }
+
     fn new_object(
         &mut self,
         dir: u64,
@@ -869,31 +983,15 @@ impl<D: BlockDev> Fs<D> {
         if self.find_entry(dir, name)?.is_some() {
             return Err(EngineError::Exists);
         }
-        let ino = self.next_ino;
-        self.next_ino = ino.checked_add(1).ok_or(EngineError::NoSpace)?;
         let is_dir = mode & S_IFMT == S_IFDIR;
-        let inode = Inode {
-            ino,
-            mode,
-            uid: owner.uid,
-            gid: owner.gid,
-            nlink: if is_dir { 2 } else { 1 },
-            atime: now,
-            mtime: now,
-            ctime: now,
-            btime: now,
-            generation: self.vol.generation(),
-            rdev,
-            next_index: 2,
-            ..Inode::default()
-        };
         if is_dir {
             if parent.nlink >= LINK_MAX {
                 return Err(EngineError::TooManyLinks);
             }
             parent.nlink = parent.nlink.saturating_add(1);
         }
-        self.add_entry(&mut parent, name, ino, type_of(mode))?;
+        let inode = self.new_inode(mode, rdev, owner, now)?;
+        self.add_entry(&mut parent, name, inode.ino, type_of(mode))?;
         parent.touch(now);
         self.put_inode(&inode)?;
         self.put_inode(&parent)?;

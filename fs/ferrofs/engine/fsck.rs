@@ -489,13 +489,30 @@ fn check_fs_tree<D: BlockDev>(
     fixes: &mut Fixes,
     report: &mut Report,
 ) -> EngineResult<()> {
+    // Orphans (unlinked while open) first: the inodes they name may have no names.
+    let mut orphans: U64Map<bool> = U64Map::new();
+    let mut key = inode::orphan_key(0);
+    while let Some((k, _)) = vol.seek(tree_id::FS, &key, Direction::Forward)? {
+        if k.objectid != inode::ORPHAN_OBJECTID || k.kind != kind::ORPHAN {
+            break;
+        }
+        orphans.insert(k.offset, false)?;
+        match k.successor() {
+            Some(next) => key = next,
+            None => break,
+        }
+    }
     let mut key = Key::MIN;
     let mut facts = InodeFacts::default();
     let mut current: Option<u64> = None;
     while let Some((k, v)) = vol.seek(tree_id::FS, &key, Direction::Forward)? {
+        if k.objectid == inode::ORPHAN_OBJECTID {
+            break;
+        }
         if current != Some(k.objectid) {
             if let Some(ino) = current {
-                finish_inode(ino, &facts, repair, fixes, report)?;
+                let orphan = orphans.get_mut(ino).map(|seen| *seen = true).is_some();
+                finish_inode(ino, &facts, orphan, repair, fixes, report)?;
             }
             current = Some(k.objectid);
             facts = InodeFacts::default();
@@ -598,7 +615,18 @@ fn check_fs_tree<D: BlockDev>(
         }
     }
     if let Some(ino) = current {
-        finish_inode(ino, &facts, repair, fixes, report)?;
+        let orphan = orphans.get_mut(ino).map(|seen| *seen = true).is_some();
+        finish_inode(ino, &facts, orphan, repair, fixes, report)?;
+    }
+    for (ino, seen) in orphans.iter() {
+        if !*seen {
+            report.add(
+                ino,
+                0,
+                "orphan item for an inode that does not exist",
+                false,
+            )?;
+        }
     }
     Ok(())
 }
@@ -606,6 +634,7 @@ fn check_fs_tree<D: BlockDev>(
 fn finish_inode(
     ino: u64,
     facts: &InodeFacts,
+    orphan: bool,
     repair: bool,
     fixes: &mut Fixes,
     report: &mut Report,
@@ -640,8 +669,17 @@ fn finish_inode(
             .nlinks
             .try_push((ino, u32::try_from(facts.names).unwrap_or(u32::MAX)))?;
     }
-    if ino != inode::ROOT_INO && facts.names == 0 {
-        report.add(ino, 0, "inode without a name (orphan)", false)?;
+    if orphan {
+        if inode.nlink != 0 || facts.names != 0 {
+            report.add(ino, 0, "orphan item for an inode with names", false)?;
+        }
+    } else if ino != inode::ROOT_INO && facts.names == 0 {
+        report.add(
+            ino,
+            0,
+            "inode without a name and without an orphan item",
+            false,
+        )?;
     }
     Ok(())
 }

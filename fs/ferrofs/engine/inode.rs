@@ -19,6 +19,7 @@
 use super::bytes;
 use super::crc32c;
 use super::error::{EngineError, EngineResult};
+use super::key::Key;
 use super::mem::FVec;
 
 /// Inode number of the root directory.
@@ -38,6 +39,16 @@ pub mod kind {
     pub const DIR_INDEX: u8 = 96;
     /// A file extent.
     pub const EXTENT_DATA: u8 = 108;
+    /// An unlinked inode still open: `(ORPHAN_OBJECTID, ORPHAN, ino)`, no value.
+    pub const ORPHAN: u8 = 48;
+}
+
+/// Object id of orphan items in the fs tree (above every inode number).
+pub const ORPHAN_OBJECTID: u64 = u64::MAX - 5;
+
+/// The orphan item of inode `ino`.
+pub fn orphan_key(ino: u64) -> Key {
+    Key::new(ORPHAN_OBJECTID, kind::ORPHAN, ino)
 }
 
 /// Object id of data checksum items in the checksum tree.

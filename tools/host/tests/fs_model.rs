@@ -973,3 +973,64 @@ fn fsck_repairs_reference_counts() {
     assert_eq!(fs.vol.stored_refcount(leak).unwrap(), 0);
     assert_eq!(&fs.read(f, 0, 4096).unwrap()[..], &[5u8; 4096][..]);
 }
+
+/// Unlinked but open (the kernel keeps such inodes): with `keep_unlinked`, an inode that
+/// loses its last name stays readable with an orphan item until evicted, or until the next
+/// mount; a tmpfile is an orphan until linked. fsck accepts orphans and balances their
+/// blocks, and finds none left after eviction.
+#[test]
+fn unlinked_open_files_live_until_evicted_or_remounted() {
+    let disks = MemDisk::set(1, 96 << 20);
+    let mut fs = memdev::mkfs_fs(&disks, Profile::Single).unwrap();
+    fs.set_keep_unlinked(true);
+    let data = vec![9u8; 3 * 4096 + 5];
+    let a = new_file(&mut fs, b"a", 1);
+    let b = new_file(&mut fs, b"b", 1);
+    let c = new_file(&mut fs, b"c", 1);
+    for ino in [a, b, c] {
+        fs.write(ino, 0, &data, now(1)).unwrap();
+    }
+    fs.unlink(ROOT_INO, b"a", now(2)).unwrap();
+    // Renaming over `c` drops its only name.
+    fs.rename(ROOT_INO, b"b", ROOT_INO, b"c", 0, now(2))
+        .unwrap();
+    let t = fs
+        .tmpfile(ROOT_INO, 0o600, Owner::default(), now(3))
+        .unwrap()
+        .ino;
+    fs.write(t, 0, b"tmp", now(3)).unwrap();
+    let u = fs
+        .tmpfile(ROOT_INO, 0o600, Owner::default(), now(3))
+        .unwrap()
+        .ino;
+    fs.write(u, 0, b"named later", now(3)).unwrap();
+    fs.link(u, ROOT_INO, b"u", now(4)).unwrap();
+    for ino in [a, c, t] {
+        assert_eq!(fs.getattr(ino).unwrap().nlink, 0);
+    }
+    assert_eq!(&fs.read(a, 0, data.len()).unwrap()[..], &data[..]);
+    assert_eq!(&fs.read(c, 0, data.len()).unwrap()[..], &data[..]);
+    assert_eq!(fs.getattr(u).unwrap().nlink, 1);
+    assert_eq!(fs.lookup(ROOT_INO, b"c").unwrap(), Some(b));
+    fs.sync().unwrap();
+    assert_fsck_clean(&mut fs);
+    // Evicting a named inode does nothing; evicting an orphan frees it.
+    fs.evict(u).unwrap();
+    fs.evict(a).unwrap();
+    assert_eq!(errno(fs.getattr(a).unwrap_err()), 2);
+    assert_eq!(&fs.read(u, 0, 100).unwrap()[..], b"named later");
+    fs.sync().unwrap();
+    assert_fsck_clean(&mut fs);
+    drop(fs);
+    // The mount frees the orphans left (c and t, as after a crash).
+    let mut fs = reopen(&disks);
+    for ino in [c, t] {
+        assert_eq!(errno(fs.getattr(ino).unwrap_err()), 2);
+    }
+    assert_eq!(&fs.read(b, 0, data.len()).unwrap()[..], &data[..]);
+    fs.sync().unwrap();
+    assert_fsck_clean(&mut fs);
+    // A new inode after the remount does not reuse a number.
+    let v = new_file(&mut fs, b"v", 5);
+    assert!(v > u);
+}
