@@ -4,14 +4,14 @@
 //!
 //! The crate has three layers: [`engine`] decides everything that is on disk and is shared
 //! with the userspace tools; `vfs` wraps the kernel API in safe types and holds all `unsafe`
-//! code; `super_ops` is the filesystem logic that joins the two.
+//! code; `fsops` is the filesystem logic that joins the two.
 
 use kernel::prelude::*;
 
 #[path = "engine/mod.rs"]
 pub mod engine;
+mod fsops;
 mod platform;
-mod super_ops;
 mod vfs;
 
 module! {
@@ -31,7 +31,7 @@ struct Ferrofs {
 
 impl kernel::Module for Ferrofs {
     fn init(module: &'static ThisModule) -> Result<Self> {
-        let fs_type = vfs::fs_type::Registration::new::<super_ops::Ferrofs>(&FERROFS_TYPE, module)?;
+        let fs_type = vfs::fs_type::Registration::new::<fsops::Ferrofs>(&FERROFS_TYPE, module)?;
         pr_info!("filesystem type registered\n");
         Ok(Self { _fs_type: fs_type })
     }

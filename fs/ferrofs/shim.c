@@ -3,10 +3,21 @@
  * C helpers for static-inline kernel functions called from the Rust side of
  * ferrofs. Prototypes live in shim.h, which bindgen reads too.
  */
+#include <linux/blkdev.h>
 #include <linux/buffer_head.h>
 #include <linux/fs.h>
+#include <linux/fs_context.h>
+#include <linux/fs_parser.h>
+#include <linux/highmem.h>
+#include <linux/kdev_t.h>
+#include <linux/kthread.h>
+#include <linux/pagemap.h>
+#include <linux/sched/mm.h>
 
 #include "shim.h"
+
+/* The engine's block size: every block I/O moves exactly this much. */
+#define FERROFS_BLOCK 4096
 
 struct buffer_head *ferrofs_sb_bread(struct super_block *sb, sector_t block)
 {
@@ -21,4 +32,307 @@ void ferrofs_brelse(struct buffer_head *bh)
 const char *ferrofs_sb_id(const struct super_block *sb)
 {
 	return sb->s_id;
+}
+
+int ferrofs_bdev_read_block(struct block_device *bdev, u64 block, void *dst)
+{
+	struct buffer_head *bh = __bread(bdev, block, FERROFS_BLOCK);
+
+	if (!bh)
+		return -EIO;
+	memcpy(dst, bh->b_data, FERROFS_BLOCK);
+	brelse(bh);
+	return 0;
+}
+
+/*
+ * Writes go to the device's page cache and reach the disk at the next flush
+ * (sync_blockdev), or at once with FUA.
+ */
+int ferrofs_bdev_write_block(struct block_device *bdev, u64 block, const void *src, bool fua)
+{
+	struct buffer_head *bh = __getblk(bdev, block, FERROFS_BLOCK);
+	int err = 0;
+
+	if (!bh)
+		return -ENOMEM;
+	lock_buffer(bh);
+	memcpy(bh->b_data, src, FERROFS_BLOCK);
+	set_buffer_uptodate(bh);
+	mark_buffer_dirty(bh);
+	unlock_buffer(bh);
+	if (fua)
+		err = __sync_dirty_buffer(bh, REQ_SYNC | REQ_FUA);
+	brelse(bh);
+	return err;
+}
+
+int ferrofs_bdev_flush(struct block_device *bdev)
+{
+	int err = sync_blockdev(bdev);
+
+	if (!err)
+		err = blkdev_issue_flush(bdev);
+	return err;
+}
+
+u64 ferrofs_bdev_size(struct block_device *bdev)
+{
+	return bdev_nr_bytes(bdev);
+}
+
+struct block_device *ferrofs_sb_bdev(struct super_block *sb)
+{
+	return sb->s_bdev;
+}
+
+struct file *ferrofs_open_bdev(const char *path, bool write, struct super_block *holder)
+{
+	blk_mode_t mode = BLK_OPEN_READ | (write ? BLK_OPEN_WRITE : 0);
+
+	return bdev_file_open_by_path(path, mode, holder, &fs_holder_ops);
+}
+
+struct block_device *ferrofs_file_bdev(struct file *file)
+{
+	return file_bdev(file);
+}
+
+long ferrofs_ptr_err(const void *ptr)
+{
+	return PTR_ERR(ptr);
+}
+
+bool ferrofs_is_err(const void *ptr)
+{
+	return IS_ERR(ptr);
+}
+
+void *ferrofs_err_ptr(long err)
+{
+	return ERR_PTR(err);
+}
+
+unsigned int ferrofs_nofs_save(void)
+{
+	return memalloc_nofs_save();
+}
+
+void ferrofs_nofs_restore(unsigned int flags)
+{
+	memalloc_nofs_restore(flags);
+}
+
+loff_t ferrofs_i_size_read(const struct inode *inode)
+{
+	return i_size_read(inode);
+}
+
+void ferrofs_i_size_write(struct inode *inode, loff_t size)
+{
+	i_size_write(inode, size);
+}
+
+u32 ferrofs_i_uid_read(const struct inode *inode)
+{
+	return i_uid_read(inode);
+}
+
+u32 ferrofs_i_gid_read(const struct inode *inode)
+{
+	return i_gid_read(inode);
+}
+
+void ferrofs_i_uid_write(struct inode *inode, u32 uid)
+{
+	i_uid_write(inode, uid);
+}
+
+void ferrofs_i_gid_write(struct inode *inode, u32 gid)
+{
+	i_gid_write(inode, gid);
+}
+
+void ferrofs_inode_get_times(const struct inode *inode, struct timespec64 *atime,
+			     struct timespec64 *mtime, struct timespec64 *ctime)
+{
+	*atime = inode_get_atime(inode);
+	*mtime = inode_get_mtime(inode);
+	*ctime = inode_get_ctime(inode);
+}
+
+void ferrofs_inode_set_times(struct inode *inode, const struct timespec64 *atime,
+			     const struct timespec64 *mtime, const struct timespec64 *ctime)
+{
+	inode_set_atime_to_ts(inode, *atime);
+	inode_set_mtime_to_ts(inode, *mtime);
+	inode_set_ctime_to_ts(inode, *ctime);
+}
+
+bool ferrofs_inode_is_new(const struct inode *inode)
+{
+	return inode->i_state & I_NEW;
+}
+
+void ferrofs_insert_inode_hash(struct inode *inode)
+{
+	insert_inode_hash(inode);
+}
+
+dev_t ferrofs_decode_dev(u32 dev)
+{
+	return new_decode_dev(dev);
+}
+
+u32 ferrofs_encode_dev(dev_t dev)
+{
+	return new_encode_dev(dev);
+}
+
+const unsigned char *ferrofs_dentry_name(const struct dentry *dentry, u32 *len)
+{
+	*len = dentry->d_name.len;
+	return dentry->d_name.name;
+}
+
+struct inode *ferrofs_d_inode(const struct dentry *dentry)
+{
+	return d_inode(dentry);
+}
+
+bool ferrofs_dir_emit(struct dir_context *ctx, const char *name, int len, u64 ino,
+		      unsigned int type)
+{
+	return dir_emit(ctx, name, len, ino, type);
+}
+
+loff_t ferrofs_dir_pos(const struct dir_context *ctx)
+{
+	return ctx->pos;
+}
+
+void ferrofs_dir_set_pos(struct dir_context *ctx, loff_t pos)
+{
+	ctx->pos = pos;
+}
+
+void ferrofs_set_delayed_kfree(struct delayed_call *done, void *ptr)
+{
+	set_delayed_call(done, kfree_link, ptr);
+}
+
+int ferrofs_finish_open_simple(struct file *file)
+{
+	return finish_open_simple(file, 0);
+}
+
+struct inode *ferrofs_file_inode(const struct file *file)
+{
+	return file_inode(file);
+}
+
+loff_t ferrofs_folio_pos(struct folio *folio)
+{
+	return folio_pos(folio);
+}
+
+size_t ferrofs_folio_size(struct folio *folio)
+{
+	return folio_size(folio);
+}
+
+struct inode *ferrofs_folio_inode(const struct folio *folio)
+{
+	return folio->mapping->host;
+}
+
+bool ferrofs_folio_test_uptodate(const struct folio *folio)
+{
+	return folio_test_uptodate(folio);
+}
+
+void ferrofs_folio_mark_uptodate(struct folio *folio)
+{
+	folio_mark_uptodate(folio);
+}
+
+void ferrofs_folio_copy_in(struct folio *folio, size_t offset, const void *src, size_t len)
+{
+	memcpy_to_folio(folio, offset, src, len);
+}
+
+void ferrofs_folio_copy_out(void *dst, struct folio *folio, size_t offset, size_t len)
+{
+	memcpy_from_folio(dst, folio, offset, len);
+}
+
+void ferrofs_folio_zero(struct folio *folio, size_t offset, size_t len)
+{
+	folio_zero_range(folio, offset, len);
+}
+
+void ferrofs_folio_start_writeback(struct folio *folio)
+{
+	folio_start_writeback(folio);
+}
+
+void ferrofs_folio_put(struct folio *folio)
+{
+	folio_put(folio);
+}
+
+struct folio *ferrofs_grab_write_folio(struct address_space *mapping, loff_t pos)
+{
+	return __filemap_get_folio(mapping, pos >> PAGE_SHIFT, FGP_WRITEBEGIN,
+				   mapping_gfp_mask(mapping));
+}
+
+void ferrofs_folio_set_error(struct folio *folio, int err)
+{
+	mapping_set_error(folio->mapping, err);
+}
+
+const char *ferrofs_param_key(const struct fs_parameter *param)
+{
+	return param->key;
+}
+
+const char *ferrofs_param_string(const struct fs_parameter *param)
+{
+	return param->type == fs_value_is_string ? param->string : NULL;
+}
+
+bool ferrofs_fc_read_only(const struct fs_context *fc)
+{
+	return fc->sb_flags & SB_RDONLY;
+}
+
+void **ferrofs_fc_private(struct fs_context *fc)
+{
+	return &fc->fs_private;
+}
+
+struct task_struct *ferrofs_kthread_run(int (*fn)(void *), void *data, const char *name)
+{
+	return kthread_run(fn, data, "%s", name);
+}
+
+long ferrofs_secs_to_jiffies(unsigned int secs)
+{
+	return msecs_to_jiffies(secs * 1000U);
+}
+
+bool ferrofs_dir_emit_dots(struct file *file, struct dir_context *ctx)
+{
+	return dir_emit_dots(file, ctx);
+}
+
+void ferrofs_inode_lock(struct inode *inode)
+{
+	inode_lock(inode);
+}
+
+void ferrofs_inode_unlock(struct inode *inode)
+{
+	inode_unlock(inode);
 }

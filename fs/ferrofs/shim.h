@@ -1,18 +1,101 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * C helpers for kernel functions that are static inline (or macros) and so
- * have no symbol Rust could call. Each one only forwards its arguments.
+ * have no symbol Rust could call. Each one forwards its arguments, or strings
+ * together the few inline calls one operation needs.
  */
 #ifndef FERROFS_SHIM_H
 #define FERROFS_SHIM_H
 
 #include <linux/types.h>
 
+struct block_device;
 struct buffer_head;
+struct delayed_call;
+struct dentry;
+struct dir_context;
+struct file;
+struct folio;
+struct fs_context;
+struct fs_parameter;
+struct inode;
 struct super_block;
+struct task_struct;
+struct timespec64;
+struct address_space;
 
 struct buffer_head *ferrofs_sb_bread(struct super_block *sb, sector_t block);
 void ferrofs_brelse(struct buffer_head *bh);
 const char *ferrofs_sb_id(const struct super_block *sb);
+
+/* Block devices: whole 4096-byte blocks through the device's page cache. */
+int ferrofs_bdev_read_block(struct block_device *bdev, u64 block, void *dst);
+int ferrofs_bdev_write_block(struct block_device *bdev, u64 block, const void *src, bool fua);
+int ferrofs_bdev_flush(struct block_device *bdev);
+u64 ferrofs_bdev_size(struct block_device *bdev);
+struct block_device *ferrofs_sb_bdev(struct super_block *sb);
+struct file *ferrofs_open_bdev(const char *path, bool write, struct super_block *holder);
+struct block_device *ferrofs_file_bdev(struct file *file);
+long ferrofs_ptr_err(const void *ptr);
+bool ferrofs_is_err(const void *ptr);
+void *ferrofs_err_ptr(long err);
+
+/* Allocations under a filesystem lock must not recurse into filesystem reclaim. */
+unsigned int ferrofs_nofs_save(void);
+void ferrofs_nofs_restore(unsigned int flags);
+
+/* Inodes. */
+loff_t ferrofs_i_size_read(const struct inode *inode);
+void ferrofs_i_size_write(struct inode *inode, loff_t size);
+u32 ferrofs_i_uid_read(const struct inode *inode);
+u32 ferrofs_i_gid_read(const struct inode *inode);
+void ferrofs_i_uid_write(struct inode *inode, u32 uid);
+void ferrofs_i_gid_write(struct inode *inode, u32 gid);
+void ferrofs_inode_get_times(const struct inode *inode, struct timespec64 *atime,
+			     struct timespec64 *mtime, struct timespec64 *ctime);
+void ferrofs_inode_set_times(struct inode *inode, const struct timespec64 *atime,
+			     const struct timespec64 *mtime, const struct timespec64 *ctime);
+bool ferrofs_inode_is_new(const struct inode *inode);
+void ferrofs_insert_inode_hash(struct inode *inode);
+dev_t ferrofs_decode_dev(u32 dev);
+u32 ferrofs_encode_dev(dev_t dev);
+
+/* Dentries and names. */
+const unsigned char *ferrofs_dentry_name(const struct dentry *dentry, u32 *len);
+struct inode *ferrofs_d_inode(const struct dentry *dentry);
+bool ferrofs_dir_emit(struct dir_context *ctx, const char *name, int len, u64 ino,
+		      unsigned int type);
+loff_t ferrofs_dir_pos(const struct dir_context *ctx);
+void ferrofs_dir_set_pos(struct dir_context *ctx, loff_t pos);
+void ferrofs_set_delayed_kfree(struct delayed_call *done, void *ptr);
+int ferrofs_finish_open_simple(struct file *file);
+struct inode *ferrofs_file_inode(const struct file *file);
+
+/* Folios of the page cache. */
+loff_t ferrofs_folio_pos(struct folio *folio);
+size_t ferrofs_folio_size(struct folio *folio);
+struct inode *ferrofs_folio_inode(const struct folio *folio);
+bool ferrofs_folio_test_uptodate(const struct folio *folio);
+void ferrofs_folio_mark_uptodate(struct folio *folio);
+void ferrofs_folio_copy_in(struct folio *folio, size_t offset, const void *src, size_t len);
+void ferrofs_folio_copy_out(void *dst, struct folio *folio, size_t offset, size_t len);
+void ferrofs_folio_zero(struct folio *folio, size_t offset, size_t len);
+void ferrofs_folio_start_writeback(struct folio *folio);
+void ferrofs_folio_put(struct folio *folio);
+struct folio *ferrofs_grab_write_folio(struct address_space *mapping, loff_t pos);
+void ferrofs_folio_set_error(struct folio *folio, int err);
+
+/* Mount parameters. */
+const char *ferrofs_param_key(const struct fs_parameter *param);
+const char *ferrofs_param_string(const struct fs_parameter *param);
+bool ferrofs_fc_read_only(const struct fs_context *fc);
+void **ferrofs_fc_private(struct fs_context *fc);
+
+/* The background commit thread. */
+struct task_struct *ferrofs_kthread_run(int (*fn)(void *), void *data, const char *name);
+long ferrofs_secs_to_jiffies(unsigned int secs);
+bool ferrofs_dir_emit_dots(struct file *file, struct dir_context *ctx);
+void ferrofs_inode_lock(struct inode *inode);
+void ferrofs_inode_unlock(struct inode *inode);
 
 #endif /* FERROFS_SHIM_H */

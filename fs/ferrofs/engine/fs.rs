@@ -56,6 +56,10 @@ pub struct SetAttr {
     pub atime: Option<Timespec>,
     /// Modification time.
     pub mtime: Option<Timespec>,
+    /// Change time (the kernel's own clock for it); `None` sets it to the call's `now`.
+    pub ctime: Option<Timespec>,
+    /// Inode flags (`FS_IOC_SETFLAGS` bits).
+    pub flags: Option<u64>,
 }
 
 /// Owner of a new inode.
@@ -522,7 +526,10 @@ impl<D: BlockDev> Fs<D> {
             if let Some(t) = attr.mtime {
                 inode.mtime = t;
             }
-            inode.ctime = now;
+            if let Some(flags) = attr.flags {
+                inode.flags = flags;
+            }
+            inode.ctime = attr.ctime.unwrap_or(now);
             fs.put_inode(&inode)?;
             Ok(inode)
         })
@@ -1371,6 +1378,36 @@ impl<D: BlockDev> Fs<D> {
         inode.touch(now);
         self.put_inode(&inode)?;
         Ok(inode)
+    }
+
+    /// The extents of `ino` that meet `[start, end)`, in file order: (file offset, extent).
+    /// At most `max` of them.
+    pub fn extents(
+        &mut self,
+        ino: u64,
+        start: u64,
+        end: u64,
+        max: usize,
+    ) -> EngineResult<FVec<(u64, Extent)>> {
+        self.getattr(ino)?;
+        let mut out = FVec::new();
+        let mut pos = start;
+        while pos < end && out.len() < max {
+            let Some((off, e)) = self.extent_at_or_after(ino, pos)? else {
+                break;
+            };
+            if off >= end {
+                break;
+            }
+            out.try_push((off, e))?;
+            pos = off.saturating_add(e.len).max(pos.saturating_add(1));
+        }
+        Ok(out)
+    }
+
+    /// Whether changes wait for a commit.
+    pub fn needs_commit(&self) -> bool {
+        self.vol.needs_commit()
     }
 
     /// Filesystem statistics.

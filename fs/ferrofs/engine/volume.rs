@@ -187,6 +187,8 @@ pub struct Volume<D: BlockDev> {
     /// Bumped by every change to the running transaction: a caller that fails after a
     /// change knows the transaction is half-done and must be aborted.
     changes: u64,
+    /// `changes` as the last commit left it.
+    committed_changes: u64,
 }
 
 /// The node store of one tree of a volume: allocations go to the tree's kind of chunk.
@@ -353,6 +355,11 @@ impl<D: BlockDev> Volume<D> {
     /// How many changes the volume has seen (see [`Volume::abort`]).
     pub fn changes(&self) -> u64 {
         self.changes
+    }
+
+    /// Whether anything changed since the last commit.
+    pub fn needs_commit(&self) -> bool {
+        self.changes != self.committed_changes
     }
 
     fn changed(&mut self) {
@@ -1148,6 +1155,7 @@ impl<D: BlockDev> Volume<D> {
             }
         }
         self.generation = self.generation.saturating_add(1);
+        self.committed_changes = self.changes;
         Ok(())
     }
 
@@ -1248,6 +1256,7 @@ impl<D: BlockDev> Volume<D> {
             repairs: FVec::new(),
             read_only: false,
             changes: 0,
+            committed_changes: 0,
         };
         // Chunks first (in memory), then the trees that describe them.
         let mut extents: FVec<(u64, u64, u64)> = FVec::new(); // (devid, physical, length)
@@ -1435,6 +1444,7 @@ impl<D: BlockDev> Volume<D> {
             repairs: FVec::new(),
             read_only: opts.read_only,
             changes: 0,
+            committed_changes: 0,
         };
         // Bootstrap the system chunks from the superblock, then read the chunk tree.
         let sys = newest.sys_chunk_bytes();

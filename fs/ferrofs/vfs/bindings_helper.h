@@ -8,7 +8,14 @@
 #include <linux/fs.h>
 #include <linux/fs_context.h>
 #include <linux/fs_parser.h>
+#include <linux/fiemap.h>
 #include <linux/fsmap.h>
 #include <linux/kthread.h>
+#include <linux/pagemap.h>
+#include <linux/sched.h>
+#include <linux/seq_file.h>
+#include <linux/statfs.h>
+#include <linux/writeback.h>
+#include <linux/xattr.h>
 
 #include "../shim.h"

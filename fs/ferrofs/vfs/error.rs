@@ -18,6 +18,11 @@ pub(crate) fn eopnotsupp() -> Error {
     errno(kernel::bindings::EOPNOTSUPP)
 }
 
+/// `ENAMETOOLONG`: file name too long.
+pub(crate) fn enametoolong() -> Error {
+    errno(kernel::bindings::ENAMETOOLONG)
+}
+
 /// Converts an engine error to the errno the VFS returns for it.
 pub(crate) fn from_engine(err: EngineError) -> Error {
     Error::from_errno(-err.errno())

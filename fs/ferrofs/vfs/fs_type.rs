@@ -12,15 +12,25 @@ use kernel::prelude::*;
 use kernel::types::Opaque;
 
 use super::bindings;
-use super::super_block::NewSuperBlock;
+use super::super_block::{NewSuperBlock, SuperBlock};
+
+/// `ENOPARAM`: "not a parameter of this filesystem", so the VFS handles it (`source`).
+const ENOPARAM: i32 = 519;
 
 /// A block-device filesystem the VFS can mount.
 pub(crate) trait FileSystem {
     /// The name given to `mount -t`.
     const NAME: &'static CStr;
 
+    /// Mount options, parsed one parameter at a time before `fill_super`.
+    type Options: Default;
+
+    /// Parses one mount parameter (`key` or `key=value`). `Ok(false)` means it is not one
+    /// of the filesystem's (the VFS then handles it, or refuses it).
+    fn parse_param(opts: &mut Self::Options, key: &CStr, value: Option<&CStr>) -> Result<bool>;
+
     /// Fills in a new super block for a device; an error fails the mount with that errno.
-    fn fill_super(sb: &mut NewSuperBlock<'_>) -> Result;
+    fn fill_super(sb: &mut NewSuperBlock<'_>, opts: &Self::Options) -> Result;
 }
 
 /// Storage for one filesystem type.
@@ -72,7 +82,7 @@ impl Registration {
             (*fs).owner = module.as_ptr();
             (*fs).fs_flags = bindings::FS_REQUIRES_DEV as ffi::c_int;
             (*fs).init_fs_context = Some(Tables::<T>::init_fs_context);
-            (*fs).kill_sb = Some(bindings::kill_block_super);
+            (*fs).kill_sb = Some(Tables::<T>::kill_sb);
         }
         // SAFETY: `fs` is initialised and static, so its address stays valid for the VFS
         // until `Drop` unregisters it.
@@ -98,9 +108,9 @@ struct Tables<T>(PhantomData<T>);
 
 impl<T: FileSystem> Tables<T> {
     const CONTEXT_OPS: bindings::fs_context_operations = bindings::fs_context_operations {
-        free: None,
+        free: Some(Self::free),
         dup: None,
-        parse_param: None,
+        parse_param: Some(Self::parse_param),
         parse_monolithic: None,
         get_tree: Some(Self::get_tree),
         reconfigure: None,
@@ -115,10 +125,90 @@ impl<T: FileSystem> Tables<T> {
         // `kernel::bindings` only declares `fs_context` opaquely; the module's bindings
         // describe the same C struct with its fields.
         let fc = fc.cast::<bindings::fs_context>();
+        let Ok(opts) = KBox::new(T::Options::default(), GFP_KERNEL) else {
+            return ENOMEM.to_errno();
+        };
         // SAFETY: the VFS passes a valid context that nothing else uses during this call;
-        // `CONTEXT_OPS` is a promoted constant and so lives for `'static`.
-        unsafe { (*fc).ops = &Self::CONTEXT_OPS };
+        // `CONTEXT_OPS` is a promoted constant and so lives for `'static`. The options are
+        // freed by `free`, which the VFS calls for every context it initialised.
+        unsafe {
+            (*fc).ops = &Self::CONTEXT_OPS;
+            *bindings::ferrofs_fc_private(fc) = KBox::into_raw(opts).cast();
+        }
         0
+    }
+
+    /// The options stored in a context by `init_fs_context`.
+    ///
+    /// # Safety
+    ///
+    /// `fc` must be a valid context of this filesystem type, used by nobody else for `'a`.
+    unsafe fn options<'a>(fc: *mut bindings::fs_context) -> Option<&'a mut T::Options> {
+        // SAFETY: valid context (caller); `fs_private` holds our options or NULL.
+        let ptr = unsafe { *bindings::ferrofs_fc_private(fc) }.cast::<T::Options>();
+        // SAFETY: a non-NULL pointer came from `KBox::into_raw` in `init_fs_context` and is
+        // only freed in `free`; the context is exclusively the caller's.
+        unsafe { ptr.as_mut() }
+    }
+
+    /// `fs_context_operations::free`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS once, when the context goes.
+    unsafe extern "C" fn free(fc: *mut bindings::fs_context) {
+        // SAFETY: valid context, ours during the call.
+        let slot = unsafe { bindings::ferrofs_fc_private(fc) };
+        // SAFETY: `slot` points into the live context.
+        let ptr = unsafe { core::mem::replace(&mut *slot, core::ptr::null_mut()) };
+        if !ptr.is_null() {
+            // SAFETY: the pointer came from `KBox::into_raw` in `init_fs_context`.
+            drop(unsafe { KBox::from_raw(ptr.cast::<T::Options>()) });
+        }
+    }
+
+    /// `fs_context_operations::parse_param`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS with a valid context and parameter.
+    unsafe extern "C" fn parse_param(
+        fc: *mut bindings::fs_context,
+        param: *mut bindings::fs_parameter,
+    ) -> ffi::c_int {
+        // SAFETY: valid context, exclusively ours during the call.
+        let Some(opts) = (unsafe { Self::options(fc) }) else {
+            return EINVAL.to_errno();
+        };
+        // SAFETY: the parameter is valid during the call; its key is NUL-terminated.
+        let key = unsafe { CStr::from_char_ptr(bindings::ferrofs_param_key(param)) };
+        // SAFETY: as above; the value, when it is a string, is NUL-terminated.
+        let value = unsafe { bindings::ferrofs_param_string(param) };
+        let value = if value.is_null() {
+            None
+        } else {
+            // SAFETY: non-NULL string values are NUL-terminated and live for the call.
+            Some(unsafe { CStr::from_char_ptr(value) })
+        };
+        match T::parse_param(opts, key, value) {
+            Ok(true) => 0,
+            Ok(false) => -ENOPARAM,
+            Err(err) => err.to_errno(),
+        }
+    }
+
+    /// `file_system_type::kill_sb`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS once per super block, at the end of its life.
+    unsafe extern "C" fn kill_sb(sb: *mut kernel::bindings::super_block) {
+        // SAFETY: `sb` is a ferrofs block-device super block.
+        unsafe { bindings::kill_block_super(sb) };
+        // SAFETY: the super block stays allocated until this call returns; after
+        // `kill_block_super` no operation runs on it any more, so its state can go (when
+        // `fill_super` failed, `put_super` never ran and this drops the engine too).
+        drop(unsafe { SuperBlock::from_raw(sb).take_info() });
     }
 
     /// `fs_context_operations::get_tree`: mount a block device.
@@ -139,13 +229,15 @@ impl<T: FileSystem> Tables<T> {
     /// Called by `get_tree_bdev` with a new super block of the device, locked for us.
     unsafe extern "C" fn fill_super(
         sb: *mut kernel::bindings::super_block,
-        _fc: *mut bindings::fs_context,
+        fc: *mut bindings::fs_context,
     ) -> ffi::c_int {
         from_result(|| {
             let sb = NonNull::new(sb).ok_or(EINVAL)?;
+            // SAFETY: the context is valid during the mount and ours.
+            let opts = unsafe { Self::options(fc) }.ok_or(EINVAL)?;
             // SAFETY: the super block is new and exclusively ours during `fill_super`.
             let mut sb = unsafe { NewSuperBlock::from_raw(sb) };
-            T::fill_super(&mut sb)?;
+            T::fill_super(&mut sb, opts)?;
             Ok(0)
         })
     }

@@ -1,0 +1,957 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The filesystem logic: mount options, mounting, and every operation, in safe Rust over the
+//! engine. The VFS callbacks in `vfs::tables` turn the kernel's arguments into the safe
+//! types used here.
+
+use core::pin::Pin;
+
+use kernel::c_str;
+use kernel::new_mutex;
+use kernel::prelude::*;
+use kernel::str::{CStr, CString};
+use kernel::sync::Mutex;
+
+use crate::engine::error::{EngineError, EngineResult};
+use crate::engine::format::{self, Probe, BLOCK_SIZE};
+use crate::engine::fs::{self as efs, Fs, Owner, SetAttr};
+use crate::engine::inode::{self as ei, ExtentKind};
+use crate::engine::mem::FVec;
+use crate::engine::volume::OpenOptions;
+use crate::vfs::blockdev::KernelDev;
+use crate::vfs::dentry::{Dentry, DirContext, NoFsScope, SeqFile};
+use crate::vfs::error::{eopnotsupp, from_engine};
+use crate::vfs::folio::LockedFolio;
+use crate::vfs::fs_type::FileSystem;
+use crate::vfs::inode::{self, Idmap, Inode, InodeRef, NewInode, Refresh};
+use crate::vfs::super_block::{NewSuperBlock, SuperBlock};
+use crate::vfs::thread::CommitThread;
+
+/// `statfs` magic of ferrofs.
+pub(crate) const FERROFS_SUPER_MAGIC: u64 = 0x4645_5252;
+
+/// Default seconds between background commits.
+const DEFAULT_COMMIT_SECS: u32 = 30;
+/// Longest commit interval accepted (a day).
+const MAX_COMMIT_SECS: u32 = 86_400;
+
+/// The ferrofs filesystem type.
+pub(crate) struct Ferrofs;
+
+/// Mount options.
+#[derive(Default)]
+pub(crate) struct MountOptions {
+    /// Further devices of the filesystem (`device=`, repeatable).
+    devices: KVec<CString>,
+    /// Seconds between background commits (`commit=`).
+    commit_secs: Option<u32>,
+    /// Mount with devices missing (`degraded`).
+    degraded: bool,
+    /// Do not resume an interrupted balance (`skip_balance`).
+    skip_balance: bool,
+}
+
+impl FileSystem for Ferrofs {
+    const NAME: &'static CStr = c_str!("ferrofs");
+
+    type Options = MountOptions;
+
+    fn parse_param(opts: &mut MountOptions, key: &CStr, value: Option<&CStr>) -> Result<bool> {
+        parse_param(opts, key, value)
+    }
+
+    fn fill_super(sb: &mut NewSuperBlock<'_>, opts: &MountOptions) -> Result {
+        fill_super(sb, opts)
+    }
+}
+
+fn parse_param(opts: &mut MountOptions, key: &CStr, value: Option<&CStr>) -> Result<bool> {
+    let flag = |value: Option<&CStr>| -> Result {
+        if value.is_some() {
+            pr_err!("mount option \"{}\" takes no value\n", key);
+            return Err(EINVAL);
+        }
+        Ok(())
+    };
+    match key.as_bytes() {
+        // The device to mount: the VFS's own parameter.
+        b"source" => Ok(false),
+        b"device" => {
+            let Some(path) = value.filter(|v| !v.as_bytes().is_empty()) else {
+                pr_err!("mount option \"device\" needs a device path\n");
+                return Err(EINVAL);
+            };
+            opts.devices.push(CString::try_from(path)?, GFP_KERNEL)?;
+            Ok(true)
+        }
+        b"commit" => {
+            let secs = value
+                .and_then(|v| core::str::from_utf8(v.as_bytes()).ok())
+                .and_then(|v| v.parse::<u32>().ok())
+                .filter(|&s| (1..=MAX_COMMIT_SECS).contains(&s));
+            let Some(secs) = secs else {
+                pr_err!(
+                    "mount option \"commit\" needs a number of seconds from 1 to {}\n",
+                    MAX_COMMIT_SECS
+                );
+                return Err(EINVAL);
+            };
+            opts.commit_secs = Some(secs);
+            Ok(true)
+        }
+        b"degraded" => {
+            flag(value)?;
+            opts.degraded = true;
+            Ok(true)
+        }
+        b"skip_balance" => {
+            flag(value)?;
+            opts.skip_balance = true;
+            Ok(true)
+        }
+        _ => {
+            pr_err!("unknown mount option \"{}\"\n", key);
+            Err(EINVAL)
+        }
+    }
+}
+
+/// What a mounted ferrofs keeps: the engine behind its lock, and the options.
+#[pin_data]
+pub(crate) struct FsInfo {
+    /// The background commit thread; declared first so that it stops before the rest goes.
+    #[pin]
+    thread: Mutex<Option<CommitThread>>,
+    #[pin]
+    fs: Mutex<Option<Fs<KernelDev>>>,
+    /// The device name for messages.
+    id: CString,
+    devices: KVec<CString>,
+    commit_secs: u32,
+    degraded: bool,
+    skip_balance: bool,
+}
+
+impl FsInfo {
+    /// Runs `op` on the engine, under its lock and without filesystem reclaim. A failure
+    /// that aborted the transaction is logged once.
+    pub(crate) fn with_fs<R>(
+        &self,
+        op: impl FnOnce(&mut Fs<KernelDev>) -> EngineResult<R>,
+    ) -> Result<R> {
+        let _nofs = NoFsScope::enter();
+        let mut guard = self.fs.lock();
+        let fs = guard.as_mut().ok_or(EIO)?;
+        let was_aborted = fs.aborted().is_some();
+        let result = op(fs);
+        if let (false, Some(err)) = (was_aborted, fs.aborted()) {
+            pr_err!(
+                "{}: transaction aborted ({}, errno {}): the filesystem is read-only now, at its last commit\n",
+                &*self.id,
+                err.message(),
+                err.errno()
+            );
+        }
+        result.map_err(|err| {
+            if let EngineError::Corrupt { block, reason } = err {
+                pr_err!(
+                    "{}: corrupt metadata in block {}: {}\n",
+                    &*self.id,
+                    block,
+                    reason
+                );
+            }
+            from_engine(err)
+        })
+    }
+
+    /// Seconds between background commits.
+    pub(crate) fn commit_secs(&self) -> u32 {
+        self.commit_secs
+    }
+
+    /// Commits if anything changed (the background thread, `sync`, `fsync`).
+    pub(crate) fn commit(&self) -> Result {
+        self.with_fs(|fs| if fs.needs_commit() { fs.sync() } else { Ok(()) })
+    }
+}
+
+fn info(sb: &SuperBlock) -> Result<Pin<&FsInfo>> {
+    sb.info()
+}
+
+fn owner_of(new: &NewInode) -> Owner {
+    let (uid, gid) = new.owner();
+    Owner { uid, gid }
+}
+
+fn fill_super(sb: &mut NewSuperBlock<'_>, opts: &MountOptions) -> Result {
+    if let Err(err) = sb.set_block_size(BLOCK_SIZE) {
+        pr_err!(
+            "{}: device cannot use {}-byte blocks\n",
+            sb.id(),
+            BLOCK_SIZE
+        );
+        return Err(err);
+    }
+    // The main device first, for a clear message about what it holds.
+    let block = match sb.read_block(format::SUPERBLOCK_OFFSET / u64::from(BLOCK_SIZE)) {
+        Ok(block) => block,
+        Err(err) => {
+            pr_err!(
+                "{}: cannot read the superblock at byte {} (device too small or I/O error)\n",
+                sb.id(),
+                format::SUPERBLOCK_OFFSET
+            );
+            return Err(err);
+        }
+    };
+    match format::probe(block.data()) {
+        Probe::NotFerrofs => {
+            pr_err!(
+                "{}: no ferrofs superblock found (bad magic at byte {})\n",
+                sb.id(),
+                format::SUPERBLOCK_OFFSET
+            );
+            return Err(EINVAL);
+        }
+        Probe::Damaged(err) => {
+            pr_err!(
+                "{}: superblock at byte {} is damaged: {}\n",
+                sb.id(),
+                format::SUPERBLOCK_OFFSET,
+                err.message()
+            );
+            return Err(from_engine(err));
+        }
+        Probe::Ferrofs { version: 1 } => {}
+        Probe::Ferrofs { version } => {
+            pr_err!("{}: format version {} is not supported\n", sb.id(), version);
+            return Err(eopnotsupp());
+        }
+    }
+    drop(block);
+    let read_only = sb.is_read_only();
+    let mut devs = FVec::new();
+    devs.try_push(KernelDev::of_super(sb)?)
+        .map_err(from_engine)?;
+    for path in opts.devices.iter() {
+        let dev = KernelDev::open(path, !read_only, sb).inspect_err(|err| {
+            pr_err!(
+                "{}: cannot open device {} (errno {})\n",
+                sb.id(),
+                &**path,
+                -err.to_errno()
+            )
+        })?;
+        devs.try_push(dev).map_err(from_engine)?;
+    }
+    let open = OpenOptions {
+        degraded: opts.degraded,
+        read_only,
+    };
+    let mut fs = {
+        let _nofs = NoFsScope::enter();
+        Fs::open(devs, open).map_err(|err| {
+            match err {
+                EngineError::Corrupt { block, reason } => pr_err!(
+                    "{}: cannot mount: corrupt metadata in block {}: {}\n",
+                    sb.id(),
+                    block,
+                    reason
+                ),
+                other => pr_err!("{}: cannot mount: {}\n", sb.id(), other.message()),
+            }
+            from_engine(err)
+        })?
+    };
+    fs.set_keep_unlinked(true);
+    let uuid = fs.vol.fsid();
+    let mut devices = KVec::new();
+    for path in opts.devices.iter() {
+        devices.push(CString::try_from(&**path)?, GFP_KERNEL)?;
+    }
+    let id = CString::try_from(sb.id())?;
+    let state = KBox::pin_init(
+        pin_init!(FsInfo {
+            thread <- new_mutex!(None),
+            fs <- new_mutex!(Some(fs)),
+            id,
+            devices,
+            commit_secs: opts.commit_secs.unwrap_or(DEFAULT_COMMIT_SECS),
+            degraded: opts.degraded,
+            skip_balance: opts.skip_balance,
+        }),
+        GFP_KERNEL,
+    )?;
+    sb.set_params(FERROFS_SUPER_MAGIC, efs::MAX_FILE_SIZE, &uuid);
+    sb.set_info(state);
+    let root = get_inode(sb, ei::ROOT_INO)?;
+    sb.set_root(root)?;
+    if !read_only {
+        let info = sb.info()?;
+        let thread = CommitThread::start(c_str!("ferrofs-commit"), info)?;
+        *info.thread.lock() = Some(thread);
+    }
+    Ok(())
+}
+
+/// The VFS inode of engine inode `ino`, read from the engine if not cached.
+fn get_inode(sb: &SuperBlock, ino: u64) -> Result<InodeRef> {
+    let info = info(sb)?;
+    inode::iget(sb, ino, |inode| {
+        let e = info.with_fs(|fs| fs.getattr(ino))?;
+        inode.set_ops(e.mode, e.rdev);
+        inode.refresh(&e, Refresh::All);
+        Ok(())
+    })
+}
+
+// ---- super block operations ----
+
+/// `put_super`: the last commit, then the devices go.
+pub(crate) fn put_super(sb: &SuperBlock) {
+    let Ok(info) = info(sb) else { return };
+    let thread = info.thread.lock().take();
+    drop(thread);
+    if !sb.is_read_only() {
+        if let Err(err) = info.commit() {
+            pr_err!(
+                "{}: final commit failed (errno {})\n",
+                &*info.id,
+                -err.to_errno()
+            );
+        }
+    }
+    let _nofs = NoFsScope::enter();
+    let fs = info.fs.lock().take();
+    drop(fs);
+}
+
+/// `sync_fs`: commit (the waiting pass only; the first pass has nothing to start).
+pub(crate) fn sync_fs(sb: &SuperBlock, wait: bool) -> Result {
+    if !wait || sb.is_read_only() {
+        return Ok(());
+    }
+    info(sb)?.commit()
+}
+
+/// `freeze_fs`: everything on disk before the freeze.
+pub(crate) fn freeze_fs(sb: &SuperBlock) -> Result {
+    sync_fs(sb, true)
+}
+
+/// Answers of `statfs`.
+pub(crate) struct StatfsReply {
+    pub(crate) blocks: u64,
+    pub(crate) free: u64,
+    pub(crate) fsid: [u32; 2],
+}
+
+/// `statfs`: sizes in blocks; free space is what the data profile can still give files.
+pub(crate) fn statfs(sb: &SuperBlock) -> Result<StatfsReply> {
+    let info = info(sb)?;
+    let (st, uuid) = info.with_fs(|fs| Ok((fs.statfs(), fs.vol.fsid())))?;
+    let word = |i: usize| {
+        let mut w = [0u8; 4];
+        for (j, b) in w.iter_mut().enumerate() {
+            *b = uuid.get(i * 4 + j).copied().unwrap_or(0);
+        }
+        u32::from_le_bytes(w)
+    };
+    Ok(StatfsReply {
+        blocks: st.total_bytes / u64::from(st.block_size),
+        free: st.free_bytes / u64::from(st.block_size),
+        fsid: [word(0) ^ word(2), word(1) ^ word(3)],
+    })
+}
+
+/// `show_options`: the options that differ from the defaults.
+pub(crate) fn show_options(sb: &SuperBlock, seq: &mut SeqFile) -> Result {
+    let info = info(sb)?;
+    for path in info.devices.iter() {
+        seq.write(b",device=");
+        seq.write(path.as_bytes());
+    }
+    if info.commit_secs != DEFAULT_COMMIT_SECS {
+        let text = CString::try_from_fmt(format_args!(",commit={}", info.commit_secs))?;
+        seq.write(text.as_bytes());
+    }
+    if info.degraded {
+        seq.write(b",degraded");
+    }
+    if info.skip_balance {
+        seq.write(b",skip_balance");
+    }
+    Ok(())
+}
+
+/// `write_inode`: the times the VFS changed (atime, mtime from writes) go to the engine.
+pub(crate) fn write_inode(inode: &Inode) -> Result {
+    let sb = inode.super_block();
+    if inode.ino() == 0 || sb.is_read_only() {
+        return Ok(());
+    }
+    let (atime, mtime, ctime) = inode.times();
+    let attr = SetAttr {
+        atime: Some(atime),
+        mtime: Some(mtime),
+        ctime: Some(ctime),
+        ..SetAttr::default()
+    };
+    let ino = inode.ino();
+    match info(sb)?.with_fs(|fs| match fs.setattr(ino, &attr, ctime) {
+        Err(EngineError::NotFound) => Ok(()),
+        other => other.map(|_| ()),
+    }) {
+        Ok(()) => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
+/// `evict_inode` (after the page cache went): an inode without names is freed.
+pub(crate) fn evict_inode(inode: &Inode) {
+    let ino = inode.ino();
+    let sb = inode.super_block();
+    if ino == 0 || inode.nlink() != 0 || sb.is_read_only() {
+        return;
+    }
+    let Ok(info) = info(sb) else { return };
+    if let Err(err) = info.with_fs(|fs| fs.evict(ino)) {
+        pr_err!(
+            "{}: cannot free inode {} (errno {}); fsck will find it\n",
+            &*info.id,
+            ino,
+            -err.to_errno()
+        );
+    }
+}
+
+// ---- names ----
+
+/// `lookup`.
+pub(crate) fn lookup(dir: &Inode, dentry: &Dentry) -> Result<Option<InodeRef>> {
+    let name = dentry.name();
+    if name.len() > ei::NAME_MAX {
+        return Err(crate::vfs::error::enametoolong());
+    }
+    let sb = dir.super_block();
+    let dino = dir.ino();
+    match info(sb)?.with_fs(|fs| fs.lookup(dino, name))? {
+        Some(ino) => Ok(Some(get_inode(sb, ino)?)),
+        None => Ok(None),
+    }
+}
+
+/// What a new inode is.
+pub(crate) enum NewKind<'a> {
+    /// A regular file, device node, FIFO or socket (`rdev` for device nodes).
+    Node(u64),
+    /// A directory.
+    Dir,
+    /// A symbolic link to the target.
+    Symlink(&'a [u8]),
+}
+
+/// `create`, `mknod`, `mkdir`, `symlink`.
+pub(crate) fn create(
+    idmap: Idmap,
+    dir: &Inode,
+    dentry: &Dentry,
+    mode: u32,
+    what: NewKind<'_>,
+) -> Result {
+    let new = NewInode::new(idmap, dir, mode)?;
+    let owner = owner_of(&new);
+    let mode = new.mode();
+    let name = dentry.name();
+    let now = dir.now();
+    let dino = dir.ino();
+    let (e, parent) = info(dir.super_block())?.with_fs(|fs| {
+        let e = match what {
+            NewKind::Node(rdev) => fs.create(dino, name, mode, rdev, owner, now)?,
+            NewKind::Dir => fs.mkdir(dino, name, mode & 0o7777, owner, now)?,
+            NewKind::Symlink(target) => fs.symlink(dino, name, target, owner, now)?,
+        };
+        Ok((e, fs.getattr(dino)?))
+    })?;
+    dir.refresh(&parent, Refresh::All);
+    let inode = new.finish(&e)?;
+    dentry.instantiate_new(inode);
+    Ok(())
+}
+
+/// `tmpfile`: an unnamed file, an orphan until linked. Returns the new inode, for the VFS
+/// to bind to the open file.
+pub(crate) fn tmpfile(idmap: Idmap, dir: &Inode, mode: u32) -> Result<InodeRef> {
+    let new = NewInode::new(idmap, dir, mode)?;
+    let owner = owner_of(&new);
+    let mode = new.mode();
+    let now = dir.now();
+    let dino = dir.ino();
+    let e = info(dir.super_block())?.with_fs(|fs| fs.tmpfile(dino, mode, owner, now))?;
+    let inode = new.finish(&e)?;
+    // `d_tmpfile` drops the one link the VFS expects a new inode to have.
+    inode.set_nlink(1);
+    Ok(inode)
+}
+
+/// `link`.
+pub(crate) fn link(old: &Dentry, dir: &Inode, dentry: &Dentry) -> Result {
+    let inode = old.inode().ok_or(ENOENT)?;
+    let (ino, dino) = (inode.ino(), dir.ino());
+    let name = dentry.name();
+    let now = dir.now();
+    let (e, parent) = info(dir.super_block())?.with_fs(|fs| {
+        let e = fs.link(ino, dino, name, now)?;
+        Ok((e, fs.getattr(dino)?))
+    })?;
+    inode.refresh(&e, Refresh::Meta);
+    dir.refresh(&parent, Refresh::All);
+    dentry.instantiate(inode.hold());
+    Ok(())
+}
+
+/// `unlink`.
+pub(crate) fn unlink(dir: &Inode, dentry: &Dentry) -> Result {
+    let inode = dentry.inode().ok_or(ENOENT)?;
+    let dino = dir.ino();
+    let name = dentry.name();
+    let now = dir.now();
+    let (e, parent) = info(dir.super_block())?.with_fs(|fs| {
+        let e = fs.unlink(dino, name, now)?;
+        Ok((e, fs.getattr(dino)?))
+    })?;
+    inode.refresh(&e, Refresh::Meta);
+    dir.refresh(&parent, Refresh::All);
+    Ok(())
+}
+
+/// `rmdir`.
+pub(crate) fn rmdir(dir: &Inode, dentry: &Dentry) -> Result {
+    let inode = dentry.inode().ok_or(ENOENT)?;
+    let dino = dir.ino();
+    let name = dentry.name();
+    let now = dir.now();
+    let parent = info(dir.super_block())?.with_fs(|fs| {
+        fs.rmdir(dino, name, now)?;
+        fs.getattr(dino)
+    })?;
+    inode.clear_nlink();
+    dir.refresh(&parent, Refresh::All);
+    Ok(())
+}
+
+/// `rename` (plain, `RENAME_NOREPLACE`, `RENAME_EXCHANGE`).
+pub(crate) fn rename(
+    old_dir: &Inode,
+    old: &Dentry,
+    new_dir: &Inode,
+    new: &Dentry,
+    flags: u32,
+) -> Result {
+    if flags & !(efs::RENAME_NOREPLACE | efs::RENAME_EXCHANGE) != 0 {
+        return Err(EINVAL);
+    }
+    let moved = old.inode().ok_or(ENOENT)?;
+    let target = new.inode();
+    let (sdir, ddir) = (old_dir.ino(), new_dir.ino());
+    let (sname, dname) = (old.name(), new.name());
+    let now = old_dir.now();
+    let (mi, ti) = (moved.ino(), target.map(|t| t.ino()));
+    let (s, d, m, t) = info(old_dir.super_block())?.with_fs(|fs| {
+        fs.rename(sdir, sname, ddir, dname, flags, now)?;
+        let t = match ti.map(|ino| fs.getattr(ino)) {
+            Some(Err(EngineError::NotFound)) | None => None,
+            Some(other) => Some(other?),
+        };
+        Ok((fs.getattr(sdir)?, fs.getattr(ddir)?, fs.getattr(mi)?, t))
+    })?;
+    old_dir.refresh(&s, Refresh::All);
+    new_dir.refresh(&d, Refresh::All);
+    moved.refresh(&m, Refresh::Meta);
+    if let Some(target) = target {
+        match t {
+            Some(t) => target.refresh(&t, Refresh::Meta),
+            // A directory replaced by the rename is gone.
+            None => target.clear_nlink(),
+        }
+    }
+    Ok(())
+}
+
+/// `get_link`: the target, NUL-terminated.
+pub(crate) fn get_link(inode: &Inode) -> Result<KVec<u8>> {
+    let ino = inode.ino();
+    let target = info(inode.super_block())?.with_fs(|fs| fs.readlink(ino))?;
+    let mut out = KVec::with_capacity(target.len().saturating_add(1), GFP_KERNEL)?;
+    out.extend_from_slice(&target, GFP_KERNEL)?;
+    out.push(0, GFP_KERNEL)?;
+    Ok(out)
+}
+
+/// `iterate_shared`: entries from the context's position; positions are the engine's
+/// stable directory indexes (0 and 1 are `.` and `..`, emitted by the caller).
+pub(crate) fn readdir(dir: &Inode, ctx: &mut DirContext) -> Result {
+    let info = info(dir.super_block())?;
+    let dino = dir.ino();
+    loop {
+        let pos = u64::try_from(ctx.pos()).map_err(|_| EINVAL)?.max(2);
+        let entries = info.with_fs(|fs| fs.readdir(dino, pos, 64))?;
+        if entries.is_empty() {
+            return Ok(());
+        }
+        for e in entries.iter() {
+            ctx.set_pos(i64::try_from(e.index).map_err(|_| EINVAL)?);
+            if !ctx.emit(&e.name, e.ino, e.file_type) {
+                return Ok(());
+            }
+            ctx.set_pos(i64::try_from(e.index.saturating_add(1)).map_err(|_| EINVAL)?);
+        }
+    }
+}
+
+// ---- attributes ----
+
+/// What `setattr` was asked to change, after the VFS applied it to the inode.
+pub(crate) struct AttrChange {
+    /// New size, if the size changes.
+    pub(crate) size: Option<u64>,
+}
+
+/// `setattr`, after `setattr_prepare`: `apply` copies the change into the VFS inode
+/// (`setattr_copy`); the engine then takes the inode's new values.
+pub(crate) fn setattr(inode: &Inode, change: &AttrChange, apply: impl FnOnce()) -> Result {
+    let ino = inode.ino();
+    let info = info(inode.super_block())?;
+    let mut size = None;
+    if let Some(new) = change.size {
+        if inode.mode() & ei::S_IFMT != ei::S_IFREG {
+            return Err(EINVAL);
+        }
+        if new > efs::MAX_FILE_SIZE {
+            return Err(EFBIG);
+        }
+        if new != inode.size() {
+            // The page cache first: a dirty page past the new end must not be written
+            // back (and grow the file again) after the engine cut it.
+            inode.truncate_page_cache(new);
+            size = Some(new);
+        }
+    }
+    apply();
+    let (atime, mtime, ctime) = inode.times();
+    let (uid, gid) = inode.owner();
+    let attr = SetAttr {
+        mode: Some(inode.mode()),
+        uid: Some(uid),
+        gid: Some(gid),
+        size,
+        atime: Some(atime),
+        mtime: Some(mtime),
+        ctime: Some(ctime),
+        flags: None,
+    };
+    let e = info.with_fs(|fs| fs.setattr(ino, &attr, ctime))?;
+    inode.refresh(&e, Refresh::Meta);
+    Ok(())
+}
+
+// ---- extended attributes ----
+
+/// Handler `get`: the value of `prefix` + `name` into `buf` (or its size, for an empty
+/// buffer).
+pub(crate) fn xattr_get(
+    inode: &Inode,
+    prefix: &[u8],
+    name: &[u8],
+    buf: &mut [u8],
+) -> Result<usize> {
+    let full = xattr_name(prefix, name)?;
+    let ino = inode.ino();
+    let value = info(inode.super_block())?.with_fs(|fs| fs.get_xattr(ino, &full))?;
+    if buf.is_empty() {
+        return Ok(value.len());
+    }
+    let dst = buf.get_mut(..value.len()).ok_or(ERANGE)?;
+    dst.copy_from_slice(&value);
+    Ok(value.len())
+}
+
+/// `setxattr` flag: fail if the attribute exists.
+pub(crate) const XATTR_CREATE: i32 = 1;
+/// `setxattr` flag: fail if the attribute does not exist.
+pub(crate) const XATTR_REPLACE: i32 = 2;
+
+/// Handler `set`: sets (or with `None`, removes) `prefix` + `name`.
+pub(crate) fn xattr_set(
+    inode: &Inode,
+    prefix: &[u8],
+    name: &[u8],
+    value: Option<&[u8]>,
+    flags: i32,
+) -> Result {
+    let full = xattr_name(prefix, name)?;
+    let ino = inode.ino();
+    let now = inode.now();
+    let e = info(inode.super_block())?.with_fs(|fs| {
+        let exists = match fs.get_xattr(ino, &full) {
+            Ok(_) => true,
+            Err(EngineError::NoData) => false,
+            Err(err) => return Err(err),
+        };
+        if flags & XATTR_CREATE != 0 && exists {
+            return Err(EngineError::Exists);
+        }
+        if flags & XATTR_REPLACE != 0 && !exists {
+            return Err(EngineError::NoData);
+        }
+        match value {
+            Some(v) => fs.set_xattr(ino, &full, v, now)?,
+            None => fs.remove_xattr(ino, &full, now)?,
+        }
+        fs.getattr(ino)
+    })?;
+    inode.refresh(&e, Refresh::Meta);
+    Ok(())
+}
+
+fn xattr_name(prefix: &[u8], name: &[u8]) -> Result<FVec<u8>> {
+    let mut full = FVec::new();
+    full.try_extend_from_slice(prefix).map_err(from_engine)?;
+    full.try_extend_from_slice(name).map_err(from_engine)?;
+    Ok(full)
+}
+
+/// `listxattr`: the names, NUL-separated; `trusted.` ones only for `may_list_trusted`.
+pub(crate) fn xattr_list(inode: &Inode, buf: &mut [u8], may_list_trusted: bool) -> Result<usize> {
+    let ino = inode.ino();
+    let names = info(inode.super_block())?.with_fs(|fs| fs.list_xattr(ino))?;
+    let mut len = 0usize;
+    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        if name.starts_with(b"trusted.") && !may_list_trusted {
+            continue;
+        }
+        let end = len.saturating_add(name.len()).saturating_add(1);
+        if !buf.is_empty() {
+            let dst = buf.get_mut(len..end).ok_or(ERANGE)?;
+            let (text, nul) = dst.split_at_mut(name.len());
+            text.copy_from_slice(name);
+            nul.fill(0);
+        }
+        len = end;
+    }
+    Ok(len)
+}
+
+// ---- file data ----
+
+/// Fills `folio` from the engine (zeros past the end of the file and in holes).
+fn fill_folio(folio: &LockedFolio) -> Result {
+    let inode = folio.inode();
+    let ino = inode.ino();
+    let pos = folio.pos();
+    let size = folio.size();
+    let data = info(inode.super_block())?.with_fs(|fs| fs.read(ino, pos, size))?;
+    folio.write_at(0, &data);
+    folio.zero(data.len(), size.saturating_sub(data.len()));
+    folio.mark_uptodate();
+    Ok(())
+}
+
+/// `read_folio`.
+pub(crate) fn read_folio(folio: LockedFolio) -> Result {
+    let result = fill_folio(&folio);
+    folio.unlock();
+    result
+}
+
+/// `write_begin`, for a locked folio: a partial write needs the rest of it first.
+pub(crate) fn prepare_write(folio: &LockedFolio, pos: u64, len: usize) -> Result {
+    if folio.is_uptodate() || (pos == folio.pos() && len == folio.size()) {
+        return Ok(());
+    }
+    fill_folio(folio)
+}
+
+/// `write_end`: how much of the copy counts; the size grows over it.
+pub(crate) fn finish_write(folio: &LockedFolio, pos: u64, len: usize, copied: usize) -> usize {
+    let mut copied = copied;
+    if !folio.is_uptodate() {
+        if copied < len {
+            // A whole-folio write that fell short: the rest was never read, so none of
+            // it counts (the caller retries).
+            copied = 0;
+        } else {
+            folio.mark_uptodate();
+        }
+    }
+    if copied > 0 {
+        let inode = folio.inode();
+        let end = pos.saturating_add(copied as u64);
+        if end > inode.size() {
+            inode.set_size(end);
+        }
+        folio.mark_dirty();
+    }
+    copied
+}
+
+/// Writes one folio back (locked, cleaned for I/O): through the engine, copy-on-write, to
+/// every copy of its chunk. The folio is unlocked on return.
+pub(crate) fn write_folio(folio: LockedFolio) -> Result {
+    let inode = folio.inode();
+    let size = inode.size();
+    let pos = folio.pos();
+    if pos >= size {
+        // Truncated away meanwhile.
+        folio.unlock();
+        return Ok(());
+    }
+    let len = usize::try_from(size.saturating_sub(pos))
+        .unwrap_or(usize::MAX)
+        .min(folio.size());
+    // Bytes past the end of the file (an mmap store) never reach the disk.
+    folio.zero(len, folio.size().saturating_sub(len));
+    let mut data = {
+        let _nofs = NoFsScope::enter();
+        let mut data = KVec::with_capacity(len, GFP_KERNEL)?;
+        data.extend_with(len, 0u8, GFP_KERNEL)?;
+        data
+    };
+    folio.read_at(0, &mut data);
+    let ino = inode.ino();
+    let (_, mtime, _) = inode.times();
+    let folio = folio.start_writeback();
+    let inode = folio.inode();
+    let result = info(inode.super_block())
+        .and_then(|info| info.with_fs(|fs| fs.write(ino, pos, &data, mtime)));
+    match &result {
+        Ok(e) => inode.set_blocks(e.bytes),
+        Err(err) => folio.set_error(*err),
+    }
+    folio.end_writeback();
+    result.map(|_| ())
+}
+
+/// `fsync`: the file's data and times, then a commit.
+pub(crate) fn fsync(inode: &Inode) -> Result {
+    inode.sync_metadata()?;
+    if inode.super_block().is_read_only() {
+        return Ok(());
+    }
+    info(inode.super_block())?.commit()
+}
+
+/// `fallocate`: preallocate (`KEEP_SIZE` or not) or punch a hole. The caller holds the
+/// inode lock.
+pub(crate) fn fallocate(inode: &Inode, mode: u32, offset: u64, len: u64) -> Result {
+    let supported = efs::FALLOC_FL_KEEP_SIZE | efs::FALLOC_FL_PUNCH_HOLE;
+    if mode & !supported != 0 {
+        return Err(eopnotsupp());
+    }
+    if inode.mode() & ei::S_IFMT != ei::S_IFREG {
+        return Err(ENODEV);
+    }
+    let end = offset.checked_add(len).ok_or(EFBIG)?;
+    if end > efs::MAX_FILE_SIZE {
+        return Err(EFBIG);
+    }
+    let ino = inode.ino();
+    let now = inode.now();
+    if mode & efs::FALLOC_FL_PUNCH_HOLE != 0 {
+        // Dirty data in the range must not come back after the punch.
+        inode.write_and_wait(offset, end.saturating_sub(1))?;
+        inode.truncate_page_cache_range(offset, end.saturating_sub(1));
+    } else {
+        // The engine's size must cover what the page cache holds before it sets a
+        // larger one.
+        inode.write_and_wait(0, u64::MAX)?;
+    }
+    let e = info(inode.super_block())?.with_fs(|fs| fs.fallocate(ino, mode, offset, len, now))?;
+    if mode & efs::FALLOC_FL_KEEP_SIZE == 0 && e.size > inode.size() {
+        inode.set_size(e.size);
+    }
+    inode.refresh(&e, Refresh::Meta);
+    inode.touch_mtime(now);
+    Ok(())
+}
+
+/// `SEEK_DATA` / `SEEK_HOLE` from `offset`: data is what regular extents hold
+/// (preallocated ranges read as zeros and count as holes).
+pub(crate) fn seek_data_hole(inode: &Inode, offset: u64, want_data: bool) -> Result<u64> {
+    inode.write_and_wait(0, u64::MAX)?;
+    let size = inode.size();
+    if offset >= size {
+        return Err(ENXIO);
+    }
+    let ino = inode.ino();
+    let info = info(inode.super_block())?;
+    let mut pos = offset;
+    loop {
+        let extents = info.with_fs(|fs| fs.extents(ino, pos, size, 64))?;
+        let mut progressed = false;
+        for &(off, e) in extents.iter() {
+            let end = off.saturating_add(e.len);
+            let data = e.kind == ExtentKind::Regular;
+            if want_data {
+                if data {
+                    return Ok(off.max(offset));
+                }
+            } else if !data || off > pos {
+                return Ok(pos.min(size));
+            } else {
+                pos = end;
+            }
+            pos = pos.max(end);
+            progressed = true;
+        }
+        if !progressed || pos >= size {
+            return if want_data {
+                Err(ENXIO)
+            } else {
+                Ok(pos.min(size))
+            };
+        }
+    }
+}
+
+/// One extent for FIEMAP: (file offset, disk address, length, preallocated).
+pub(crate) type FiemapExtent = (u64, u64, u64, bool);
+
+/// The extents of `[start, start + len)` for FIEMAP, after the caller wrote back dirty
+/// pages; `emit` returns `false` when the user's buffer is full.
+pub(crate) fn fiemap(
+    inode: &Inode,
+    start: u64,
+    len: u64,
+    mut emit: impl FnMut(FiemapExtent, bool) -> Result<bool>,
+) -> Result {
+    let ino = inode.ino();
+    let info = info(inode.super_block())?;
+    let end = start.saturating_add(len);
+    let mut pos = start;
+    loop {
+        let extents = info.with_fs(|fs| fs.extents(ino, pos, end, 64))?;
+        let Some(&(last_off, last)) = extents.last() else {
+            return Ok(());
+        };
+        let next = last_off.saturating_add(last.len);
+        // The last extent of the file, when nothing follows it.
+        let after = info.with_fs(|fs| fs.extents(ino, next, u64::MAX, 1))?;
+        for (i, &(off, e)) in extents.iter().enumerate() {
+            let is_last = i.saturating_add(1) == extents.len() && after.is_empty();
+            let item = (off, e.disk, e.len, e.kind == ExtentKind::Prealloc);
+            if e.kind == ExtentKind::Inline {
+                continue;
+            }
+            if !emit(item, is_last)? {
+                return Ok(());
+            }
+        }
+        if next >= end || after.is_empty() {
+            return Ok(());
+        }
+        pos = next;
+    }
+}

@@ -1,0 +1,144 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Folios of a file's page cache, locked by the caller.
+
+use core::ptr::NonNull;
+
+use kernel::prelude::*;
+
+use super::bindings;
+use super::inode::Inode;
+
+/// A locked folio of a ferrofs file's page cache.
+pub(crate) struct LockedFolio(NonNull<bindings::folio>);
+
+impl LockedFolio {
+    /// Wraps a folio passed by the VFS locked.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must be a locked page-cache folio of a ferrofs file, kept locked and alive by
+    /// the caller while the value is used.
+    pub(crate) unsafe fn from_raw(ptr: *mut bindings::folio) -> Option<Self> {
+        NonNull::new(ptr).map(Self)
+    }
+
+    /// The raw pointer, for the bindings.
+    pub(crate) fn as_ptr(&self) -> *mut bindings::folio {
+        self.0.as_ptr()
+    }
+
+    /// Byte position in the file.
+    pub(crate) fn pos(&self) -> u64 {
+        // SAFETY: the folio is live (invariant).
+        u64::try_from(unsafe { bindings::ferrofs_folio_pos(self.as_ptr()) }).unwrap_or(0)
+    }
+
+    /// Size in bytes.
+    pub(crate) fn size(&self) -> usize {
+        // SAFETY: the folio is live (invariant).
+        unsafe { bindings::ferrofs_folio_size(self.as_ptr()) }
+    }
+
+    /// The file the folio belongs to.
+    pub(crate) fn inode(&self) -> &Inode {
+        // SAFETY: a locked page-cache folio keeps its mapping, whose host is the live
+        // inode of a ferrofs file (invariant).
+        unsafe { Inode::from_raw(bindings::ferrofs_folio_inode(self.as_ptr())) }
+    }
+
+    /// Whether it holds the file's current contents.
+    pub(crate) fn is_uptodate(&self) -> bool {
+        // SAFETY: the folio is live (invariant).
+        unsafe { bindings::ferrofs_folio_test_uptodate(self.as_ptr()) }
+    }
+
+    /// Marks it as holding the file's current contents.
+    pub(crate) fn mark_uptodate(&self) {
+        // SAFETY: the folio is locked (invariant), as marking it up to date requires.
+        unsafe { bindings::ferrofs_folio_mark_uptodate(self.as_ptr()) }
+    }
+
+    /// Copies `src` into the folio at `offset` (clamped to the folio).
+    pub(crate) fn write_at(&self, offset: usize, src: &[u8]) {
+        let size = self.size();
+        let len = src.len().min(size.saturating_sub(offset));
+        if len == 0 {
+            return;
+        }
+        // SAFETY: the folio is locked; `[offset, offset + len)` lies inside it and `src`
+        // is readable for `len` bytes.
+        unsafe { bindings::ferrofs_folio_copy_in(self.as_ptr(), offset, src.as_ptr().cast(), len) }
+    }
+
+    /// Copies the folio's bytes at `offset` into `dst` (clamped to the folio).
+    pub(crate) fn read_at(&self, offset: usize, dst: &mut [u8]) {
+        let size = self.size();
+        let len = dst.len().min(size.saturating_sub(offset));
+        if len == 0 {
+            return;
+        }
+        // SAFETY: the folio is locked; `[offset, offset + len)` lies inside it and `dst`
+        // is writable for `len` bytes.
+        unsafe {
+            bindings::ferrofs_folio_copy_out(dst.as_mut_ptr().cast(), self.as_ptr(), offset, len)
+        }
+    }
+
+    /// Zeroes `[offset, offset + len)` (clamped to the folio).
+    pub(crate) fn zero(&self, offset: usize, len: usize) {
+        let size = self.size();
+        let len = len.min(size.saturating_sub(offset));
+        if len == 0 {
+            return;
+        }
+        // SAFETY: the folio is locked and the range lies inside it.
+        unsafe { bindings::ferrofs_folio_zero(self.as_ptr(), offset, len) }
+    }
+
+    /// Unlocks the folio (consumes the value: the folio may go at once).
+    pub(crate) fn unlock(self) {
+        // SAFETY: we hold the lock (invariant) and give it up once.
+        unsafe { bindings::folio_unlock(self.as_ptr()) }
+    }
+
+    /// Marks the folio dirty (after a write into it).
+    pub(crate) fn mark_dirty(&self) {
+        // SAFETY: the folio is locked and in its mapping (invariant).
+        unsafe { bindings::folio_mark_dirty(self.as_ptr()) };
+    }
+
+    /// Puts the folio under writeback (it is locked and was cleaned for I/O) and unlocks
+    /// it; the writeback state keeps it in its mapping until [`WritebackFolio::end_writeback`].
+    pub(crate) fn start_writeback(self) -> WritebackFolio {
+        let ptr = self.0;
+        // SAFETY: the folio is locked and not under writeback (writeback_iter's contract).
+        unsafe { bindings::ferrofs_folio_start_writeback(ptr.as_ptr()) };
+        self.unlock();
+        WritebackFolio(ptr)
+    }
+}
+
+/// A folio under writeback, unlocked.
+pub(crate) struct WritebackFolio(NonNull<bindings::folio>);
+
+impl WritebackFolio {
+    /// The file the folio belongs to.
+    pub(crate) fn inode(&self) -> &Inode {
+        // SAFETY: a folio under writeback stays in its mapping (truncation waits for the
+        // writeback to end), whose host is a live ferrofs inode.
+        unsafe { Inode::from_raw(bindings::ferrofs_folio_inode(self.0.as_ptr())) }
+    }
+
+    /// Records a failed write in the file's mapping, for `fsync` to report.
+    pub(crate) fn set_error(&self, err: Error) {
+        // SAFETY: the folio is still in its mapping (see `inode`).
+        unsafe { bindings::ferrofs_folio_set_error(self.0.as_ptr(), err.to_errno()) };
+    }
+
+    /// Ends the writeback.
+    pub(crate) fn end_writeback(self) {
+        // SAFETY: the folio is under writeback, started by `start_writeback`.
+        unsafe { bindings::folio_end_writeback(self.0.as_ptr()) };
+    }
+}

@@ -1,0 +1,398 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Inodes: borrowed ones the VFS passes in, counted references, and new inodes being
+//! created.
+
+use core::ptr::NonNull;
+
+use kernel::prelude::*;
+use kernel::types::Opaque;
+
+use super::bindings;
+use super::super_block::SuperBlock;
+use crate::engine::inode::{self as ei, Timespec};
+
+fn to_ts(t: &bindings::timespec64) -> Timespec {
+    Timespec {
+        sec: t.tv_sec,
+        nsec: u32::try_from(t.tv_nsec).unwrap_or(0),
+    }
+}
+
+fn from_ts(t: &Timespec) -> bindings::timespec64 {
+    bindings::timespec64 {
+        tv_sec: t.sec,
+        tv_nsec: t.nsec as isize,
+    }
+}
+
+/// The mount's id mapping passed to an operation (only the initial mapping is supported:
+/// ferrofs does not allow id-mapped mounts).
+#[derive(Clone, Copy)]
+pub(crate) struct Idmap(*mut bindings::mnt_idmap);
+
+impl Idmap {
+    /// Wraps the idmap argument of an operation.
+    pub(crate) fn from_raw(ptr: *mut bindings::mnt_idmap) -> Self {
+        Self(ptr)
+    }
+
+    /// The raw pointer, for the bindings.
+    pub(crate) fn as_ptr(self) -> *mut bindings::mnt_idmap {
+        self.0
+    }
+}
+
+/// How much of a VFS inode to refresh from the engine's.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refresh {
+    /// Everything, size and times included (new inodes, directories).
+    All,
+    /// Owner, mode, links, change time and blocks: for files whose size and data times
+    /// the page cache may be ahead on.
+    Meta,
+}
+
+/// A VFS inode of a ferrofs super block.
+#[repr(transparent)]
+pub(crate) struct Inode(Opaque<bindings::inode>);
+
+impl Inode {
+    /// Wraps an inode pointer passed by the VFS.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must point to an inode of a ferrofs super block that stays alive (referenced
+    /// or locked by the caller) for `'a`.
+    pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::inode) -> &'a Self {
+        // SAFETY: transparent wrapper; validity is the caller's duty.
+        unsafe { &*ptr.cast::<Self>() }
+    }
+
+    /// The raw pointer, for the bindings.
+    pub(crate) fn as_ptr(&self) -> *mut bindings::inode {
+        self.0.get()
+    }
+
+    /// The inode number (the engine's), 0 for an inode not yet created in the engine.
+    pub(crate) fn ino(&self) -> u64 {
+        // SAFETY: `i_ino` of a live inode; set once before the inode is hashed.
+        unsafe { (*self.as_ptr()).i_ino as u64 }
+    }
+
+    /// Type and permission bits.
+    pub(crate) fn mode(&self) -> u32 {
+        // SAFETY: reading a field of a live inode.
+        u32::from(unsafe { (*self.as_ptr()).i_mode })
+    }
+
+    /// Link count.
+    pub(crate) fn nlink(&self) -> u32 {
+        // SAFETY: reading a field of a live inode.
+        unsafe { (*self.as_ptr()).__bindgen_anon_1.i_nlink }
+    }
+
+    /// Size in bytes.
+    pub(crate) fn size(&self) -> u64 {
+        // SAFETY: `i_size_read` reads the size of a live inode consistently.
+        let size = unsafe { bindings::ferrofs_i_size_read(self.as_ptr()) };
+        u64::try_from(size).unwrap_or(0)
+    }
+
+    /// Sets the size (the caller holds the inode lock, as for every size change).
+    pub(crate) fn set_size(&self, size: u64) {
+        let size = i64::try_from(size).unwrap_or(i64::MAX);
+        // SAFETY: the inode is live; writers are serialised by the inode lock.
+        unsafe { bindings::ferrofs_i_size_write(self.as_ptr(), size) };
+    }
+
+    /// Access, modification and change times.
+    pub(crate) fn times(&self) -> (Timespec, Timespec, Timespec) {
+        let mut a = bindings::timespec64::default();
+        let mut m = bindings::timespec64::default();
+        let mut c = bindings::timespec64::default();
+        // SAFETY: the inode is live; the helper writes the three out-parameters.
+        unsafe { bindings::ferrofs_inode_get_times(self.as_ptr(), &mut a, &mut m, &mut c) };
+        (to_ts(&a), to_ts(&m), to_ts(&c))
+    }
+
+    /// The current time, truncated to the filesystem's granularity.
+    pub(crate) fn now(&self) -> Timespec {
+        // SAFETY: `current_time` only reads the inode's super block.
+        let t = unsafe { bindings::current_time(self.as_ptr()) };
+        to_ts(&t)
+    }
+
+    /// The super block the inode belongs to.
+    pub(crate) fn super_block(&self) -> &SuperBlock {
+        // SAFETY: `i_sb` of a live inode is its live super block, a ferrofs one (invariant).
+        unsafe { SuperBlock::from_raw((*self.as_ptr()).i_sb) }
+    }
+
+    /// Copies the engine's view of the inode into the VFS inode.
+    pub(crate) fn refresh(&self, e: &ei::Inode, what: Refresh) {
+        let inode = self.as_ptr();
+        let blocks = e.bytes / 512;
+        // SAFETY: the inode is live and the caller holds what serialises its attribute
+        // changes (the inode lock, or the inode is new and not visible yet).
+        unsafe {
+            (*inode).i_mode = (e.mode & 0xffff) as u16;
+            bindings::ferrofs_i_uid_write(inode, e.uid);
+            bindings::ferrofs_i_gid_write(inode, e.gid);
+            bindings::set_nlink(inode, e.nlink);
+            (*inode).i_blocks = blocks;
+            (*inode).i_generation = e.generation as u32;
+        }
+        let (atime, mtime, _) = self.times();
+        let (atime, mtime) = if what == Refresh::All {
+            self.set_size(e.size);
+            (e.atime, e.mtime)
+        } else {
+            (atime, mtime)
+        };
+        // SAFETY: as above; the helper only stores the three times.
+        unsafe {
+            bindings::ferrofs_inode_set_times(
+                inode,
+                &from_ts(&atime),
+                &from_ts(&mtime),
+                &from_ts(&e.ctime),
+            )
+        };
+    }
+
+    /// Sets the operations for the inode's type (and the device number of a device node).
+    pub(crate) fn set_ops(&self, mode: u32, rdev: u64) {
+        let inode = self.as_ptr();
+        // SAFETY: the inode is new (not visible to others yet); the tables are statics.
+        unsafe {
+            match mode & ei::S_IFMT {
+                ei::S_IFREG => {
+                    (*inode).i_op = &super::tables::FILE_INODE_OPS.0;
+                    (*inode).__bindgen_anon_3.i_fop = &super::tables::FILE_OPS.0;
+                    (*(*inode).i_mapping).a_ops = &super::tables::ADDRESS_SPACE_OPS.0;
+                }
+                ei::S_IFDIR => {
+                    (*inode).i_op = &super::tables::DIR_INODE_OPS.0;
+                    (*inode).__bindgen_anon_3.i_fop = &super::tables::DIR_OPS.0;
+                }
+                ei::S_IFLNK => {
+                    (*inode).i_op = &super::tables::SYMLINK_INODE_OPS.0;
+                }
+                _ => {
+                    (*inode).i_op = &super::tables::SPECIAL_INODE_OPS.0;
+                    let dev = bindings::ferrofs_decode_dev(rdev as u32);
+                    bindings::init_special_inode(inode, (mode & 0xffff) as u16, dev);
+                }
+            }
+        }
+    }
+
+    /// Drops the page cache past `size` and sets the size (`truncate_setsize`).
+    pub(crate) fn truncate_page_cache(&self, size: u64) {
+        let size = i64::try_from(size).unwrap_or(i64::MAX);
+        // SAFETY: the caller holds the inode lock, as `truncate_setsize` requires.
+        unsafe { bindings::truncate_setsize(self.as_ptr(), size) };
+    }
+
+    /// Writes back and waits for the dirty page cache of `[start, end]`.
+    pub(crate) fn write_and_wait(&self, start: u64, end: u64) -> Result {
+        let start = i64::try_from(start).unwrap_or(i64::MAX);
+        let end = i64::try_from(end).unwrap_or(i64::MAX);
+        // SAFETY: the inode is live, so is its mapping.
+        let ret = unsafe {
+            bindings::filemap_write_and_wait_range((*self.as_ptr()).i_mapping, start, end)
+        };
+        to_result(ret)
+    }
+
+    /// Writes the inode's dirty metadata (`write_inode`) and waits.
+    pub(crate) fn sync_metadata(&self) -> Result {
+        // SAFETY: the inode is live.
+        to_result(unsafe { bindings::sync_inode_metadata(self.as_ptr(), 1) })
+    }
+
+    /// Takes one more reference (`ihold`), for a new name of the inode.
+    pub(crate) fn hold(&self) -> InodeRef {
+        // SAFETY: the inode is live and referenced by the caller, so `ihold` is allowed.
+        unsafe { bindings::ihold(self.as_ptr()) };
+        InodeRef(NonNull::from(&self.0).cast())
+    }
+
+    /// Sets the link count.
+    pub(crate) fn set_nlink(&self, nlink: u32) {
+        // SAFETY: the inode is live; the caller holds its lock or it is new.
+        unsafe { bindings::set_nlink(self.as_ptr(), nlink) };
+    }
+
+    /// Owner: (uid, gid).
+    pub(crate) fn owner(&self) -> (u32, u32) {
+        let inode = self.as_ptr();
+        // SAFETY: reading the ids of a live inode.
+        unsafe {
+            (
+                bindings::ferrofs_i_uid_read(inode),
+                bindings::ferrofs_i_gid_read(inode),
+            )
+        }
+    }
+
+    /// Sets the block count from the bytes the engine says the inode references.
+    pub(crate) fn set_blocks(&self, bytes: u64) {
+        // SAFETY: the inode is live; a racing `stat` reads either value (a plain store of
+        // an aligned 64-bit field).
+        unsafe { (*self.as_ptr()).i_blocks = bytes / 512 };
+    }
+
+    /// Sets mtime and ctime (a change of contents).
+    pub(crate) fn touch_mtime(&self, now: Timespec) {
+        let (atime, _, _) = self.times();
+        // SAFETY: the inode is live and the caller holds its lock.
+        unsafe {
+            bindings::ferrofs_inode_set_times(
+                self.as_ptr(),
+                &from_ts(&atime),
+                &from_ts(&now),
+                &from_ts(&now),
+            )
+        };
+    }
+
+    /// Drops the page cache of `[start, end]` (bytes, inclusive end).
+    pub(crate) fn truncate_page_cache_range(&self, start: u64, end: u64) {
+        let start = i64::try_from(start).unwrap_or(i64::MAX);
+        let end = i64::try_from(end).unwrap_or(i64::MAX);
+        // SAFETY: the caller holds the inode lock, as `truncate_pagecache_range` requires.
+        unsafe { bindings::truncate_pagecache_range(self.as_ptr(), start, end) };
+    }
+
+    /// Sets the link count to zero (a directory removed, a file whose last name went).
+    pub(crate) fn clear_nlink(&self) {
+        // SAFETY: the inode is live; the caller holds its lock.
+        unsafe { bindings::clear_nlink(self.as_ptr()) };
+    }
+}
+
+fn to_result(ret: core::ffi::c_int) -> Result {
+    if ret < 0 {
+        Err(Error::from_errno(ret))
+    } else {
+        Ok(())
+    }
+}
+
+/// A counted reference to an inode, dropped with `iput`.
+pub(crate) struct InodeRef(NonNull<bindings::inode>);
+
+impl core::ops::Deref for InodeRef {
+    type Target = Inode;
+
+    fn deref(&self) -> &Inode {
+        // SAFETY: the reference keeps the inode alive.
+        unsafe { Inode::from_raw(self.0.as_ptr()) }
+    }
+}
+
+impl InodeRef {
+    /// Gives the reference to the caller (for functions that consume it).
+    pub(crate) fn into_raw(self) -> *mut bindings::inode {
+        let ptr = self.0.as_ptr();
+        core::mem::forget(self);
+        ptr
+    }
+}
+
+impl Drop for InodeRef {
+    fn drop(&mut self) {
+        // SAFETY: we own one reference, given back once.
+        unsafe { bindings::iput(self.0.as_ptr()) };
+    }
+}
+
+/// Gets the VFS inode for engine inode `ino`, filling a new one with `fill`.
+pub(crate) fn iget(
+    sb: &SuperBlock,
+    ino: u64,
+    fill: impl FnOnce(&Inode) -> Result,
+) -> Result<InodeRef> {
+    let ino = usize::try_from(ino).map_err(|_| EINVAL)?;
+    // SAFETY: `sb` is live; `iget_locked` returns a referenced inode or NULL.
+    let ptr = unsafe { bindings::iget_locked(sb.as_ptr(), ino) };
+    let ptr = NonNull::new(ptr).ok_or(ENOMEM)?;
+    // SAFETY: reading the state of the inode we hold.
+    if !unsafe { bindings::ferrofs_inode_is_new(ptr.as_ptr()) } {
+        return Ok(InodeRef(ptr));
+    }
+    // SAFETY: a new inode is locked (I_NEW) and ours to fill.
+    let inode = unsafe { Inode::from_raw(ptr.as_ptr()) };
+    match fill(inode) {
+        Ok(()) => {
+            // SAFETY: the new inode is filled; this makes it visible.
+            unsafe { bindings::unlock_new_inode(ptr.as_ptr()) };
+            Ok(InodeRef(ptr))
+        }
+        Err(err) => {
+            // SAFETY: `iget_failed` marks the new inode bad, unlocks and drops it.
+            unsafe { bindings::iget_failed(ptr.as_ptr()) };
+            Err(err)
+        }
+    }
+}
+
+/// A VFS inode for an object being created: owner and mode decided by the VFS rules
+/// (`inode_init_owner`: set-group-ID directories and so on), engine inode not made yet.
+pub(crate) struct NewInode(InodeRef);
+
+impl NewInode {
+    /// Allocates it in the super block of `dir`, for `mode`.
+    pub(crate) fn new(idmap: Idmap, dir: &Inode, mode: u32) -> Result<Self> {
+        let sb = dir.super_block();
+        // SAFETY: `sb` is live; `new_inode` returns a referenced inode (number 0) or NULL.
+        let ptr = unsafe { bindings::new_inode(sb.as_ptr()) };
+        let ptr = NonNull::new(ptr).ok_or(ENOMEM)?;
+        let new = Self(InodeRef(ptr));
+        // SAFETY: the inode is new and ours; `dir` is live.
+        unsafe {
+            bindings::inode_init_owner(
+                idmap.as_ptr(),
+                ptr.as_ptr(),
+                dir.as_ptr(),
+                (mode & 0xffff) as u16,
+            )
+        };
+        Ok(new)
+    }
+
+    /// The mode the rules chose.
+    pub(crate) fn mode(&self) -> u32 {
+        self.0.mode()
+    }
+
+    /// The owner the rules chose: (uid, gid).
+    pub(crate) fn owner(&self) -> (u32, u32) {
+        let inode = self.0.as_ptr();
+        // SAFETY: the inode is live and ours.
+        unsafe {
+            (
+                bindings::ferrofs_i_uid_read(inode),
+                bindings::ferrofs_i_gid_read(inode),
+            )
+        }
+    }
+
+    /// Binds the VFS inode to the engine inode `e` just created, and hashes it.
+    pub(crate) fn finish(self, e: &ei::Inode) -> Result<InodeRef> {
+        let inode = self.0.as_ptr();
+        let ino = usize::try_from(e.ino).map_err(|_| EINVAL)?;
+        // SAFETY: the inode is new and ours; nothing else knows the number yet.
+        unsafe { (*inode).i_ino = ino };
+        self.0.set_ops(e.mode, e.rdev);
+        self.0.refresh(e, Refresh::All);
+        // SAFETY: the inode is set up; `insert_inode_locked` hashes it, locked (I_NEW).
+        let ret = unsafe { bindings::insert_inode_locked(inode) };
+        if ret != 0 {
+            return Err(Error::from_errno(ret));
+        }
+        Ok(self.0)
+    }
+}
