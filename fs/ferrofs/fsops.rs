@@ -5,6 +5,7 @@
 //! types used here.
 
 use core::pin::Pin;
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use kernel::c_str;
 use kernel::new_mutex;
@@ -62,6 +63,10 @@ impl FileSystem for Ferrofs {
 
     fn fill_super(sb: &mut NewSuperBlock<'_>, opts: &MountOptions) -> Result {
         fill_super(sb, opts)
+    }
+
+    fn reconfigure(sb: &SuperBlock, opts: &MountOptions, read_only: bool) -> Result {
+        reconfigure(sb, opts, read_only)
     }
 }
 
@@ -127,7 +132,7 @@ pub(crate) struct FsInfo {
     /// The device name for messages.
     id: CString,
     devices: KVec<CString>,
-    commit_secs: u32,
+    commit_secs: AtomicU32,
     degraded: bool,
     skip_balance: bool,
 }
@@ -167,7 +172,7 @@ impl FsInfo {
 
     /// Seconds between background commits.
     pub(crate) fn commit_secs(&self) -> u32 {
-        self.commit_secs
+        self.commit_secs.load(Ordering::Relaxed)
     }
 
     /// Commits if anything changed (the background thread, `sync`, `fsync`).
@@ -278,7 +283,7 @@ fn fill_super(sb: &mut NewSuperBlock<'_>, opts: &MountOptions) -> Result {
             fs <- new_mutex!(Some(fs)),
             id,
             devices,
-            commit_secs: opts.commit_secs.unwrap_or(DEFAULT_COMMIT_SECS),
+            commit_secs: AtomicU32::new(opts.commit_secs.unwrap_or(DEFAULT_COMMIT_SECS)),
             degraded: opts.degraded,
             skip_balance: opts.skip_balance,
         }),
@@ -289,9 +294,45 @@ fn fill_super(sb: &mut NewSuperBlock<'_>, opts: &MountOptions) -> Result {
     let root = get_inode(sb, ei::ROOT_INO)?;
     sb.set_root(root)?;
     if !read_only {
-        let info = sb.info()?;
-        let thread = CommitThread::start(c_str!("ferrofs-commit"), info)?;
-        *info.thread.lock() = Some(thread);
+        start_commit_thread(sb)?;
+    }
+    Ok(())
+}
+
+fn start_commit_thread(sb: &SuperBlock) -> Result {
+    let info = sb.info()?;
+    let thread = CommitThread::start(c_str!("ferrofs-commit"), info)?;
+    *info.thread.lock() = Some(thread);
+    Ok(())
+}
+
+/// A remount: a new `commit=` takes effect; read-write to read-only commits everything
+/// and stops changes; read-only to read-write starts them again (not after an aborted
+/// transaction: that filesystem stays read-only until mounted anew). The other options
+/// belong to the mount and are kept.
+fn reconfigure(sb: &SuperBlock, opts: &MountOptions, read_only: bool) -> Result {
+    let info = sb.info()?;
+    if let Some(secs) = opts.commit_secs {
+        info.commit_secs.store(secs, Ordering::Relaxed);
+    }
+    match (sb.is_read_only(), read_only) {
+        (false, true) => {
+            sb.sync()?;
+            let thread = info.thread.lock().take();
+            drop(thread);
+            info.commit()?;
+            info.with_fs(|fs| {
+                fs.set_read_only();
+                Ok(())
+            })?;
+        }
+        (true, false) => {
+            info.with_fs(|fs| fs.make_writable()).inspect_err(|_| {
+                pr_err!("{}: cannot remount read-write\n", &*info.id);
+            })?;
+            start_commit_thread(sb)?;
+        }
+        _ => {}
     }
     Ok(())
 }
@@ -373,8 +414,9 @@ pub(crate) fn show_options(sb: &SuperBlock, seq: &mut SeqFile) -> Result {
         seq.write(b",device=");
         seq.write(path.as_bytes());
     }
-    if info.commit_secs != DEFAULT_COMMIT_SECS {
-        let text = CString::try_from_fmt(format_args!(",commit={}", info.commit_secs))?;
+    let commit_secs = info.commit_secs();
+    if commit_secs != DEFAULT_COMMIT_SECS {
+        let text = CString::try_from_fmt(format_args!(",commit={}", commit_secs))?;
         seq.write(text.as_bytes());
     }
     if info.degraded {
@@ -636,6 +678,9 @@ pub(crate) fn setattr(inode: &Inode, change: &AttrChange, apply: impl FnOnce()) 
             // The page cache first: a dirty page past the new end must not be written
             // back (and grow the file again) after the engine cut it.
             inode.truncate_page_cache(new);
+            // A size change is a change of contents, also for truncate(2), which asks
+            // for no time update (times the caller set are applied next).
+            inode.touch_mtime(inode.now());
             size = Some(new);
         }
     }

@@ -8,6 +8,7 @@
 
 use super::crc32c;
 use super::error::EngineError;
+use super::mem::FVec;
 
 /// Size of a metadata block, and the unit the kernel reads the superblock in.
 pub const BLOCK_SIZE: u32 = 4096;
@@ -131,7 +132,10 @@ pub const DEV_ITEMS_OBJECTID: u64 = 1;
 pub const CHUNK_OBJECTID: u64 = 256;
 
 /// A device's superblock, decoded.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// The label and the system chunk array live on the heap: the kernel's stack is small, and
+/// a superblock passes through several frames of the mount path by value.
+#[derive(Debug, PartialEq, Eq)]
 pub struct Superblock {
     /// Filesystem UUID, the same on every device and in every tree block.
     pub fsid: [u8; 16],
@@ -159,11 +163,11 @@ pub struct Superblock {
     pub compat_ro: u64,
     /// Feature flags that may be ignored.
     pub compat: u64,
-    /// Filesystem label (at most [`LABEL_MAX`] bytes).
-    pub label: [u8; LABEL_MAX + 1],
+    /// Filesystem label (at most [`LABEL_MAX`] bytes), NUL-padded to `LABEL_MAX + 1`.
+    pub label: FVec<u8>,
     /// Encoded system chunks: repeated (logical `u64`, chunk item), so the chunk tree can
-    /// be found before it is read.
-    pub sys_chunks: [u8; SYS_CHUNK_ARRAY_MAX],
+    /// be found before it is read; `SYS_CHUNK_ARRAY_MAX` bytes.
+    pub sys_chunks: FVec<u8>,
     /// Bytes of `sys_chunks` in use.
     pub sys_chunks_len: usize,
 }
@@ -191,8 +195,8 @@ mod sb_off {
 
 impl Superblock {
     /// A superblock with every field zero.
-    pub fn empty() -> Self {
-        Self {
+    pub fn empty() -> Result<Self, EngineError> {
+        Ok(Self {
             fsid: [0; 16],
             dev_uuid: [0; 16],
             devid: 0,
@@ -206,10 +210,19 @@ impl Superblock {
             incompat: 0,
             compat_ro: 0,
             compat: 0,
-            label: [0; LABEL_MAX + 1],
-            sys_chunks: [0; SYS_CHUNK_ARRAY_MAX],
+            label: super::mem::zeroed_bytes(LABEL_MAX + 1)?,
+            sys_chunks: super::mem::zeroed_bytes(SYS_CHUNK_ARRAY_MAX)?,
             sys_chunks_len: 0,
-        }
+        })
+    }
+
+    /// A copy (the arrays are allocated anew).
+    pub fn try_clone(&self) -> Result<Self, EngineError> {
+        Ok(Self {
+            label: self.label.try_clone()?,
+            sys_chunks: self.sys_chunks.try_clone()?,
+            ..*self
+        })
     }
 
     /// The label as bytes, without padding.
@@ -290,7 +303,7 @@ impl Superblock {
         if sys_chunks_len > SYS_CHUNK_ARRAY_MAX {
             return Err(corrupt("superblock system chunk array too long"));
         }
-        let mut sb = Self::empty();
+        let mut sb = Self::empty()?;
         sb.fsid = array(block, sb_off::FSID).ok_or_else(short)?;
         sb.dev_uuid = array(block, sb_off::DEV_UUID).ok_or_else(short)?;
         sb.devid = u64_at(block, sb_off::DEVID).ok_or_else(short)?;
@@ -304,11 +317,17 @@ impl Superblock {
         sb.incompat = u64_at(block, sb_off::INCOMPAT).ok_or_else(short)?;
         sb.compat_ro = u64_at(block, sb_off::COMPAT_RO).ok_or_else(short)?;
         sb.compat = u64_at(block, sb_off::COMPAT).ok_or_else(short)?;
-        sb.label = array(block, sb_off::LABEL).ok_or_else(short)?;
-        if sb.label.get(LABEL_MAX) != Some(&0) {
+        let label = block
+            .get(sb_off::LABEL..sb_off::LABEL.saturating_add(LABEL_MAX + 1))
+            .ok_or_else(short)?;
+        if label.get(LABEL_MAX) != Some(&0) {
             return Err(corrupt("superblock label not terminated"));
         }
-        sb.sys_chunks = array(block, sb_off::SYS_CHUNKS).ok_or_else(short)?;
+        sb.label.copy_from_slice(label);
+        let sys = block
+            .get(sb_off::SYS_CHUNKS..sb_off::SYS_CHUNKS.saturating_add(SYS_CHUNK_ARRAY_MAX))
+            .ok_or_else(short)?;
+        sb.sys_chunks.copy_from_slice(sys);
         sb.sys_chunks_len = sys_chunks_len;
         if sb.devid == 0 || sb.num_devices == 0 || sb.generation == 0 {
             return Err(corrupt(

@@ -76,7 +76,7 @@ pub struct Owner {
 pub struct StatFs {
     /// Block size.
     pub block_size: u32,
-    /// Bytes of all devices.
+    /// Bytes of all devices, divided by the copies the data profile keeps.
     pub total_bytes: u64,
     /// Bytes files could still be given (free data space, by the data profile).
     pub free_bytes: u64,
@@ -157,21 +157,40 @@ impl<D: BlockDev> Fs<D> {
             });
         }
         if !fs.vol.is_read_only() {
-            // Nothing is open after a mount: inodes left unlinked but open go now.
-            fs.guarded(|fs| {
-                while let Some((k, _)) =
-                    fs.vol
-                        .seek(tree_id::FS, &inode::orphan_key(0), Direction::Forward)?
-                {
-                    if k.objectid != inode::ORPHAN_OBJECTID || k.kind != kind::ORPHAN {
-                        break;
-                    }
-                    fs.evict(k.offset)?;
-                }
-                Ok(())
-            })?;
+            fs.free_orphans()?;
         }
         Ok(fs)
+    }
+
+    /// Nothing is open after a mount: inodes left unlinked but open go now.
+    fn free_orphans(&mut self) -> EngineResult<()> {
+        self.guarded(|fs| {
+            while let Some((k, _)) =
+                fs.vol
+                    .seek(tree_id::FS, &inode::orphan_key(0), Direction::Forward)?
+            {
+                if k.objectid != inode::ORPHAN_OBJECTID || k.kind != kind::ORPHAN {
+                    break;
+                }
+                fs.evict(k.offset)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Stops changes (a remount read-only, after a commit).
+    pub fn set_read_only(&mut self) {
+        self.vol.set_read_only(true);
+    }
+
+    /// Allows changes again (a remount read-write of a filesystem mounted read-only), and
+    /// frees the orphans a read-only mount left. Refused after an aborted transaction.
+    pub fn make_writable(&mut self) -> EngineResult<()> {
+        if self.aborted.is_some() {
+            return Err(EngineError::ReadOnly);
+        }
+        self.vol.set_read_only(false);
+        self.free_orphans()
     }
 
     /// With `keep`, an inode that loses its last name is kept (with an orphan item) until
@@ -1412,11 +1431,23 @@ impl<D: BlockDev> Fs<D> {
 
     /// Filesystem statistics.
     pub fn statfs(&mut self) -> StatFs {
-        let sb = self.vol.superblock();
+        let copies = self
+            .vol
+            .chunks()
+            .iter()
+            .rev()
+            .find(|c| c.kind == super::chunk::Kind::Data)
+            .map_or(1, |c| c.profile.copies() as u64);
+        let total = self
+            .vol
+            .superblock()
+            .total_bytes
+            .checked_div(copies)
+            .unwrap_or(0);
         StatFs {
             block_size: BLOCK_SIZE,
-            total_bytes: sb.total_bytes,
-            free_bytes: self.vol.free_bytes(super::chunk::Kind::Data),
+            total_bytes: total,
+            free_bytes: self.vol.data_free_bytes().min(total),
             inodes: self.next_ino.saturating_sub(1),
         }
     }

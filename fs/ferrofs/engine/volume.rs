@@ -352,6 +352,11 @@ impl<D: BlockDev> Volume<D> {
         self.read_only
     }
 
+    /// Turns changes off (or on again).
+    pub fn set_read_only(&mut self, read_only: bool) {
+        self.read_only = read_only;
+    }
+
     /// How many changes the volume has seen (see [`Volume::abort`]).
     pub fn changes(&self) -> u64 {
         self.changes
@@ -968,6 +973,42 @@ impl<D: BlockDev> Volume<D> {
             .sum()
     }
 
+    /// Bytes files could still be given: free blocks of the data chunks, and what new data
+    /// chunks (with the newest data chunk's profile) could take of the unallocated space of
+    /// the devices present.
+    pub fn data_free_bytes(&self) -> u64 {
+        let in_chunks = self.free_bytes(Kind::Data);
+        let profile = self
+            .chunks
+            .iter()
+            .rev()
+            .find(|c| c.kind == Kind::Data)
+            .map_or(Profile::Single, |c| c.profile);
+        let mut free: FVec<u64> = FVec::new();
+        for slot in self.devs.iter().filter(|d| d.dev.is_some()) {
+            let used: u64 = self
+                .chunks
+                .iter()
+                .map(|c| {
+                    let n = c.stripes.iter().filter(|s| s.devid == slot.devid).count() as u64;
+                    n.saturating_mul(c.stripe_size())
+                })
+                .sum();
+            let reserved: u64 = format::RESERVED_RANGES
+                .iter()
+                .filter(|(start, _)| *start < slot.size)
+                .map(|(_, len)| *len)
+                .sum();
+            if free
+                .try_push(slot.size.saturating_sub(used).saturating_sub(reserved))
+                .is_err()
+            {
+                return in_chunks;
+            }
+        }
+        in_chunks.saturating_add(allocatable(&mut free, profile))
+    }
+
     /// Applies one queued reference change to the space tree.
     fn apply_delta(&mut self, block: u64, delta: i64) -> EngineResult<()> {
         let (i, chunk_logical) = self.chunk_of(block, "reference change outside every chunk")?;
@@ -1166,7 +1207,7 @@ impl<D: BlockDev> Volume<D> {
             let Some(slot) = self.devs.get(i) else {
                 continue;
             };
-            let mut sb = self.sb.clone();
+            let mut sb = self.sb.try_clone()?;
             sb.devid = slot.devid;
             sb.dev_uuid = slot.uuid;
             sb.dev_total_bytes = slot.size;
@@ -1208,7 +1249,7 @@ impl<D: BlockDev> Volume<D> {
                 return Err(EngineError::Invalid("not enough devices for the profile"));
             }
         }
-        let mut sb = Superblock::empty();
+        let mut sb = Superblock::empty()?;
         sb.fsid = opts.fsid;
         sb.num_devices = devs.len() as u64;
         if let Some(dst) = sb.label.get_mut(..opts.label.len()) {
@@ -1408,8 +1449,8 @@ impl<D: BlockDev> Volume<D> {
             .iter()
             .map(|(sb, _)| sb)
             .max_by_key(|sb| sb.generation)
-            .cloned()
-            .ok_or(EngineError::Invalid("no devices"))?;
+            .ok_or(EngineError::Invalid("no devices"))?
+            .try_clone()?;
         let mut slots: FVec<DevSlot<D>> = FVec::new();
         while let Some((sb, dev)) = found.pop() {
             if sb.fsid != newest.fsid {
@@ -1428,7 +1469,7 @@ impl<D: BlockDev> Volume<D> {
             })?;
         }
         let mut vol = Self {
-            sb: newest.clone(),
+            sb: newest.try_clone()?,
             devs: slots,
             chunks: FVec::new(),
             spaces: FVec::new(),
@@ -1608,6 +1649,36 @@ pub const MIN_DEVICE_SIZE: u64 = 64 << 20;
 /// Rounds `v` down to a multiple of `unit` (a power of two or any non-zero value).
 fn round_down(v: u64, unit: u64) -> u64 {
     v.checked_rem(unit).map_or(v, |r| v.saturating_sub(r))
+}
+
+/// Data bytes chunks of `profile` could take from devices with `free` unallocated bytes
+/// each: copies on distinct devices for the mirrored profiles, so the devices fill
+/// unevenly; a greedy fill in 64 MiB steps (the answer is an estimate, as for `df`).
+fn allocatable(free: &mut [u64], profile: Profile) -> u64 {
+    let copies = profile.copies() as u64;
+    let total: u64 = free.iter().sum();
+    match profile {
+        Profile::Single | Profile::Raid0 | Profile::Dup => total.checked_div(copies).unwrap_or(0),
+        Profile::Raid1 | Profile::Raid1c3 | Profile::Raid10 => {
+            const STEP: u64 = 64 << 20;
+            let width = profile.copies();
+            let mut data = 0u64;
+            loop {
+                free.sort_unstable_by(|a, b| b.cmp(a));
+                let Some(&smallest) = free.get(width.saturating_sub(1)) else {
+                    return data;
+                };
+                let step = smallest.min(STEP);
+                if step == 0 {
+                    return data;
+                }
+                for f in free.iter_mut().take(width) {
+                    *f = f.saturating_sub(step);
+                }
+                data = data.saturating_add(step);
+            }
+        }
+    }
 }
 
 /// Chooses devices and extents for a new chunk of `kind` with `profile`.

@@ -31,6 +31,10 @@ pub(crate) trait FileSystem {
 
     /// Fills in a new super block for a device; an error fails the mount with that errno.
     fn fill_super(sb: &mut NewSuperBlock<'_>, opts: &Self::Options) -> Result;
+
+    /// Applies a remount (`mount -o remount,...`): the options given, and whether the
+    /// filesystem is to be read-only. Called with the super block's `s_umount` held.
+    fn reconfigure(sb: &SuperBlock, opts: &Self::Options, read_only: bool) -> Result;
 }
 
 /// Storage for one filesystem type.
@@ -113,7 +117,7 @@ impl<T: FileSystem> Tables<T> {
         parse_param: Some(Self::parse_param),
         parse_monolithic: None,
         get_tree: Some(Self::get_tree),
-        reconfigure: None,
+        reconfigure: Some(Self::reconfigure),
     };
 
     /// `file_system_type::init_fs_context`.
@@ -195,6 +199,25 @@ impl<T: FileSystem> Tables<T> {
             Ok(false) => -ENOPARAM,
             Err(err) => err.to_errno(),
         }
+    }
+
+    /// `fs_context_operations::reconfigure`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS for a remount, with a valid context whose `root` is the root of a
+    /// mounted super block of this type, `s_umount` held.
+    unsafe extern "C" fn reconfigure(fc: *mut bindings::fs_context) -> ffi::c_int {
+        from_result(|| {
+            // SAFETY: valid context, ours during the call.
+            let opts = unsafe { Self::options(fc) }.ok_or(EINVAL)?;
+            // SAFETY: as above: `root` is a live dentry of the mounted super block.
+            let sb = unsafe { SuperBlock::from_raw((*(*fc).root).d_sb) };
+            // SAFETY: as above.
+            let read_only = unsafe { bindings::ferrofs_fc_read_only(fc) };
+            T::reconfigure(sb, opts, read_only)?;
+            Ok(0)
+        })
     }
 
     /// `file_system_type::kill_sb`.

@@ -73,6 +73,17 @@ impl SuperBlock {
         Ok(unsafe { <Pin<KBox<FsInfo>> as ForeignOwnable>::borrow(ptr) })
     }
 
+    /// Writes back every dirty inode and commits (`sync_filesystem`); the caller holds
+    /// `s_umount`.
+    pub(crate) fn sync(&self) -> Result {
+        // SAFETY: the super block is live and the caller holds `s_umount`.
+        let ret = unsafe { bindings::sync_filesystem(self.as_ptr()) };
+        if ret < 0 {
+            return Err(Error::from_errno(ret));
+        }
+        Ok(())
+    }
+
     /// Takes back the filesystem's state, at the end of `kill_sb`.
     ///
     /// # Safety

@@ -1034,3 +1034,36 @@ fn unlinked_open_files_live_until_evicted_or_remounted() {
     let v = new_file(&mut fs, b"v", 5);
     assert!(v > u);
 }
+
+/// statfs counts what files could still get: free blocks of the data chunks plus what new
+/// data chunks could take from unallocated space, with the copies the profile keeps; and
+/// it goes down by what a write takes.
+#[test]
+fn statfs_free_space_follows_the_profile() {
+    for (n, profile, copies) in [
+        (1, Profile::Single, 1),
+        (2, Profile::Raid1, 2),
+        (3, Profile::Raid1, 2),
+    ] {
+        let disks = MemDisk::set(n, 256 << 20);
+        let mut fs = memdev::mkfs_fs(&disks, profile).unwrap();
+        let st = fs.statfs();
+        let raw = n as u64 * (256 << 20);
+        assert_eq!(st.total_bytes, raw / copies, "{profile:?} x{n}");
+        // Metadata and system chunks and the reserved areas take some; most is free.
+        assert!(
+            st.free_bytes > st.total_bytes * 3 / 4,
+            "{profile:?} x{n}: {st:?}"
+        );
+        assert!(st.free_bytes <= st.total_bytes);
+        let f = new_file(&mut fs, b"f", 1);
+        fs.write(f, 0, &vec![1u8; 16 << 20], now(2)).unwrap();
+        fs.sync().unwrap();
+        let after = fs.statfs();
+        let taken = st.free_bytes - after.free_bytes;
+        assert!(
+            (16 << 20..=(16 << 20) + (4 << 20)).contains(&taken),
+            "{profile:?} x{n}: took {taken}"
+        );
+    }
+}

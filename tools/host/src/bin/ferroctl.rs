@@ -86,7 +86,10 @@ fn dump(args: &[String]) -> Result<(), String> {
         },
     )
     .map_err(|e| cli::describe(&e))?;
-    let sb = vol.superblock().clone();
+    let sb = vol
+        .superblock()
+        .try_clone()
+        .map_err(|e| cli::describe(&e))?;
     println!(
         "superblock: uuid {} label '{}' generation {}",
         cli::format_uuid(&sb.fsid),

@@ -1,0 +1,81 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Mounting ferrofs: a file tree survives unmount and a module reload; statfs reports the
+# filesystem; mount options are shown in /proc/mounts; read-only mounts refuse changes;
+# unknown options, foreign and corrupt images and missing devices are refused with an errno
+# and a kernel log line saying why.
+
+ntests=21
+. "$(dirname "$0")/lib.sh"
+begin_test 2
+name0="$(basename "$d0")"
+
+# expect_refused DESCRIPTION LOG-PATTERN MOUNT-ARGS...: mount fails, the log says why.
+expect_refused() {
+	local desc="$1" pat="$2" out; shift 2
+	if out="$(mount -t ferrofs "$@" "$mnt" 2>&1)"; then
+		umount "$mnt"; not_ok "$desc: mount refused"
+	else
+		ok "$desc: mount refused"
+	fi
+	if log_since_mark | grep -q -- "$pat"; then ok "$desc: kernel log says why"; else
+		not_ok "$desc: kernel log says why"; { echo "$out"; log_since_mark | tail -n 5; } | diag
+	fi
+}
+
+# 1-5: a tree of files, kept across unmount and across a module reload.
+"$mkfs" -f "$d0" >/dev/null
+check "mount of a new filesystem" mount_ferrofs "$d0"
+list="$(mktemp)"
+make_tree "$mnt/tree" "$list" 1
+check "tree written and read back" verify_tree "$mnt/tree" "$list"
+umount "$mnt"
+check "tree intact after unmount and mount" bash -c "$(declare -f mount_ferrofs verify_tree); mnt=$mnt; mount_ferrofs $d0 && verify_tree $mnt/tree $list"
+umount "$mnt"
+rmmod ferrofs && insmod "$ko"
+check "tree intact after a module reload" bash -c "$(declare -f mount_ferrofs verify_tree); mnt=$mnt; mount_ferrofs $d0 && verify_tree $mnt/tree $list"
+
+# 6-7: statfs.
+fstype="$(stat -f -c %t "$mnt")"
+check "statfs type is FERROFS_SUPER_MAGIC" test "$fstype" = 46455252
+read -r total free <<<"$(stat -f -c '%b %f' "$mnt")"
+used_kib="$(du -sk "$mnt/tree" | cut -f1)"
+check "statfs counts blocks: total > free > 0, used covers the tree" \
+	test "$total" -gt "$free" -a "$free" -gt 0 -a $(((total - free) * 4)) -ge "$used_kib"
+umount "$mnt"
+check "fsck clean after the tree" fsck_clean "$d0"
+
+# 9-11: options shown; read-only mounts.
+mount_ferrofs commit=5,skip_balance "$d0"
+opts="$(awk -v m="$mnt" '$2 == m {print $4}' /proc/mounts)"
+check "/proc/mounts shows commit=5 and skip_balance" bash -c "grep -q 'commit=5' <<<'$opts' && grep -q 'skip_balance' <<<'$opts'"
+umount "$mnt"
+mount_ferrofs ro "$d0"
+out="$(touch "$mnt/new" 2>&1)"
+check "read-only mount refuses a new file (EROFS)" grep -q "Read-only file system" <<<"$out"
+check "read-only mount still reads the tree" verify_tree "$mnt/tree" "$list"
+umount "$mnt"
+
+# 12-19: refusals.
+expect_refused "unknown option" 'ferrofs: unknown mount option "bogus"' -o bogus "$d0"
+expect_refused "commit=0" 'ferrofs: mount option "commit" needs a number of seconds' -o commit=0 "$d0"
+mkfs.ext4 -q -F "$d0" >/dev/null 2>&1
+expect_refused "ext4 image" "ferrofs: $name0: no ferrofs superblock found" "$d0"
+# A corrupt tree block: single metadata, so no mirror can stand in for it.
+"$mkfs" -f -m single "$d0" >/dev/null
+dump="$("$root/tools/bin/ferroctl" dump "$d0")"
+fs_root="$(awk '/^tree 5 \(fs\) root/ {print $NF}' <<<"$dump")"
+read -r meta_logical meta_physical <<<"$(awk '/^chunk .* metadata / {split($0, a, "physical: "); split(a[2], b, " "); print $2, b[1]}' <<<"$dump")"
+offset=$((meta_physical + fs_root - meta_logical + 100))
+printf '\xff' | dd of="$d0" bs=1 seek="$offset" conv=notrunc,fsync status=none
+expect_refused "corrupt fs tree root" "ferrofs: $name0: cannot mount: corrupt metadata in block $fs_root" "$d0"
+
+# 20-21: a device missing, without `degraded`.
+"$mkfs" -f -d raid1 -m raid1 "$d0" "$d1" >/dev/null
+expect_refused "raid1 with a device missing" "ferrofs: $name0: cannot mount: devices missing: mount with degraded to continue" "$d0"
+
+# 22: nothing went wrong in the kernel meanwhile.
+check_log_clean
+rm -f "$list"
+tap_end

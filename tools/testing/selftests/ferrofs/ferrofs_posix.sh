@@ -1,0 +1,57 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# POSIX behaviour: the whole pjdfstest suite on ferrofs (remounts read-only allowed, a
+# tmpfs as the second filesystem for EXDEV). One TAP test per syscall group: it passes when
+# no test of the group failed. Skipped tests are listed with pjdfstest's reason.
+
+. "$(dirname "$0")/lib.sh"
+need_disks 1
+load_module
+d0="${disks[0]}"
+command -v pjdfstest >/dev/null || { echo "# pjdfstest not installed (scripts/setup installs it)"; exit $KSFT_FAIL; }
+
+work="$(mktemp -d /tmp/ferrofs-pjd.XXXXXX)"
+secondary="$work/secondary"
+mkdir -p "$secondary" && mount -t tmpfs none "$secondary"
+cat >"$work/pjdfstest.toml" <<'T'
+[features]
+posix_fallocate = {}
+rename_ctime = {}
+utimensat = {}
+utime_now = {}
+
+[settings]
+# Longer than a clock tick: timestamps come from the coarse clock.
+naptime = 0.05
+allow_remount = true
+
+[dummy_auth]
+entries = [ ["nobody", "nogroup"], ["daemon", "daemon"] ]
+T
+
+"$mkfs" -f "$d0" >/dev/null
+mount_ferrofs "$d0"
+(cd "$mnt" && pjdfstest -c "$work/pjdfstest.toml" -p "$mnt" -s "$secondary") >"$work/out" 2>&1
+rc=$?
+umount "$secondary"
+groups="$(grep -oE '^[a-z_]+::' "$work/out" | sort -u | tr -d ':')"
+ntests=$(($(wc -w <<<"$groups") + 3))
+tap_begin
+echo "# pjdfstest exit status $rc: $(grep -cE ' ok$' "$work/out") passed, $(grep -cE ' FAILED$' "$work/out") failed, $(grep -cE ' skipped$' "$work/out") skipped"
+for g in $groups; do
+	p=$(grep -cE "^$g::.* ok$" "$work/out")
+	f=$(grep -cE "^$g::.* FAILED$" "$work/out")
+	s=$(grep -cE "^$g::.* skipped$" "$work/out")
+	if [ "$f" = 0 ]; then ok "pjdfstest $g: $p passed, $s skipped"; else
+		not_ok "pjdfstest $g: $p passed, $f failed, $s skipped"
+		grep -A1 -E "^$g::.* FAILED$" "$work/out" | diag
+	fi
+	grep -A1 -E "^$g::.* skipped$" "$work/out" | grep -v '^--' | paste - - | sed 's/  */ /g; s/^/# skipped: /'
+done
+check "pjdfstest ran to the end" test "$rc" -le 1
+umount "$mnt"
+check "fsck clean after pjdfstest" fsck_clean "$d0"
+check_log_clean
+rm -rf "$work"
+tap_end
