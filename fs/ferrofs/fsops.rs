@@ -344,6 +344,7 @@ fn get_inode(sb: &SuperBlock, ino: u64) -> Result<InodeRef> {
         let e = info.with_fs(|fs| fs.getattr(ino))?;
         inode.set_ops(e.mode, e.rdev);
         inode.refresh(&e, Refresh::All);
+        inode.apply_flags(e.flags);
         Ok(())
     })
 }
@@ -699,6 +700,38 @@ pub(crate) fn setattr(inode: &Inode, change: &AttrChange, apply: impl FnOnce()) 
     };
     let e = info.with_fs(|fs| fs.setattr(ino, &attr, ctime))?;
     inode.refresh(&e, Refresh::Meta);
+    Ok(())
+}
+
+// ---- inode flags (FS_IOC_GETFLAGS / FS_IOC_SETFLAGS) ----
+
+/// The flags ferrofs keeps: synchronous writes, immutable, append-only, no dump, no
+/// access times.
+const SUPPORTED_FLAGS: u64 = 0x8 | 0x10 | 0x20 | 0x40 | 0x80;
+
+/// `fileattr_get`: the inode's flags.
+pub(crate) fn get_flags(inode: &Inode) -> Result<u32> {
+    let ino = inode.ino();
+    let e = info(inode.super_block())?.with_fs(|fs| fs.getattr(ino))?;
+    Ok((e.flags & SUPPORTED_FLAGS) as u32)
+}
+
+/// `fileattr_set` (the VFS checked the caller may change them): other flags are
+/// `EOPNOTSUPP`.
+pub(crate) fn set_flags(inode: &Inode, flags: u32) -> Result {
+    let flags = u64::from(flags);
+    if flags & !SUPPORTED_FLAGS != 0 {
+        return Err(eopnotsupp());
+    }
+    let ino = inode.ino();
+    let now = inode.now();
+    let attr = SetAttr {
+        flags: Some(flags),
+        ..SetAttr::default()
+    };
+    let e = info(inode.super_block())?.with_fs(|fs| fs.setattr(ino, &attr, now))?;
+    inode.refresh(&e, Refresh::Meta);
+    inode.apply_flags(flags);
     Ok(())
 }
 

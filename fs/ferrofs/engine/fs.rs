@@ -28,6 +28,9 @@ pub const MAX_FILE_SIZE: u64 = 1 << 50;
 /// Most blocks one extent covers.
 const MAX_EXTENT_BLOCKS: u64 = inode::MAX_EXTENT_BYTES / BLOCK;
 
+/// Metadata space a change wants free before it starts (tree blocks it may copy or add).
+const METADATA_MARGIN: u64 = 64 * BLOCK;
+
 /// Largest hard link count.
 pub const LINK_MAX: u32 = 65_000;
 
@@ -265,6 +268,27 @@ impl<D: BlockDev> Fs<D> {
 
     /// Runs a change: refused on a read-only filesystem; a failure after the transaction
     /// was changed aborts it (see [`Volume::abort`]), since the change stopped half-way.
+    /// Makes sure `data_bytes` of data and a margin of metadata can be allocated before a
+    /// change starts: blocks the running transaction freed only come back when it commits,
+    /// so when space runs short the transaction commits first (between changes, so the
+    /// commit holds only whole ones). Still short: `ENOSPC`, with nothing changed.
+    fn make_room(&mut self, data_bytes: u64) -> EngineResult<()> {
+        let short = |fs: &Self| {
+            fs.vol.data_free_bytes() < data_bytes
+                || fs.vol.kind_free_bytes(super::chunk::Kind::Metadata) < METADATA_MARGIN
+        };
+        if !short(self) {
+            return Ok(());
+        }
+        if self.vol.needs_commit() {
+            self.vol.commit()?;
+        }
+        if short(self) {
+            return Err(EngineError::NoSpace);
+        }
+        Ok(())
+    }
+
     /// Calls nested in a change (rename replacing its target, truncate rewriting a tail)
     /// belong to the outer one.
     fn guarded<T>(&mut self, op: impl FnOnce(&mut Self) -> EngineResult<T>) -> EngineResult<T> {
@@ -276,10 +300,12 @@ impl<D: BlockDev> Fs<D> {
         }
         let before = self.vol.changes();
         self.in_change = true;
-        let result = op(self);
+        let result = self.make_room(0).and_then(|()| op(self));
         self.in_change = false;
         if let Err(err) = result {
-            if self.vol.changes() != before {
+            // Changed, and not committed since (`make_room` may have committed whole
+            // changes before finding too little space).
+            if self.vol.changes() != before && self.vol.needs_commit() {
                 self.aborted = Some(err);
                 // A failed re-read leaves the volume without devices: still read-only.
                 let _ = self.vol.abort();
@@ -640,6 +666,8 @@ impl<D: BlockDev> Fs<D> {
                     EngineError::Invalid("write to a special file")
                 });
             }
+            // Whole blocks, with the partial ones at the edges.
+            fs.make_room((data.len() as u64).saturating_add(2 * BLOCK))?;
             fs.write_range(inode, offset, data, now)
         })
     }
@@ -752,6 +780,7 @@ impl<D: BlockDev> Fs<D> {
                 fs.put_inode(&inode)?;
                 return Ok(inode);
             }
+            fs.make_room(len.saturating_add(2 * BLOCK))?;
             // Preallocate the holes of the range.
             let first = offset & !(BLOCK - 1);
             let last = end.div_ceil(BLOCK).saturating_mul(BLOCK);
@@ -852,23 +881,26 @@ impl<D: BlockDev> Fs<D> {
     ) -> EngineResult<()> {
         let index = dir.next_index;
         dir.next_index = index.checked_add(1).ok_or(EngineError::NoSpace)?;
+        // Every item is built and checked before the first one is stored: a name that
+        // does not fit fails the call with nothing changed.
         let hkey = Key::new(dir.ino, kind::DIR_ITEM, name_hash(name));
         let mut list = self.vol.lookup(tree_id::FS, &hkey)?.unwrap_or_default();
         inode::encode_dirent(&mut list, ino, file_type, name)?;
         if list.len() > super::node::MAX_ITEM_DATA {
             return Err(EngineError::NoSpace);
         }
-        self.vol.insert(tree_id::FS, hkey, &list)?;
-        let mut one = FVec::new();
-        inode::encode_dirent(&mut one, ino, file_type, name)?;
-        self.vol
-            .insert(tree_id::FS, Key::new(dir.ino, kind::DIR_INDEX, index), &one)?;
+        // The names of one inode in one directory share a back-reference item.
         let rkey = Key::new(ino, kind::INODE_REF, dir.ino);
         let mut refs = self.vol.lookup(tree_id::FS, &rkey)?.unwrap_or_default();
         inode::encode_ref(&mut refs, index, name)?;
         if refs.len() > super::node::MAX_ITEM_DATA {
             return Err(EngineError::TooManyLinks);
         }
+        let mut one = FVec::new();
+        inode::encode_dirent(&mut one, ino, file_type, name)?;
+        self.vol.insert(tree_id::FS, hkey, &list)?;
+        self.vol
+            .insert(tree_id::FS, Key::new(dir.ino, kind::DIR_INDEX, index), &one)?;
         self.vol.insert(tree_id::FS, rkey, &refs)?;
         dir.size = dir
             .size

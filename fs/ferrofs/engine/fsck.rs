@@ -51,6 +51,8 @@ struct Fixes {
     refcounts: FVec<(u64, u64)>,
     /// The problems (indexes in the report) that setting those counts repairs.
     refcount_problems: FVec<usize>,
+    /// Checksum items of blocks nothing references (removed with the counts).
+    stray_csums: FVec<u64>,
 }
 
 impl Fixes {
@@ -144,6 +146,9 @@ pub fn check<D: BlockDev>(vol: &mut Volume<D>, repair: bool) -> EngineResult<Rep
     if let Err(err) = check_chunks(vol, &mut report) {
         note_corruption(&mut report, err)?;
     }
+    if let Err(err) = check_csums(vol, &expected, &mut fixes, &mut report) {
+        note_corruption(&mut report, err)?;
+    }
     // Counts are rewritten only when every reference could be counted: with a tree left
     // unreadable, its blocks would look unreferenced and be freed.
     let counts_safe = report
@@ -153,15 +158,17 @@ pub fn check<D: BlockDev>(vol: &mut Volume<D>, repair: bool) -> EngineResult<Rep
         .all(|(i, p)| p.repaired || fixes.refcount_problems.contains(&i));
     if !(repair && counts_safe) {
         fixes.refcounts.clear();
+        fixes.stray_csums.clear();
     }
     if repair
         && (!fixes.usage.is_empty()
             || !fixes.nlinks.is_empty()
             || fixes.superblock
-            || !fixes.refcounts.is_empty())
+            || !fixes.refcounts.is_empty()
+            || !fixes.stray_csums.is_empty())
     {
         apply_fixes(vol, &fixes)?;
-        if !fixes.refcounts.is_empty() {
+        if !fixes.refcounts.is_empty() || !fixes.stray_csums.is_empty() {
             for &i in fixes.refcount_problems.iter() {
                 if let Some(p) = report.problems.get_mut(i) {
                     p.repaired = true;
@@ -193,6 +200,12 @@ fn apply_fixes<D: BlockDev>(vol: &mut Volume<D>, fixes: &Fixes) -> EngineResult<
     }
     for &(block, count) in fixes.refcounts.iter() {
         vol.set_refcount(block, count)?;
+    }
+    for &block in fixes.stray_csums.iter() {
+        vol.remove(
+            tree_id::CSUM,
+            &Key::new(inode::CSUM_OBJECTID, inode::EXTENT_CSUM, block),
+        )?;
     }
     vol.commit()
 }
@@ -388,6 +401,31 @@ fn check_refcounts<D: BlockDev>(
             repair,
         )?;
         fixes.superblock = true;
+    }
+    Ok(())
+}
+
+/// Checksum items belong to referenced data blocks.
+fn check_csums<D: BlockDev>(
+    vol: &mut Volume<D>,
+    expected: &U64Map<u64>,
+    fixes: &mut Fixes,
+    report: &mut Report,
+) -> EngineResult<()> {
+    let mut key = Key::new(inode::CSUM_OBJECTID, inode::EXTENT_CSUM, 0);
+    while let Some((k, _)) = vol.seek(tree_id::CSUM, &key, Direction::Forward)? {
+        if k.objectid != inode::CSUM_OBJECTID || k.kind != inode::EXTENT_CSUM {
+            break;
+        }
+        if !expected.contains_key(k.offset) {
+            fixes.refcount_problems.try_push(report.problems.len())?;
+            fixes.stray_csums.try_push(k.offset)?;
+            report.add(k.offset, 0, "checksum item of an unreferenced block", false)?;
+        }
+        match k.successor() {
+            Some(next) => key = next,
+            None => break,
+        }
     }
     Ok(())
 }

@@ -862,12 +862,27 @@ impl<D: BlockDev> Volume<D> {
     /// Adds `delta` to the reference count of data block `block`.
     pub fn data_ref(&mut self, block: u64, delta: i64) -> EngineResult<()> {
         match self.chunk_index(block).and_then(|i| self.chunks.get(i)) {
-            Some(c) if c.kind == Kind::Data => self.add_ref(block, delta),
-            _ => Err(EngineError::Corrupt {
-                block,
-                reason: "file extent outside every data chunk",
-            }),
+            Some(c) if c.kind == Kind::Data => self.add_ref(block, delta)?,
+            _ => {
+                return Err(EngineError::Corrupt {
+                    block,
+                    reason: "file extent outside every data chunk",
+                })
+            }
         }
+        // A block allocated and dropped within this transaction never reaches the space
+        // tree: its space and checksum go now (the space is reusable after the commit, like
+        // every block this transaction freed).
+        if delta < 0 && !self.delayed.contains_key(block) && self.stored_refcount(block)? == 0 {
+            self.pinned.try_push(block)?;
+            let key = Key::new(
+                super::inode::CSUM_OBJECTID,
+                super::inode::EXTENT_CSUM,
+                block,
+            );
+            self.remove(tree_id::CSUM, &key)?;
+        }
+        Ok(())
     }
 
     /// Writes whole data blocks at `logical` to every copy, and records their checksums.
@@ -977,12 +992,18 @@ impl<D: BlockDev> Volume<D> {
     /// chunks (with the newest data chunk's profile) could take of the unallocated space of
     /// the devices present.
     pub fn data_free_bytes(&self) -> u64 {
-        let in_chunks = self.free_bytes(Kind::Data);
+        self.kind_free_bytes(Kind::Data)
+    }
+
+    /// Bytes of `kind` still to be had: free blocks of its chunks, and what new chunks
+    /// with its newest chunk's profile could take from the unallocated space.
+    pub fn kind_free_bytes(&self, kind: Kind) -> u64 {
+        let in_chunks = self.free_bytes(kind);
         let profile = self
             .chunks
             .iter()
             .rev()
-            .find(|c| c.kind == Kind::Data)
+            .find(|c| c.kind == kind)
             .map_or(Profile::Single, |c| c.profile);
         let mut free: FVec<u64> = FVec::new();
         for slot in self.devs.iter().filter(|d| d.dev.is_some()) {

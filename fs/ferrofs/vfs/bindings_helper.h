@@ -9,6 +9,7 @@
 #include <linux/fs_context.h>
 #include <linux/fs_parser.h>
 #include <linux/fiemap.h>
+#include <linux/fileattr.h>
 #include <linux/fsmap.h>
 #include <linux/kthread.h>
 #include <linux/pagemap.h>

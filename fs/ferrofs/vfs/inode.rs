@@ -161,6 +161,33 @@ impl Inode {
         };
     }
 
+    /// Applies the inode flags (`FS_IOC_SETFLAGS` bits) the VFS enforces itself:
+    /// synchronous writes, no access times, append-only, immutable.
+    pub(crate) fn apply_flags(&self, flags: u64) {
+        const FS_SYNC_FL: u64 = 0x8;
+        const FS_IMMUTABLE_FL: u64 = 0x10;
+        const FS_APPEND_FL: u64 = 0x20;
+        const FS_NOATIME_FL: u64 = 0x80;
+        const S_SYNC: u32 = 1 << 0;
+        const S_NOATIME: u32 = 1 << 1;
+        const S_APPEND: u32 = 1 << 2;
+        const S_IMMUTABLE: u32 = 1 << 3;
+        let mut set = 0;
+        for (fs_flag, s_flag) in [
+            (FS_SYNC_FL, S_SYNC),
+            (FS_NOATIME_FL, S_NOATIME),
+            (FS_APPEND_FL, S_APPEND),
+            (FS_IMMUTABLE_FL, S_IMMUTABLE),
+        ] {
+            if flags & fs_flag != 0 {
+                set |= s_flag;
+            }
+        }
+        let mask = S_SYNC | S_NOATIME | S_APPEND | S_IMMUTABLE;
+        // SAFETY: the inode is live; `inode_set_flags` updates `i_flags` atomically.
+        unsafe { bindings::inode_set_flags(self.as_ptr(), set, mask) };
+    }
+
     /// Sets the operations for the inode's type (and the device number of a device node).
     pub(crate) fn set_ops(&self, mode: u32, rdev: u64) {
         let inode = self.as_ptr();
@@ -388,6 +415,7 @@ impl NewInode {
         unsafe { (*inode).i_ino = ino };
         self.0.set_ops(e.mode, e.rdev);
         self.0.refresh(e, Refresh::All);
+        self.0.apply_flags(e.flags);
         // SAFETY: the inode is set up; `insert_inode_locked` hashes it, locked (I_NEW).
         let ret = unsafe { bindings::insert_inode_locked(inode) };
         if ret != 0 {

@@ -191,6 +191,8 @@ pub(crate) static DIR_INODE_OPS: Table<bindings::inode_operations> =
         setattr: Some(setattr),
         listxattr: Some(listxattr),
         tmpfile: Some(tmpfile),
+        fileattr_get: Some(fileattr_get),
+        fileattr_set: Some(fileattr_set),
         // SAFETY: an all-zero `inode_operations` is valid: every other callback is absent.
         ..unsafe { core::mem::zeroed() }
     });
@@ -487,6 +489,50 @@ unsafe extern "C" fn listxattr(
     }
 }
 
+/// # Safety
+///
+/// Called by the VFS for `FS_IOC_GETFLAGS` with a live dentry and the answer to fill.
+unsafe extern "C" fn fileattr_get(
+    dentry: *mut bindings::dentry,
+    fa: *mut kernel::bindings::fileattr,
+) -> ffi::c_int {
+    // `kernel::bindings` declares `fileattr` opaquely; the module's bindings have its fields.
+    let fa = fa.cast::<bindings::fileattr>();
+    from_result(|| {
+        // SAFETY: see above.
+        let inode = unsafe { Dentry::from_raw(dentry) }.inode().ok_or(ENOENT)?;
+        let flags = fsops::get_flags(inode)?;
+        // SAFETY: `fa` is the caller's answer, ours to fill during the call.
+        unsafe { bindings::fileattr_fill_flags(fa, flags) };
+        Ok(0)
+    })
+}
+
+/// # Safety
+///
+/// Called by the VFS for `FS_IOC_SETFLAGS` (permission and capability checked, the inode
+/// locked) with a live dentry and the new attributes.
+unsafe extern "C" fn fileattr_set(
+    _idmap: *mut bindings::mnt_idmap,
+    dentry: *mut bindings::dentry,
+    fa: *mut kernel::bindings::fileattr,
+) -> ffi::c_int {
+    // As in `fileattr_get`.
+    let fa = fa.cast::<bindings::fileattr>();
+    from_result(|| {
+        // SAFETY: see above.
+        let inode = unsafe { Dentry::from_raw(dentry) }.inode().ok_or(ENOENT)?;
+        // SAFETY: `fa` is valid for the call; `flags` is its first, plain field.
+        let (flags, fsx) = unsafe { ((*fa).flags, (*fa).fsx_valid()) };
+        if fsx {
+            // The fsxattr interface (extent sizes, project ids) is not supported.
+            return Err(crate::vfs::error::eopnotsupp());
+        }
+        fsops::set_flags(inode, flags)?;
+        Ok(0)
+    })
+}
+
 // ---- regular files ----
 
 pub(crate) static FILE_INODE_OPS: Table<bindings::inode_operations> =
@@ -494,6 +540,8 @@ pub(crate) static FILE_INODE_OPS: Table<bindings::inode_operations> =
         setattr: Some(setattr),
         listxattr: Some(listxattr),
         fiemap: Some(fiemap),
+        fileattr_get: Some(fileattr_get),
+        fileattr_set: Some(fileattr_set),
         // SAFETY: an all-zero `inode_operations` is valid: every other callback is absent.
         ..unsafe { core::mem::zeroed() }
     });

@@ -1067,3 +1067,66 @@ fn statfs_free_space_follows_the_profile() {
         );
     }
 }
+
+/// Space freed by a transaction only comes back when it commits: rewriting a file many
+/// times over without a sync must commit on its own when space runs short, not fail with
+/// ENOSPC (nor abort); a file that cannot fit fails with ENOSPC and leaves the filesystem
+/// writable and clean.
+#[test]
+fn rewrites_commit_when_space_runs_short() {
+    let disks = MemDisk::set(1, 96 << 20);
+    let mut fs = memdev::mkfs_fs(&disks, Profile::Single).unwrap();
+    let f = new_file(&mut fs, b"f", 1);
+    let chunk = vec![3u8; 1 << 20];
+    // 24 MiB live, rewritten 12 times: far more than the volume holds at once.
+    for round in 0..12u64 {
+        for mib in 0..24u64 {
+            fs.write(f, mib << 20, &chunk, now(2 + round)).unwrap();
+        }
+    }
+    assert_eq!(fs.aborted(), None);
+    let g = new_file(&mut fs, b"g", 20);
+    let mut written = 0u64;
+    let err = loop {
+        match fs.write(g, written, &chunk, now(21)) {
+            Ok(_) => written += 1 << 20,
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(errno(err), 28);
+    assert_eq!(fs.aborted(), None, "a clean ENOSPC aborts nothing");
+    fs.unlink(ROOT_INO, b"g", now(22)).unwrap();
+    fs.sync().unwrap();
+    assert_fsck_clean(&mut fs);
+    assert_eq!(&fs.read(f, 5 << 20, 4096).unwrap()[..], &chunk[..4096]);
+}
+
+/// The names of one inode in one directory share a back-reference item: when it is full,
+/// `link` fails with EMLINK before changing anything (no abort), and the names made so far
+/// all work.
+#[test]
+fn too_many_names_in_one_directory_is_a_clean_emlink() {
+    let disks = MemDisk::set(1, 96 << 20);
+    let mut fs = memdev::mkfs_fs(&disks, Profile::Single).unwrap();
+    let f = new_file(&mut fs, b"f", 1);
+    let mut made = 1u32;
+    let err = loop {
+        let name = format!("link-number-{made:05}");
+        match fs.link(f, ROOT_INO, name.as_bytes(), now(2)) {
+            Ok(_) => made += 1,
+            Err(e) => break e,
+        }
+        assert!(made < 10_000, "no limit reached");
+    };
+    assert_eq!(errno(err), 31);
+    assert_eq!(fs.aborted(), None);
+    assert_eq!(fs.getattr(f).unwrap().nlink, made);
+    // Another directory takes more names.
+    let d = fs
+        .mkdir(ROOT_INO, b"d", 0o755, Owner::default(), now(3))
+        .unwrap()
+        .ino;
+    fs.link(f, d, b"more", now(4)).unwrap();
+    fs.sync().unwrap();
+    assert_fsck_clean(&mut fs);
+}

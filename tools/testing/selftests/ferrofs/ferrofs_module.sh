@@ -112,6 +112,7 @@ def crc32c(data):
 block = bytearray(4096)
 block[8:16] = b"FERROFS\0"
 block[16:20] = struct.pack("<I", 1)
+block[408:416] = struct.pack("<Q", 65536)  # the copy records its own offset
 block[0:4] = struct.pack("<I", crc32c(block[4:]))
 with open(sys.argv[1], "r+b") as dev:
     dev.seek(65536)

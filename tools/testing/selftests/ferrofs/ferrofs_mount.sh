@@ -6,7 +6,7 @@
 # unknown options, foreign and corrupt images and missing devices are refused with an errno
 # and a kernel log line saying why.
 
-ntests=21
+ntests=23
 . "$(dirname "$0")/lib.sh"
 begin_test 2
 name0="$(basename "$d0")"
@@ -43,6 +43,15 @@ read -r total free <<<"$(stat -f -c '%b %f' "$mnt")"
 used_kib="$(du -sk "$mnt/tree" | cut -f1)"
 check "statfs counts blocks: total > free > 0, used covers the tree" \
 	test "$total" -gt "$free" -a "$free" -gt 0 -a $(((total - free) * 4)) -ge "$used_kib"
+# 8-9: inode flags through FS_IOC_SETFLAGS (chattr), kept across a remount.
+chattr +i +d "$mnt/tree/hard"
+out="$(echo more 2>&1 >>"$mnt/tree/hard")"
+check "chattr +i: the file refuses writes (EPERM)" grep -q "Operation not permitted" <<<"$out"
+umount "$mnt"
+mount_ferrofs "$d0"
+flags="$(lsattr "$mnt/tree/hard" | cut -d' ' -f1)"
+check "chattr flags kept: lsattr shows i and d ($flags)" bash -c "grep -q i <<<'$flags' && grep -q d <<<'$flags'"
+chattr -i -d "$mnt/tree/hard"
 umount "$mnt"
 check "fsck clean after the tree" fsck_clean "$d0"
 

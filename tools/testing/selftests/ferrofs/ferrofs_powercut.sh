@@ -15,7 +15,9 @@ work="$(mktemp -d /tmp/ferrofs-pc.XXXXXX)"
 flakey() { # MODE: "up" passes every I/O, "cut" drops every write from now on
 	local table="0 $sectors flakey $d0 0 86400 0"
 	[ "$1" = cut ] && table="0 $sectors flakey $d0 0 0 86400 1 drop_writes"
-	dmsetup suspend "$dm" && dmsetup load "$dm" --table "$table" && dmsetup resume "$dm"
+	# --nolockfs: a plain suspend freezes the filesystem first, which commits everything
+	# and would hide a commit missing from fsync.
+	dmsetup suspend --nolockfs "$dm" && dmsetup load "$dm" --table "$table" && dmsetup resume "$dm"
 }
 
 write_file() { # PATH SEED SIZE [sync]: random contents; records the checksum when synced

@@ -24,7 +24,12 @@ not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n $1"; }
 skip() { n=$((n + 1)); echo "ok $n $1 # SKIP $2"; }
 check() { # check DESCRIPTION COMMAND...: passes when COMMAND succeeds (its output as diag)
 	local desc="$1" out; shift
-	if out="$("$@" 2>&1)"; then ok "$desc"; else not_ok "$desc"; diag <<<"$out"; fi
+	if out="$("$@" 2>&1)"; then ok "$desc"; else
+		not_ok "$desc"; diag <<<"$out"
+		# The first kernel messages of ferrofs say why, the last what it led to.
+		log_since_mark | grep 'ferrofs: ' | grep -v 'filesystem type registered' |
+			sed -n '1,3p;$p' | diag
+	fi
 }
 diag() { sed 's/^/# /' | tail -n 40; }
 
