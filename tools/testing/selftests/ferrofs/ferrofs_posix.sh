@@ -14,7 +14,8 @@ command -v pjdfstest >/dev/null || { echo "# pjdfstest not installed (scripts/se
 work="$(mktemp -d /tmp/ferrofs-pjd.XXXXXX)"
 secondary="$work/secondary"
 mkdir -p "$secondary" && mount -t tmpfs none "$secondary"
-cat >"$work/pjdfstest.toml" <<'T'
+config() { # ALLOW-REMOUNT
+	cat <<T
 [features]
 posix_fallocate = {}
 rename_ctime = {}
@@ -24,19 +25,36 @@ utime_now = {}
 [settings]
 # Longer than a clock tick: timestamps come from the coarse clock.
 naptime = 0.05
-allow_remount = true
+allow_remount = $1
 
 [dummy_auth]
 entries = [ ["nobody", "nogroup"], ["daemon", "daemon"] ]
 T
+}
+config false >"$work/pjdfstest.toml"
+config true >"$work/pjdfstest-remount.toml"
 
 "$mkfs" -f "$d0" >/dev/null
 mount_ferrofs "$d0"
+# The whole suite without the read-only remount (EROFS) tests, then those on a fresh
+# mount: after the whole suite, remounting read-only fails with EBUSY (a known bug,
+# tested below as a TODO).
 (cd "$mnt" && pjdfstest -c "$work/pjdfstest.toml" -p "$mnt" -s "$secondary") >"$work/out" 2>&1
 rc=$?
+(mount -o remount,ro "$mnt" && mount -o remount,rw "$mnt") >"$work/remount" 2>&1
+remount_rc=$?
+umount "$mnt"
+"$mkfs" -f "$d0" >/dev/null
+mount_ferrofs "$d0"
+(cd "$mnt" && pjdfstest -c "$work/pjdfstest-remount.toml" -p "$mnt" erofs) >"$work/out-erofs" 2>&1
+rc_erofs=$?
+# Each EROFS test replaces its "skipped" line of the first run.
+grep -E ' (ok|FAILED)$' "$work/out-erofs" | awk '{print $1}' >"$work/erofs-names"
+grep -vFf "$work/erofs-names" "$work/out" >"$work/out.rest" || true
+cat "$work/out.rest" "$work/out-erofs" >"$work/out"
 umount "$secondary"
 groups="$(grep -oE '^[a-z_]+::' "$work/out" | sort -u | tr -d ':')"
-ntests=$(($(wc -w <<<"$groups") + 3))
+ntests=$(($(wc -w <<<"$groups") + 4))
 tap_begin
 echo "# pjdfstest exit status $rc: $(grep -cE ' ok$' "$work/out") passed, $(grep -cE ' FAILED$' "$work/out") failed, $(grep -cE ' skipped$' "$work/out") skipped"
 for g in $groups; do
@@ -49,7 +67,10 @@ for g in $groups; do
 	fi
 	grep -A1 -E "^$g::.* skipped$" "$work/out" | grep -v '^--' | paste - - | sed 's/  */ /g; s/^/# skipped: /'
 done
-check "pjdfstest ran to the end" test "$rc" -le 1
+check "pjdfstest ran to the end" test "$rc" -le 1 -a "$rc_erofs" -le 1
+todo "remount read-only right after the whole suite" \
+	"EBUSY: an inode without links or a writer is still held; not found yet" \
+	bash -c "[ $remount_rc = 0 ] || { cat '$work/remount'; false; }"
 umount "$mnt"
 check "fsck clean after pjdfstest" fsck_clean "$d0"
 check_log_clean

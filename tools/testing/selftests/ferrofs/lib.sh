@@ -22,6 +22,15 @@ log_mark="ferrofs-selftest-$$-$RANDOM"
 ok() { n=$((n + 1)); echo "ok $n $1"; }
 not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n $1"; }
 skip() { n=$((n + 1)); echo "ok $n $1 # SKIP $2"; }
+# todo DESCRIPTION REASON COMMAND...: a known bug, as a TAP TODO test: reported, not counted
+# as a failure while it fails (an "ok ... # TODO" says the bug went away).
+todo() {
+	local desc="$1" why="$2" out; shift 2
+	n=$((n + 1))
+	if out="$("$@" 2>&1)"; then echo "ok $n $desc # TODO $why"; else
+		echo "not ok $n $desc # TODO $why"; diag <<<"$out"
+	fi
+}
 check() { # check DESCRIPTION COMMAND...: passes when COMMAND succeeds (its output as diag)
 	local desc="$1" out; shift
 	if out="$("$@" 2>&1)"; then ok "$desc"; else
