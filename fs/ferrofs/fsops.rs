@@ -4,7 +4,6 @@
 //! engine. The VFS callbacks in `vfs::tables` turn the kernel's arguments into the safe
 //! types used here.
 
-use core::pin::Pin;
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use kernel::c_str;
@@ -181,10 +180,6 @@ impl FsInfo {
     }
 }
 
-fn info(sb: &SuperBlock) -> Result<Pin<&FsInfo>> {
-    sb.info()
-}
-
 fn owner_of(new: &NewInode) -> Owner {
     let (uid, gid) = new.owner();
     Owner { uid, gid }
@@ -339,7 +334,7 @@ fn reconfigure(sb: &SuperBlock, opts: &MountOptions, read_only: bool) -> Result 
 
 /// The VFS inode of engine inode `ino`, read from the engine if not cached.
 fn get_inode(sb: &SuperBlock, ino: u64) -> Result<InodeRef> {
-    let info = info(sb)?;
+    let info = sb.info()?;
     inode::iget(sb, ino, |inode| {
         let e = info.with_fs(|fs| fs.getattr(ino))?;
         inode.set_ops(e.mode, e.rdev);
@@ -353,7 +348,7 @@ fn get_inode(sb: &SuperBlock, ino: u64) -> Result<InodeRef> {
 
 /// `put_super`: the last commit, then the devices go.
 pub(crate) fn put_super(sb: &SuperBlock) {
-    let Ok(info) = info(sb) else { return };
+    let Ok(info) = sb.info() else { return };
     let thread = info.thread.lock().take();
     drop(thread);
     if !sb.is_read_only() {
@@ -375,7 +370,7 @@ pub(crate) fn sync_fs(sb: &SuperBlock, wait: bool) -> Result {
     if !wait || sb.is_read_only() {
         return Ok(());
     }
-    info(sb)?.commit()
+    sb.info()?.commit()
 }
 
 /// `freeze_fs`: everything on disk before the freeze.
@@ -392,7 +387,7 @@ pub(crate) struct StatfsReply {
 
 /// `statfs`: sizes in blocks; free space is what the data profile can still give files.
 pub(crate) fn statfs(sb: &SuperBlock) -> Result<StatfsReply> {
-    let info = info(sb)?;
+    let info = sb.info()?;
     let (st, uuid) = info.with_fs(|fs| Ok((fs.statfs(), fs.vol.fsid())))?;
     let word = |i: usize| {
         let mut w = [0u8; 4];
@@ -410,7 +405,7 @@ pub(crate) fn statfs(sb: &SuperBlock) -> Result<StatfsReply> {
 
 /// `show_options`: the options that differ from the defaults.
 pub(crate) fn show_options(sb: &SuperBlock, seq: &mut SeqFile) -> Result {
-    let info = info(sb)?;
+    let info = sb.info()?;
     for path in info.devices.iter() {
         seq.write(b",device=");
         seq.write(path.as_bytes());
@@ -443,10 +438,12 @@ pub(crate) fn write_inode(inode: &Inode) -> Result {
         ..SetAttr::default()
     };
     let ino = inode.ino();
-    match info(sb)?.with_fs(|fs| match fs.setattr(ino, &attr, ctime) {
-        Err(EngineError::NotFound) => Ok(()),
-        other => other.map(|_| ()),
-    }) {
+    match sb
+        .info()?
+        .with_fs(|fs| match fs.setattr(ino, &attr, ctime) {
+            Err(EngineError::NotFound) => Ok(()),
+            other => other.map(|_| ()),
+        }) {
         Ok(()) => Ok(()),
         Err(err) => Err(err),
     }
@@ -459,7 +456,7 @@ pub(crate) fn evict_inode(inode: &Inode) {
     if ino == 0 || inode.nlink() != 0 || sb.is_read_only() {
         return;
     }
-    let Ok(info) = info(sb) else { return };
+    let Ok(info) = sb.info() else { return };
     if let Err(err) = info.with_fs(|fs| fs.evict(ino)) {
         pr_err!(
             "{}: cannot free inode {} (errno {}); fsck will find it\n",
@@ -480,7 +477,7 @@ pub(crate) fn lookup(dir: &Inode, dentry: &Dentry) -> Result<Option<InodeRef>> {
     }
     let sb = dir.super_block();
     let dino = dir.ino();
-    match info(sb)?.with_fs(|fs| fs.lookup(dino, name))? {
+    match sb.info()?.with_fs(|fs| fs.lookup(dino, name))? {
         Some(ino) => Ok(Some(get_inode(sb, ino)?)),
         None => Ok(None),
     }
@@ -510,7 +507,7 @@ pub(crate) fn create(
     let name = dentry.name();
     let now = dir.now();
     let dino = dir.ino();
-    let (e, parent) = info(dir.super_block())?.with_fs(|fs| {
+    let (e, parent) = dir.super_block().info()?.with_fs(|fs| {
         let e = match what {
             NewKind::Node(rdev) => fs.create(dino, name, mode, rdev, owner, now)?,
             NewKind::Dir => fs.mkdir(dino, name, mode & 0o7777, owner, now)?,
@@ -532,7 +529,10 @@ pub(crate) fn tmpfile(idmap: Idmap, dir: &Inode, mode: u32) -> Result<InodeRef> 
     let mode = new.mode();
     let now = dir.now();
     let dino = dir.ino();
-    let e = info(dir.super_block())?.with_fs(|fs| fs.tmpfile(dino, mode, owner, now))?;
+    let e = dir
+        .super_block()
+        .info()?
+        .with_fs(|fs| fs.tmpfile(dino, mode, owner, now))?;
     let inode = new.finish(&e)?;
     // `d_tmpfile` drops the one link the VFS expects a new inode to have.
     inode.set_nlink(1);
@@ -545,7 +545,7 @@ pub(crate) fn link(old: &Dentry, dir: &Inode, dentry: &Dentry) -> Result {
     let (ino, dino) = (inode.ino(), dir.ino());
     let name = dentry.name();
     let now = dir.now();
-    let (e, parent) = info(dir.super_block())?.with_fs(|fs| {
+    let (e, parent) = dir.super_block().info()?.with_fs(|fs| {
         let e = fs.link(ino, dino, name, now)?;
         Ok((e, fs.getattr(dino)?))
     })?;
@@ -561,7 +561,7 @@ pub(crate) fn unlink(dir: &Inode, dentry: &Dentry) -> Result {
     let dino = dir.ino();
     let name = dentry.name();
     let now = dir.now();
-    let (e, parent) = info(dir.super_block())?.with_fs(|fs| {
+    let (e, parent) = dir.super_block().info()?.with_fs(|fs| {
         let e = fs.unlink(dino, name, now)?;
         Ok((e, fs.getattr(dino)?))
     })?;
@@ -576,7 +576,7 @@ pub(crate) fn rmdir(dir: &Inode, dentry: &Dentry) -> Result {
     let dino = dir.ino();
     let name = dentry.name();
     let now = dir.now();
-    let parent = info(dir.super_block())?.with_fs(|fs| {
+    let parent = dir.super_block().info()?.with_fs(|fs| {
         fs.rmdir(dino, name, now)?;
         fs.getattr(dino)
     })?;
@@ -602,7 +602,7 @@ pub(crate) fn rename(
     let (sname, dname) = (old.name(), new.name());
     let now = old_dir.now();
     let (mi, ti) = (moved.ino(), target.map(|t| t.ino()));
-    let (s, d, m, t) = info(old_dir.super_block())?.with_fs(|fs| {
+    let (s, d, m, t) = old_dir.super_block().info()?.with_fs(|fs| {
         fs.rename(sdir, sname, ddir, dname, flags, now)?;
         let t = match ti.map(|ino| fs.getattr(ino)) {
             Some(Err(EngineError::NotFound)) | None => None,
@@ -626,7 +626,7 @@ pub(crate) fn rename(
 /// `get_link`: the target, NUL-terminated.
 pub(crate) fn get_link(inode: &Inode) -> Result<KVec<u8>> {
     let ino = inode.ino();
-    let target = info(inode.super_block())?.with_fs(|fs| fs.readlink(ino))?;
+    let target = inode.super_block().info()?.with_fs(|fs| fs.readlink(ino))?;
     let mut out = KVec::with_capacity(target.len().saturating_add(1), GFP_KERNEL)?;
     out.extend_from_slice(&target, GFP_KERNEL)?;
     out.push(0, GFP_KERNEL)?;
@@ -636,7 +636,7 @@ pub(crate) fn get_link(inode: &Inode) -> Result<KVec<u8>> {
 /// `iterate_shared`: entries from the context's position; positions are the engine's
 /// stable directory indexes (0 and 1 are `.` and `..`, emitted by the caller).
 pub(crate) fn readdir(dir: &Inode, ctx: &mut DirContext) -> Result {
-    let info = info(dir.super_block())?;
+    let info = dir.super_block().info()?;
     let dino = dir.ino();
     loop {
         let pos = u64::try_from(ctx.pos()).map_err(|_| EINVAL)?.max(2);
@@ -666,7 +666,7 @@ pub(crate) struct AttrChange {
 /// (`setattr_copy`); the engine then takes the inode's new values.
 pub(crate) fn setattr(inode: &Inode, change: &AttrChange, apply: impl FnOnce()) -> Result {
     let ino = inode.ino();
-    let info = info(inode.super_block())?;
+    let info = inode.super_block().info()?;
     let mut size = None;
     if let Some(new) = change.size {
         if inode.mode() & ei::S_IFMT != ei::S_IFREG {
@@ -712,7 +712,7 @@ const SUPPORTED_FLAGS: u64 = 0x8 | 0x10 | 0x20 | 0x40 | 0x80;
 /// `fileattr_get`: the inode's flags.
 pub(crate) fn get_flags(inode: &Inode) -> Result<u32> {
     let ino = inode.ino();
-    let e = info(inode.super_block())?.with_fs(|fs| fs.getattr(ino))?;
+    let e = inode.super_block().info()?.with_fs(|fs| fs.getattr(ino))?;
     Ok((e.flags & SUPPORTED_FLAGS) as u32)
 }
 
@@ -729,7 +729,10 @@ pub(crate) fn set_flags(inode: &Inode, flags: u32) -> Result {
         flags: Some(flags),
         ..SetAttr::default()
     };
-    let e = info(inode.super_block())?.with_fs(|fs| fs.setattr(ino, &attr, now))?;
+    let e = inode
+        .super_block()
+        .info()?
+        .with_fs(|fs| fs.setattr(ino, &attr, now))?;
     inode.refresh(&e, Refresh::Meta);
     inode.apply_flags(flags);
     Ok(())
@@ -747,7 +750,10 @@ pub(crate) fn xattr_get(
 ) -> Result<usize> {
     let full = xattr_name(prefix, name)?;
     let ino = inode.ino();
-    let value = info(inode.super_block())?.with_fs(|fs| fs.get_xattr(ino, &full))?;
+    let value = inode
+        .super_block()
+        .info()?
+        .with_fs(|fs| fs.get_xattr(ino, &full))?;
     if buf.is_empty() {
         return Ok(value.len());
     }
@@ -772,7 +778,7 @@ pub(crate) fn xattr_set(
     let full = xattr_name(prefix, name)?;
     let ino = inode.ino();
     let now = inode.now();
-    let e = info(inode.super_block())?.with_fs(|fs| {
+    let e = inode.super_block().info()?.with_fs(|fs| {
         let exists = match fs.get_xattr(ino, &full) {
             Ok(_) => true,
             Err(EngineError::NoData) => false,
@@ -804,7 +810,10 @@ fn xattr_name(prefix: &[u8], name: &[u8]) -> Result<FVec<u8>> {
 /// `listxattr`: the names, NUL-separated; `trusted.` ones only for `may_list_trusted`.
 pub(crate) fn xattr_list(inode: &Inode, buf: &mut [u8], may_list_trusted: bool) -> Result<usize> {
     let ino = inode.ino();
-    let names = info(inode.super_block())?.with_fs(|fs| fs.list_xattr(ino))?;
+    let names = inode
+        .super_block()
+        .info()?
+        .with_fs(|fs| fs.list_xattr(ino))?;
     let mut len = 0usize;
     for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
         if name.starts_with(b"trusted.") && !may_list_trusted {
@@ -830,7 +839,10 @@ fn fill_folio(folio: &LockedFolio) -> Result {
     let ino = inode.ino();
     let pos = folio.pos();
     let size = folio.size();
-    let data = info(inode.super_block())?.with_fs(|fs| fs.read(ino, pos, size))?;
+    let data = inode
+        .super_block()
+        .info()?
+        .with_fs(|fs| fs.read(ino, pos, size))?;
     folio.write_at(0, &data);
     folio.zero(data.len(), size.saturating_sub(data.len()));
     folio.mark_uptodate();
@@ -902,7 +914,9 @@ pub(crate) fn write_folio(folio: LockedFolio) -> Result {
     let (_, mtime, _) = inode.times();
     let folio = folio.start_writeback();
     let inode = folio.inode();
-    let result = info(inode.super_block())
+    let result = inode
+        .super_block()
+        .info()
         .and_then(|info| info.with_fs(|fs| fs.write(ino, pos, &data, mtime)));
     match &result {
         Ok(e) => inode.set_blocks(e.bytes),
@@ -918,7 +932,7 @@ pub(crate) fn fsync(inode: &Inode) -> Result {
     if inode.super_block().is_read_only() {
         return Ok(());
     }
-    info(inode.super_block())?.commit()
+    inode.super_block().info()?.commit()
 }
 
 /// `fallocate`: preallocate (`KEEP_SIZE` or not) or punch a hole. The caller holds the
@@ -946,7 +960,10 @@ pub(crate) fn fallocate(inode: &Inode, mode: u32, offset: u64, len: u64) -> Resu
         // larger one.
         inode.write_and_wait(0, u64::MAX)?;
     }
-    let e = info(inode.super_block())?.with_fs(|fs| fs.fallocate(ino, mode, offset, len, now))?;
+    let e = inode
+        .super_block()
+        .info()?
+        .with_fs(|fs| fs.fallocate(ino, mode, offset, len, now))?;
     if mode & efs::FALLOC_FL_KEEP_SIZE == 0 && e.size > inode.size() {
         inode.set_size(e.size);
     }
@@ -964,7 +981,7 @@ pub(crate) fn seek_data_hole(inode: &Inode, offset: u64, want_data: bool) -> Res
         return Err(ENXIO);
     }
     let ino = inode.ino();
-    let info = info(inode.super_block())?;
+    let info = inode.super_block().info()?;
     let mut pos = offset;
     loop {
         let extents = info.with_fs(|fs| fs.extents(ino, pos, size, 64))?;
@@ -1006,7 +1023,7 @@ pub(crate) fn fiemap(
     mut emit: impl FnMut(FiemapExtent, bool) -> Result<bool>,
 ) -> Result {
     let ino = inode.ino();
-    let info = info(inode.super_block())?;
+    let info = inode.super_block().info()?;
     let end = start.saturating_add(len);
     let mut pos = start;
     loop {

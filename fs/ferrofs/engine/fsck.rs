@@ -202,10 +202,7 @@ fn apply_fixes<D: BlockDev>(vol: &mut Volume<D>, fixes: &Fixes) -> EngineResult<
         vol.set_refcount(block, count)?;
     }
     for &block in fixes.stray_csums.iter() {
-        vol.remove(
-            tree_id::CSUM,
-            &Key::new(inode::CSUM_OBJECTID, inode::EXTENT_CSUM, block),
-        )?;
+        vol.remove(tree_id::CSUM, &inode::csum_key(block))?;
     }
     vol.commit()
 }
@@ -412,7 +409,7 @@ fn check_csums<D: BlockDev>(
     fixes: &mut Fixes,
     report: &mut Report,
 ) -> EngineResult<()> {
-    let mut key = Key::new(inode::CSUM_OBJECTID, inode::EXTENT_CSUM, 0);
+    let mut key = inode::csum_key(0);
     while let Some((k, _)) = vol.seek(tree_id::CSUM, &key, Direction::Forward)? {
         if k.objectid != inode::CSUM_OBJECTID || k.kind != inode::EXTENT_CSUM {
             break;

@@ -56,6 +56,11 @@ pub const CSUM_OBJECTID: u64 = u64::MAX - 9;
 /// Item type of data checksum items: (CSUM_OBJECTID, EXTENT_CSUM, block) -> CRC-32C u32.
 pub const EXTENT_CSUM: u8 = 128;
 
+/// The checksum item of data block `block` (in the checksum tree).
+pub fn csum_key(block: u64) -> Key {
+    Key::new(CSUM_OBJECTID, EXTENT_CSUM, block)
+}
+
 /// Longest name of a directory entry or extended attribute.
 pub const NAME_MAX: usize = 255;
 /// Longest extended attribute value (it must fit in one item with its name).

@@ -875,12 +875,7 @@ impl<D: BlockDev> Volume<D> {
         // every block this transaction freed).
         if delta < 0 && !self.delayed.contains_key(block) && self.stored_refcount(block)? == 0 {
             self.pinned.try_push(block)?;
-            let key = Key::new(
-                super::inode::CSUM_OBJECTID,
-                super::inode::EXTENT_CSUM,
-                block,
-            );
-            self.remove(tree_id::CSUM, &key)?;
+            self.remove(tree_id::CSUM, &super::inode::csum_key(block))?;
         }
         Ok(())
     }
@@ -902,7 +897,7 @@ impl<D: BlockDev> Volume<D> {
             let csum = super::crc32c::checksum(block);
             self.insert(
                 tree_id::CSUM,
-                Key::new(super::inode::CSUM_OBJECTID, super::inode::EXTENT_CSUM, at),
+                super::inode::csum_key(at),
                 &csum.to_le_bytes(),
             )?;
         }
@@ -911,12 +906,7 @@ impl<D: BlockDev> Volume<D> {
 
     /// The recorded checksum of data block `logical`.
     fn data_csum(&mut self, logical: u64) -> EngineResult<u32> {
-        let key = Key::new(
-            super::inode::CSUM_OBJECTID,
-            super::inode::EXTENT_CSUM,
-            logical,
-        );
-        self.lookup(tree_id::CSUM, &key)?
+        self.lookup(tree_id::CSUM, &super::inode::csum_key(logical))?
             .as_deref()
             .and_then(|d| bytes::u32_at(d, 0))
             .ok_or(EngineError::Corrupt {
@@ -1055,12 +1045,7 @@ impl<D: BlockDev> Volume<D> {
         }
         let is_data = self.chunks.get(i).is_some_and(|c| c.kind == Kind::Data);
         if is_data && old > 0 && new == 0 {
-            let key = Key::new(
-                super::inode::CSUM_OBJECTID,
-                super::inode::EXTENT_CSUM,
-                block,
-            );
-            self.remove(tree_id::CSUM, &key)?;
+            self.remove(tree_id::CSUM, &super::inode::csum_key(block))?;
         }
         Ok(())
     }

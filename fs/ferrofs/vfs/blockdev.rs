@@ -58,10 +58,10 @@ impl KernelDev {
     /// Opens the block device at `path` for the filesystem of `holder`, with 4096-byte
     /// blocks.
     pub(crate) fn open(path: &CStr, write: bool, holder: &SuperBlock) -> Result<Self> {
+        let (path, holder) = (path.as_char_ptr(), holder.as_ptr());
         // SAFETY: `path` is NUL-terminated; `holder` is a live super block, the holder
         // `fs_holder_ops` expects.
-        let file =
-            unsafe { bindings::ferrofs_open_bdev(path.as_char_ptr(), write, holder.as_ptr()) };
+        let file = unsafe { bindings::ferrofs_open_bdev(path, write, holder) };
         // SAFETY: `ferrofs_is_err` only inspects the pointer value.
         if unsafe { bindings::ferrofs_is_err(file.cast()) } {
             // SAFETY: as above.

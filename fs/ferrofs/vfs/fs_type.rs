@@ -77,17 +77,19 @@ impl Registration {
             return Err(EBUSY);
         }
         let fs = storage.fs.get();
+        // A zeroed `file_system_type` is a valid value (NULL pointers, no callbacks, empty
+        // lists), completed field by field.
+        let value = bindings::file_system_type {
+            name: T::NAME.as_char_ptr(),
+            owner: module.as_ptr(),
+            fs_flags: bindings::FS_REQUIRES_DEV as ffi::c_int,
+            init_fs_context: Some(Tables::<T>::init_fs_context),
+            kill_sb: Some(Tables::<T>::kill_sb),
+            ..bindings::file_system_type::default()
+        };
         // SAFETY: winning `in_use` makes `fs` ours alone until `Drop` releases it, and it is
-        // not registered, so nothing else reads it. A zeroed `file_system_type` is a valid
-        // value (NULL pointers, no callbacks, empty lists), completed field by field.
-        unsafe {
-            fs.write(bindings::file_system_type::default());
-            (*fs).name = T::NAME.as_char_ptr();
-            (*fs).owner = module.as_ptr();
-            (*fs).fs_flags = bindings::FS_REQUIRES_DEV as ffi::c_int;
-            (*fs).init_fs_context = Some(Tables::<T>::init_fs_context);
-            (*fs).kill_sb = Some(Tables::<T>::kill_sb);
-        }
+        // not registered, so nothing else reads it.
+        unsafe { fs.write(value) };
         // SAFETY: `fs` is initialised and static, so its address stays valid for the VFS
         // until `Drop` unregisters it.
         if let Err(err) = to_result(unsafe { bindings::register_filesystem(fs) }) {
@@ -133,12 +135,12 @@ impl<T: FileSystem> Tables<T> {
             return ENOMEM.to_errno();
         };
         // SAFETY: the VFS passes a valid context that nothing else uses during this call;
-        // `CONTEXT_OPS` is a promoted constant and so lives for `'static`. The options are
-        // freed by `free`, which the VFS calls for every context it initialised.
-        unsafe {
-            (*fc).ops = &Self::CONTEXT_OPS;
-            *bindings::ferrofs_fc_private(fc) = KBox::into_raw(opts).cast();
-        }
+        // `CONTEXT_OPS` is a promoted constant and so lives for `'static`.
+        unsafe { (*fc).ops = &Self::CONTEXT_OPS };
+        // SAFETY: as above; the helper returns the address of the context's `fs_private`.
+        // The options are freed by `free`, which the VFS calls for every context it
+        // initialised.
+        unsafe { *bindings::ferrofs_fc_private(fc) = KBox::into_raw(opts).cast() };
         0
     }
 
@@ -228,10 +230,12 @@ impl<T: FileSystem> Tables<T> {
     unsafe extern "C" fn kill_sb(sb: *mut kernel::bindings::super_block) {
         // SAFETY: `sb` is a ferrofs block-device super block.
         unsafe { bindings::kill_block_super(sb) };
-        // SAFETY: the super block stays allocated until this call returns; after
-        // `kill_block_super` no operation runs on it any more, so its state can go (when
-        // `fill_super` failed, `put_super` never ran and this drops the engine too).
-        drop(unsafe { SuperBlock::from_raw(sb).take_info() });
+        // SAFETY: the super block stays allocated until this call returns and is ours.
+        let sb = unsafe { SuperBlock::from_raw(sb) };
+        // SAFETY: after `kill_block_super` no operation runs on it any more, so its state
+        // can go (when `fill_super` failed, `put_super` never ran and this drops the engine
+        // too).
+        drop(unsafe { sb.take_info() });
     }
 
     /// `fs_context_operations::get_tree`: mount a block device.

@@ -326,13 +326,13 @@ unsafe extern "C" fn tmpfile(
         Err(err) => return errno(err),
     };
     // SAFETY: `file` is being opened with O_TMPFILE and has its dentry; `d_tmpfile` takes
-    // over our reference to the new (still locked) inode, which `unlock_new_inode` then
-    // makes visible, as the VFS's tmpfile protocol asks.
-    unsafe {
-        bindings::d_tmpfile(file, inode);
-        bindings::unlock_new_inode(inode);
-        bindings::ferrofs_finish_open_simple(file)
-    }
+    // over our reference to the new (still locked) inode.
+    unsafe { bindings::d_tmpfile(file, inode) };
+    // SAFETY: the inode is new and locked, and now bound to the file's dentry, which keeps
+    // it alive; this makes it visible, as the VFS's tmpfile protocol asks.
+    unsafe { bindings::unlock_new_inode(inode) };
+    // SAFETY: `file` is being opened and its dentry is positive now.
+    unsafe { bindings::ferrofs_finish_open_simple(file) }
 }
 
 /// # Safety
@@ -854,32 +854,21 @@ unsafe extern "C" fn get_link(
 
 // ---- extended attributes ----
 
-static XATTR_USER: Table<bindings::xattr_handler> = Table(bindings::xattr_handler {
-    name: ptr::null(),
-    prefix: c_str!("user.").as_char_ptr(),
-    flags: 0,
-    list: None,
-    get: Some(xattr_get),
-    set: Some(xattr_set),
-});
+/// A handler for the attributes under `prefix`, all kept by the engine alike.
+const fn xattr_handler(prefix: &'static CStr) -> Table<bindings::xattr_handler> {
+    Table(bindings::xattr_handler {
+        name: ptr::null(),
+        prefix: prefix.as_char_ptr(),
+        flags: 0,
+        list: None,
+        get: Some(xattr_get),
+        set: Some(xattr_set),
+    })
+}
 
-static XATTR_TRUSTED: Table<bindings::xattr_handler> = Table(bindings::xattr_handler {
-    name: ptr::null(),
-    prefix: c_str!("trusted.").as_char_ptr(),
-    flags: 0,
-    list: None,
-    get: Some(xattr_get),
-    set: Some(xattr_set),
-});
-
-static XATTR_SECURITY: Table<bindings::xattr_handler> = Table(bindings::xattr_handler {
-    name: ptr::null(),
-    prefix: c_str!("security.").as_char_ptr(),
-    flags: 0,
-    list: None,
-    get: Some(xattr_get),
-    set: Some(xattr_set),
-});
+static XATTR_USER: Table<bindings::xattr_handler> = xattr_handler(c_str!("user."));
+static XATTR_TRUSTED: Table<bindings::xattr_handler> = xattr_handler(c_str!("trusted."));
+static XATTR_SECURITY: Table<bindings::xattr_handler> = xattr_handler(c_str!("security."));
 
 /// The handlers, NULL-terminated, for `s_xattr`.
 pub(crate) static XATTR_HANDLERS: Table<[*const bindings::xattr_handler; 4]> = Table([
