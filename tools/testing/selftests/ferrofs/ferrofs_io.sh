@@ -18,6 +18,7 @@ secs="${FERROFS_STRESS_SECS:-60}"
 mount_ferrofs "$d0" "$d1"
 fio_job() { # NAME ENGINE [EXTRA...]
 	local name="$1" engine="$2"; shift 2
+	on_ferrofs "$mnt" || return
 	fio --name="$name" --directory="$mnt" --filename="$name.dat" --size=48M --bs=4k \
 		--rw=randwrite --ioengine="$engine" --verify=crc32c --verify_fatal=1 \
 		--do_verify=1 --randrepeat=1 --end_fsync=1 --output-format=terse "$@"
@@ -26,15 +27,16 @@ check "fio buffered random writes, verified (crc32c)" fio_job buffered psync --n
 check "fio mmap random writes, verified (crc32c)" fio_job mmap mmap
 umount "$mnt"
 mount_ferrofs "$d0" "$d1"
-check "fio data verified again after a remount" bash -c "$(declare -f fio_job); mnt=$mnt; fio_job buffered psync --verify_only && fio_job mmap mmap --verify_only"
-check "stress-ng filesystem stressors, ${secs}s" stress-ng --temp-path "$mnt" --timeout "${secs}s" \
+check "fio data verified again after a remount" bash -c "$(declare -f on_ferrofs fio_job); mnt=$mnt; fio_job buffered psync --verify_only && fio_job mmap mmap --verify_only"
+stress() { on_ferrofs "$mnt" && stress-ng "$@"; }
+check "stress-ng filesystem stressors, ${secs}s" stress --temp-path "$mnt" --timeout "${secs}s" \
 	--hdd 2 --hdd-bytes 16M --dir 2 --dentry 2 --symlink 2 --rename 2 \
 	--fallocate 2 --fallocate-bytes 16M --seek 2 --seek-size 16M --iomix 1 --iomix-bytes 16M \
 	--metrics-brief --verify
 umount "$mnt"
 check "fsck clean after the load" fsck_clean "$d0" "$d1"
 mount_ferrofs "$d0" "$d1"
-check "nothing left behind by the stressors" bash -c "[ -z \"\$(find '$mnt' -mindepth 1 -not -name '*.dat')\" ] || find '$mnt' | head"
+check "nothing left behind by the stressors" bash -c "$(declare -f on_ferrofs); on_ferrofs '$mnt' && [ -z \"\$(find '$mnt' -mindepth 1 -not -name '*.dat')\" ] || find '$mnt' | head"
 umount "$mnt"
 check_log_clean
 tap_end

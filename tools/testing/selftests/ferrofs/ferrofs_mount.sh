@@ -31,10 +31,10 @@ list="$(mktemp)"
 make_tree "$mnt/tree" "$list" 1
 check "tree written and read back" verify_tree "$mnt/tree" "$list"
 umount "$mnt"
-check "tree intact after unmount and mount" bash -c "$(declare -f mount_ferrofs verify_tree); mnt=$mnt; mount_ferrofs $d0 && verify_tree $mnt/tree $list"
+check "tree intact after unmount and mount" bash -c "$(declare -f mount_ferrofs on_ferrofs verify_tree); mnt=$mnt; mount_ferrofs $d0 && verify_tree $mnt/tree $list"
 umount "$mnt"
 rmmod ferrofs && insmod "$ko"
-check "tree intact after a module reload" bash -c "$(declare -f mount_ferrofs verify_tree); mnt=$mnt; mount_ferrofs $d0 && verify_tree $mnt/tree $list"
+check "tree intact after a module reload" bash -c "$(declare -f mount_ferrofs on_ferrofs verify_tree); mnt=$mnt; mount_ferrofs $d0 && verify_tree $mnt/tree $list"
 
 # 6-7: statfs.
 fstype="$(stat -f -c %t "$mnt")"
@@ -42,15 +42,17 @@ check "statfs type is FERROFS_SUPER_MAGIC" test "$fstype" = 46455252
 read -r total free <<<"$(stat -f -c '%b %f' "$mnt")"
 used_kib="$(du -sk "$mnt/tree" | cut -f1)"
 check "statfs counts blocks: total > free > 0, used covers the tree" \
-	test "$total" -gt "$free" -a "$free" -gt 0 -a $(((total - free) * 4)) -ge "$used_kib"
+	test "$fstype" = 46455252 -a "$total" -gt "$free" -a "$free" -gt 0 -a $(((total - free) * 4)) -ge "$used_kib"
 # 8-9: inode flags through FS_IOC_SETFLAGS (chattr), kept across a remount.
 chattr +i +d "$mnt/tree/hard"
 out="$(echo more 2>&1 >>"$mnt/tree/hard")"
-check "chattr +i: the file refuses writes (EPERM)" grep -q "Operation not permitted" <<<"$out"
+# says OUTPUT PATTERN: on a mounted ferrofs, the command's OUTPUT matched PATTERN.
+says() { on_ferrofs "$mnt" && grep -q -- "$2" <<<"$1"; }
+check "chattr +i: the file refuses writes (EPERM)" says "$out" "Operation not permitted"
 umount "$mnt"
 mount_ferrofs "$d0"
 flags="$(lsattr "$mnt/tree/hard" | cut -d' ' -f1)"
-check "chattr flags kept: lsattr shows i and d ($flags)" bash -c "grep -q i <<<'$flags' && grep -q d <<<'$flags'"
+check "chattr flags kept: lsattr shows i and d ($flags)" says "$flags" 'i.*d'
 chattr -i -d "$mnt/tree/hard"
 umount "$mnt"
 check "fsck clean after the tree" fsck_clean "$d0"
@@ -62,7 +64,7 @@ check "/proc/mounts shows commit=5 and skip_balance" bash -c "grep -q 'commit=5'
 umount "$mnt"
 mount_ferrofs ro "$d0"
 out="$(touch "$mnt/new" 2>&1)"
-check "read-only mount refuses a new file (EROFS)" grep -q "Read-only file system" <<<"$out"
+check "read-only mount refuses a new file (EROFS)" says "$out" "Read-only file system"
 check "read-only mount still reads the tree" verify_tree "$mnt/tree" "$list"
 umount "$mnt"
 

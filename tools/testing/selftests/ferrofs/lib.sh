@@ -96,6 +96,12 @@ mount_ferrofs() {
 	mount -t ferrofs ${opts:+-o "$opts"} "$main" "$mnt"
 }
 
+# on_ferrofs DIR: DIR is on a mounted ferrofs (a failed mount leaves a plain directory that
+# would take the test's writes and pass its checks).
+on_ferrofs() {
+	[ "$(stat -f -c %t "$1" 2>/dev/null)" = 46455252 ] || { echo "$1 is not on a ferrofs mount" >&2; false; }
+}
+
 # fsck_clean DEVICE...: `fsck.ferrofs -n` finds nothing.
 fsck_clean() { "$fsck" -n "$@"; }
 
@@ -103,6 +109,8 @@ fsck_clean() { "$fsck" -n "$@"; }
 # list to LIST: small and large files, nested directories, a symlink and a hard link.
 make_tree() { # DIR LIST SEED
 	local dir="$1" list="$2" seed="$3"
+	: >"$list"
+	on_ferrofs "$(dirname "$dir")" || return
 	mkdir -p "$dir"
 	python3 - "$dir" "$seed" <<'EOF'
 import os, random, sys
@@ -123,6 +131,6 @@ EOF
 
 # verify_tree DIR LIST: every file has its checksum, the symlink and link are there.
 verify_tree() {
-	(cd "$1" && sha256sum --quiet -c "$2") && [ "$(readlink "$1/link")" = d0/e0/f1 ] &&
+	on_ferrofs "$1" && [ -s "$2" ] && (cd "$1" && sha256sum --quiet -c "$2") && [ "$(readlink "$1/link")" = d0/e0/f1 ] &&
 		[ "$(stat -c %h "$1/hard")" = 2 ]
 }
