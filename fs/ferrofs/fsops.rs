@@ -21,7 +21,7 @@ use crate::engine::volume::OpenOptions;
 use crate::vfs::blockdev::KernelDev;
 use crate::vfs::dentry::{Dentry, DirContext, NoFsScope, SeqFile};
 use crate::vfs::error::{eopnotsupp, from_engine};
-use crate::vfs::folio::LockedFolio;
+use crate::vfs::folio::{LockedFolio, Readahead, WritebackControl, WritebackFolio};
 use crate::vfs::fs_type::FileSystem;
 use crate::vfs::inode::{self, Idmap, Inode, InodeRef, NewInode, Refresh};
 use crate::vfs::super_block::{NewSuperBlock, SuperBlock};
@@ -887,43 +887,124 @@ pub(crate) fn finish_write(folio: &LockedFolio, pos: u64, len: usize, copied: us
     copied
 }
 
-/// Writes one folio back (locked, cleaned for I/O): through the engine, copy-on-write, to
-/// every copy of its chunk. The folio is unlocked on return.
-pub(crate) fn write_folio(folio: LockedFolio) -> Result {
-    let inode = folio.inode();
-    let size = inode.size();
-    let pos = folio.pos();
-    if pos >= size {
-        // Truncated away meanwhile.
-        folio.unlock();
-        return Ok(());
+/// Most bytes one engine write takes from writeback: dirty folios that follow each other
+/// in a file go to the engine together (one extent, one checksum run) up to this size.
+const WRITE_RUN_MAX: usize = 1 << 20;
+
+/// Folios of one file under writeback that follow each other, written to the engine
+/// together by [`WriteRun::flush`], copy-on-write, to every copy of their chunk.
+pub(crate) struct WriteRun {
+    folios: FVec<WritebackFolio>,
+    data: FVec<u8>,
+    ino: u64,
+    pos: u64,
+}
+
+impl WriteRun {
+    pub(crate) fn new() -> Self {
+        Self {
+            folios: FVec::new(),
+            data: FVec::new(),
+            ino: 0,
+            pos: 0,
+        }
     }
-    let len = usize::try_from(size.saturating_sub(pos))
-        .unwrap_or(usize::MAX)
-        .min(folio.size());
-    // Bytes past the end of the file (an mmap store) never reach the disk.
-    folio.zero(len, folio.size().saturating_sub(len));
-    let mut data = {
-        let _nofs = NoFsScope::enter();
-        let mut data = KVec::with_capacity(len, GFP_KERNEL)?;
-        data.extend_with(len, 0u8, GFP_KERNEL)?;
-        data
-    };
-    folio.read_at(0, &mut data);
-    let ino = inode.ino();
-    let (_, mtime, _) = inode.times();
-    let folio = folio.start_writeback();
-    let inode = folio.inode();
-    let result = inode
+
+    /// Adds a folio `writeback_iter` handed out (locked, cleaned for I/O), writing the run
+    /// first if the folio does not continue it. The folio is unlocked on return; if there
+    /// is no memory to take it, it is dirty again for a later writeback.
+    pub(crate) fn add(&mut self, wbc: &WritebackControl, folio: LockedFolio) -> Result {
+        let inode = folio.inode();
+        let (ino, size, pos) = (inode.ino(), inode.size(), folio.pos());
+        if pos >= size {
+            // Truncated away meanwhile.
+            folio.unlock();
+            return Ok(());
+        }
+        let len = usize::try_from(size.saturating_sub(pos))
+            .unwrap_or(usize::MAX)
+            .min(folio.size());
+        let continues = ino == self.ino
+            && pos == self.pos.saturating_add(self.data.len() as u64)
+            && self.data.len().saturating_add(len) <= WRITE_RUN_MAX;
+        let mut result = Ok(());
+        if !self.folios.is_empty() && !continues {
+            result = self.flush();
+        }
+        let at = self.data.len();
+        let room = {
+            let _nofs = NoFsScope::enter();
+            self.folios
+                .try_reserve(1)
+                .and_then(|()| self.data.try_resize(at.saturating_add(len), 0))
+        };
+        if let Err(err) = room {
+            wbc.redirty(folio);
+            return result.and(Err(from_engine(err)));
+        }
+        if self.folios.is_empty() {
+            self.ino = ino;
+            self.pos = pos;
+        }
+        // Bytes past the end of the file (an mmap store) never reach the disk.
+        folio.zero(len, folio.size().saturating_sub(len));
+        if let Some(dst) = self.data.get_mut(at..) {
+            folio.read_at(0, dst);
+        }
+        // Cannot fail: the room for it is reserved above.
+        let pushed = self.folios.try_push(folio.start_writeback());
+        result.and(pushed.map_err(from_engine))
+    }
+
+    /// Writes the run through the engine and ends the writeback of its folios; a failure
+    /// is recorded in the file's mapping for `fsync` to report.
+    pub(crate) fn flush(&mut self) -> Result {
+        let result = {
+            let Some(first) = self.folios.first() else {
+                return Ok(());
+            };
+            let inode = first.inode();
+            let (_, mtime, _) = inode.times();
+            let (ino, pos, data) = (self.ino, self.pos, &self.data);
+            let result = inode
+                .super_block()
+                .info()
+                .and_then(|info| info.with_fs(|fs| fs.write(ino, pos, data, mtime)));
+            match &result {
+                Ok(e) => inode.set_blocks(e.bytes),
+                Err(err) => first.set_error(*err),
+            }
+            result
+        };
+        while let Some(folio) = self.folios.pop() {
+            folio.end_writeback();
+        }
+        self.data.clear();
+        result.map(|_| ())
+    }
+}
+
+/// `readahead`: the whole window in one engine read (which starts the device reads of each
+/// extent at once), copied into its folios. Folios left not up to date on failure are
+/// read again, and the error reported, by `read_folio`.
+pub(crate) fn readahead(mut rac: Readahead) {
+    let inode = rac.inode();
+    let (ino, pos, len) = (inode.ino(), rac.pos(), rac.len());
+    let data = inode
         .super_block()
         .info()
-        .and_then(|info| info.with_fs(|fs| fs.write(ino, pos, &data, mtime)));
-    match &result {
-        Ok(e) => inode.set_blocks(e.bytes),
-        Err(err) => folio.set_error(*err),
+        .and_then(|info| info.with_fs(|fs| fs.read(ino, pos, len)));
+    while let Some(folio) = rac.next_folio() {
+        if let Ok(data) = &data {
+            let at = usize::try_from(folio.pos().saturating_sub(pos)).unwrap_or(usize::MAX);
+            let src = data.get(at..).unwrap_or(&[]);
+            let n = src.len().min(folio.size());
+            folio.write_at(0, src.get(..n).unwrap_or(&[]));
+            folio.zero(n, folio.size().saturating_sub(n));
+            folio.mark_uptodate();
+        }
+        folio.unlock();
     }
-    folio.end_writeback();
-    result.map(|_| ())
 }
 
 /// `fsync`: the file's data and times, then a commit.

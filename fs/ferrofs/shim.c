@@ -13,6 +13,7 @@
 #include <linux/kthread.h>
 #include <linux/pagemap.h>
 #include <linux/sched/mm.h>
+#include <linux/writeback.h>
 
 #include "shim.h"
 
@@ -65,6 +66,23 @@ int ferrofs_bdev_write_block(struct block_device *bdev, u64 block, const void *s
 		err = __sync_dirty_buffer(bh, REQ_SYNC | REQ_FUA);
 	brelse(bh);
 	return err;
+}
+
+/*
+ * Starts reading blocks [block, block + count) into the device's page cache without
+ * waiting, plugged so that the block layer merges neighbours into large requests;
+ * ferrofs_bdev_read_block() of them then waits for these reads instead of issuing its
+ * own. Blocks already cached (dirty ones included) are not read.
+ */
+void ferrofs_bdev_prefetch(struct block_device *bdev, u64 block, u32 count)
+{
+	struct blk_plug plug;
+	u32 i;
+
+	blk_start_plug(&plug);
+	for (i = 0; i < count; i++)
+		__breadahead(bdev, block + i, FERROFS_BLOCK);
+	blk_finish_plug(&plug);
 }
 
 int ferrofs_bdev_flush(struct block_device *bdev)
@@ -335,4 +353,31 @@ void ferrofs_inode_lock(struct inode *inode)
 void ferrofs_inode_unlock(struct inode *inode)
 {
 	inode_unlock(inode);
+}
+
+/* A folio writeback_iter() cleaned for I/O that could not be written: dirty again. */
+void ferrofs_folio_redirty(struct writeback_control *wbc, struct folio *folio)
+{
+	folio_redirty_for_writepage(wbc, folio);
+}
+
+loff_t ferrofs_readahead_pos(struct readahead_control *rac)
+{
+	return readahead_pos(rac);
+}
+
+size_t ferrofs_readahead_length(struct readahead_control *rac)
+{
+	return readahead_length(rac);
+}
+
+struct inode *ferrofs_readahead_inode(struct readahead_control *rac)
+{
+	return rac->mapping->host;
+}
+
+/* The next folio of the readahead window, locked, or NULL after the last. */
+struct folio *ferrofs_readahead_folio(struct readahead_control *rac)
+{
+	return readahead_folio(rac);
 }

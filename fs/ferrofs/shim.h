@@ -23,6 +23,8 @@ struct super_block;
 struct task_struct;
 struct timespec64;
 struct address_space;
+struct readahead_control;
+struct writeback_control;
 
 struct buffer_head *ferrofs_sb_bread(struct super_block *sb, sector_t block);
 void ferrofs_brelse(struct buffer_head *bh);
@@ -32,6 +34,7 @@ const char *ferrofs_sb_id(const struct super_block *sb);
 int ferrofs_bdev_read_block(struct block_device *bdev, u64 block, void *dst);
 int ferrofs_bdev_write_block(struct block_device *bdev, u64 block, const void *src, bool fua);
 int ferrofs_bdev_flush(struct block_device *bdev);
+void ferrofs_bdev_prefetch(struct block_device *bdev, u64 block, u32 count);
 u64 ferrofs_bdev_size(struct block_device *bdev);
 struct block_device *ferrofs_sb_bdev(struct super_block *sb);
 struct file *ferrofs_open_bdev(const char *path, bool write, struct super_block *holder);
@@ -84,6 +87,11 @@ void ferrofs_folio_start_writeback(struct folio *folio);
 void ferrofs_folio_put(struct folio *folio);
 struct folio *ferrofs_grab_write_folio(struct address_space *mapping, loff_t pos);
 void ferrofs_folio_set_error(struct folio *folio, int err);
+void ferrofs_folio_redirty(struct writeback_control *wbc, struct folio *folio);
+loff_t ferrofs_readahead_pos(struct readahead_control *rac);
+size_t ferrofs_readahead_length(struct readahead_control *rac);
+struct inode *ferrofs_readahead_inode(struct readahead_control *rac);
+struct folio *ferrofs_readahead_folio(struct readahead_control *rac);
 
 /* Mount parameters. */
 const char *ferrofs_param_key(const struct fs_parameter *param);

@@ -2,7 +2,7 @@
 
 //! The block-I/O interface the engine runs on.
 //!
-//! The kernel implements it over bios, the tools over files and block devices, and the
+//! The kernel implements it over the block devices' page cache, the tools over files and block devices, and the
 //! crash simulator over a recording wrapper. Offsets and lengths are in bytes and are
 //! multiples of 4096.
 
@@ -21,4 +21,8 @@ pub trait BlockDev {
     /// Writes `buf` at `offset` durably (forced unit access): on return it is on stable
     /// media, whatever else is still cached.
     fn write_fua(&mut self, offset: u64, buf: &[u8]) -> EngineResult<()>;
+    /// Hints that `len` bytes at `offset` are read next: a device that can starts reading
+    /// them all at once, so the block-by-block reads that follow wait less. Only a hint:
+    /// the reads report any error.
+    fn prefetch(&mut self, _offset: u64, _len: u64) {}
 }

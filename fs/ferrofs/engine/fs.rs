@@ -595,8 +595,9 @@ impl<D: BlockDev> Fs<D> {
             if name.len() > inode::NAME_MAX {
                 return Err(EngineError::NameTooLong);
             }
+            // Too big for the item that holds it: ENOSPC, as on ext4 and btrfs.
             if value.len() > inode::XATTR_VALUE_MAX {
-                return Err(EngineError::Range);
+                return Err(EngineError::NoSpace);
             }
             let mut node = fs.getattr(ino)?;
             let key = Key::new(ino, kind::XATTR, name_hash(name));
@@ -1341,6 +1342,17 @@ impl<D: BlockDev> Fs<D> {
             }
             let e_end = off.saturating_add(e.len).min(end);
             let mut p = pos.max(off);
+            if e.kind == ExtentKind::Regular {
+                let first = p & !(BLOCK - 1);
+                let span = e_end
+                    .div_ceil(BLOCK)
+                    .saturating_mul(BLOCK)
+                    .saturating_sub(first);
+                if span > BLOCK {
+                    let disk = e.disk.saturating_add(first.saturating_sub(off));
+                    self.vol.prefetch_data(disk, span);
+                }
+            }
             while p < e_end {
                 let blk = p & !(BLOCK - 1);
                 let in_blk = p.saturating_sub(blk);

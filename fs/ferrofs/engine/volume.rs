@@ -945,6 +945,23 @@ impl<D: BlockDev> Volume<D> {
         })
     }
 
+    /// Hints that the data blocks `[logical, logical + len)` of one extent are read next:
+    /// the device of the copy [`Self::read_data`] tries first starts reading them.
+    pub fn prefetch_data(&mut self, logical: u64, len: u64) {
+        let Some(chunk) = self.chunk_index(logical).and_then(|i| self.chunks.get(i)) else {
+            return;
+        };
+        let Ok((copies, covered)) = chunk.map(logical, len) else {
+            return;
+        };
+        for copy in copies.iter() {
+            if let Some(dev) = self.dev_mut(copy.devid) {
+                dev.prefetch(copy.physical, covered);
+                return;
+            }
+        }
+    }
+
     /// Verifies every copy of data block `logical` against its checksum; with `repair`
     /// (and a writable volume), rewrites bad copies from a good one. Returns the devices
     /// of the bad copies and whether they were rewritten.

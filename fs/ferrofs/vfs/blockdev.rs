@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The engine's block devices in the kernel: whole blocks through each device's page cache.
+//! The engine's block devices in the kernel: whole blocks through each device's page cache,
+//! with read-ahead of the blocks of an extent.
 //!
 //! Writes land in the page cache of the block device and reach the disk at the next
 //! [`BlockDev::flush`] (`sync_blockdev` and a cache flush), or at once with FUA: the order
@@ -153,6 +154,23 @@ impl BlockDev for KernelDev {
 
     fn write_fua(&mut self, offset: u64, buf: &[u8]) -> EngineResult<()> {
         self.write_blocks(offset, buf, true)
+    }
+
+    fn prefetch(&mut self, offset: u64, len: u64) {
+        /// At most this many blocks at once (1 MiB), enough for any readahead window.
+        const MAX_PREFETCH_BLOCKS: u64 = 256;
+        let block = BLOCK as u64;
+        if offset % block != 0 {
+            return;
+        }
+        let first = offset / block;
+        let count = len
+            .div_ceil(block)
+            .min(MAX_PREFETCH_BLOCKS)
+            .min((self.size / block).saturating_sub(first)) as u32;
+        // SAFETY: `self.bdev` is valid while `self` lives; the helper only starts reads of
+        // blocks inside the device into its page cache.
+        unsafe { bindings::ferrofs_bdev_prefetch(self.bdev.as_ptr(), first, count) }
     }
 }
 

@@ -142,3 +142,76 @@ impl WritebackFolio {
         unsafe { bindings::folio_end_writeback(self.0.as_ptr()) };
     }
 }
+
+/// A readahead request: a window of locked folios of one file, handed out in order.
+pub(crate) struct Readahead(NonNull<bindings::readahead_control>);
+
+impl Readahead {
+    /// Wraps the VFS's readahead request.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must be the `readahead_control` the VFS passed to `readahead` for a ferrofs
+    /// file, used only during that call.
+    pub(crate) unsafe fn from_raw(ptr: *mut bindings::readahead_control) -> Option<Self> {
+        NonNull::new(ptr).map(Self)
+    }
+
+    /// Byte position of the window in the file.
+    pub(crate) fn pos(&self) -> u64 {
+        // SAFETY: the request is live during the call (invariant).
+        u64::try_from(unsafe { bindings::ferrofs_readahead_pos(self.0.as_ptr()) }).unwrap_or(0)
+    }
+
+    /// Length of the window in bytes (of the folios not handed out yet).
+    pub(crate) fn len(&self) -> usize {
+        // SAFETY: as above.
+        unsafe { bindings::ferrofs_readahead_length(self.0.as_ptr()) }
+    }
+
+    /// The file read.
+    pub(crate) fn inode(&self) -> &Inode {
+        // SAFETY: the request's mapping is the page cache of a live ferrofs inode, which
+        // outlives the call (invariant).
+        unsafe { Inode::from_raw(bindings::ferrofs_readahead_inode(self.0.as_ptr())) }
+    }
+
+    /// The next folio of the window, locked; the caller unlocks it once filled (or, on
+    /// failure, leaves it not up to date for `read_folio` to try again).
+    pub(crate) fn next_folio(&mut self) -> Option<LockedFolio> {
+        // SAFETY: the request is live (invariant); the folio returned is locked and stays
+        // in the page cache, which holds a reference, until we unlock it.
+        let folio = unsafe { bindings::ferrofs_readahead_folio(self.0.as_ptr()) };
+        // SAFETY: as just said.
+        unsafe { LockedFolio::from_raw(folio) }
+    }
+}
+
+/// The writeback request `writepages` serves.
+pub(crate) struct WritebackControl(NonNull<bindings::writeback_control>);
+
+impl WritebackControl {
+    /// Wraps the VFS's writeback request.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must be the `writeback_control` the VFS passed to `writepages`, used only
+    /// during that call.
+    pub(crate) unsafe fn from_raw(ptr: *mut bindings::writeback_control) -> Option<Self> {
+        NonNull::new(ptr).map(Self)
+    }
+
+    /// The raw pointer, for `writeback_iter`.
+    pub(crate) fn as_ptr(&self) -> *mut bindings::writeback_control {
+        self.0.as_ptr()
+    }
+
+    /// Gives back a folio `writeback_iter` handed out but that could not be written: dirty
+    /// again for a later writeback, and unlocked.
+    pub(crate) fn redirty(&self, folio: LockedFolio) {
+        // SAFETY: the request is live (invariant); the folio is locked, was cleaned for
+        // I/O by this writeback and is not under writeback.
+        unsafe { bindings::ferrofs_folio_redirty(self.as_ptr(), folio.as_ptr()) };
+        folio.unlock();
+    }
+}

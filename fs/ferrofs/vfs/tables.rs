@@ -16,7 +16,7 @@ use kernel::str::CStr;
 
 use super::bindings;
 use super::dentry::{Dentry, DirContext, SeqFile};
-use super::folio::LockedFolio;
+use super::folio::{LockedFolio, Readahead, WritebackControl};
 use super::inode::{Idmap, Inode};
 use super::super_block::SuperBlock;
 use crate::engine::inode as ei;
@@ -563,6 +563,7 @@ pub(crate) static FILE_OPS: Table<bindings::file_operations> = Table(bindings::f
 pub(crate) static ADDRESS_SPACE_OPS: Table<bindings::address_space_operations> =
     Table(bindings::address_space_operations {
         read_folio: Some(read_folio),
+        readahead: Some(readahead),
         writepages: Some(writepages),
         dirty_folio: Some(bindings::filemap_dirty_folio),
         write_begin: Some(write_begin),
@@ -725,17 +726,42 @@ unsafe extern "C" fn writepages(
     mapping: *mut bindings::address_space,
     wbc: *mut bindings::writeback_control,
 ) -> ffi::c_int {
+    // SAFETY: the VFS passes its writeback request, live for the call.
+    let Some(wbc) = (unsafe { WritebackControl::from_raw(wbc) }) else {
+        return EINVAL.to_errno();
+    };
+    let mut run = fsops::WriteRun::new();
     let mut folio = ptr::null_mut();
     let mut error: ffi::c_int = 0;
+    let mut first_error: ffi::c_int = 0;
     loop {
         // SAFETY: the VFS passes a ferrofs file's mapping and its writeback control;
         // `writeback_iter` hands out locked folios, cleaned for I/O, one at a time.
-        folio = unsafe { bindings::writeback_iter(mapping, wbc, folio, &mut error) };
+        folio = unsafe { bindings::writeback_iter(mapping, wbc.as_ptr(), folio, &mut error) };
         // SAFETY: as above.
         let Some(locked) = (unsafe { LockedFolio::from_raw(folio) }) else {
-            return error;
+            break;
         };
-        error = fsops::write_folio(locked).map_or_else(errno, |()| 0);
+        error = run.add(&wbc, locked).map_or_else(errno, |()| 0);
+        if first_error == 0 {
+            first_error = error;
+        }
+    }
+    let flushed = run.flush().map_or_else(errno, |()| 0);
+    [first_error, error, flushed]
+        .into_iter()
+        .find(|&e| e != 0)
+        .unwrap_or(0)
+}
+
+/// # Safety
+///
+/// Called by the VFS as the operation tables above promise, with the arguments
+/// described at the first entry point of the same argument kind.
+unsafe extern "C" fn readahead(rac: *mut bindings::readahead_control) {
+    // SAFETY: the VFS passes its readahead request for a ferrofs file, live for the call.
+    if let Some(rac) = unsafe { Readahead::from_raw(rac) } {
+        fsops::readahead(rac);
     }
 }
 

@@ -643,7 +643,7 @@ fn bad_names_and_types_are_refused() {
         fs.set_xattr(f.ino, b"user.big", &[0u8; 701], t)
             .unwrap_err()
             .errno(),
-        34
+        28
     );
     assert_eq!(fs.write(f.ino, 1 << 50, b"x", t).unwrap_err().errno(), 27);
     assert_eq!(

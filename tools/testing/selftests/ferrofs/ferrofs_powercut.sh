@@ -3,9 +3,10 @@
 #
 # Power cuts: dm-flakey starts dropping every write at a chosen point while files are being
 # written; the device is then mounted as it was left. fsck must find it clean, and every
-# file that was fsynced before the cut must be whole.
+# file that was fsynced before the cut must be whole. A file open and unlinked at the cut
+# is freed by the next mount.
 
-ntests=13
+ntests=17
 . "$(dirname "$0")/lib.sh"
 begin_test 1
 dm=ferrofs-powercut
@@ -79,6 +80,42 @@ round "fsync, no periodic commit" commit=3600 20 6
 round "fsync with commits every second" commit=1 20 6
 # Many small synced files, a bigger burst after them.
 round "many small files" commit=3600 60 12
+
+# An open unlinked file when the power goes: its blocks are only kept by an orphan item,
+# and the next read-write mount must free them.
+orphan_round() {
+	local name="open unlinked file at the cut" free0 free1 fd
+	"$mkfs" -f "$d0" >/dev/null
+	dmsetup create "$dm" --table "0 $sectors flakey $d0 0 86400 0"
+	mount -t ferrofs -o commit=3600 "/dev/mapper/$dm" "$mnt"
+	sync -f "$mnt"
+	free0="$(stat -f -c %a "$mnt")"
+	write_file "$mnt/orphan" 7 $((32 << 20))
+	exec {fd}<"$mnt/orphan"
+	rm "$mnt/orphan"
+	sync -f "$mnt"
+	flakey cut
+	# The last close frees the blocks, but that commit never reaches the disk.
+	exec {fd}<&-
+	umount "$mnt"
+	dmsetup remove "$dm"
+	blockdev --flushbufs "$d0"; echo 3 >/proc/sys/vm/drop_caches
+	check "$name: fsck clean after the cut" fsck_clean "$d0"
+	if mount_ferrofs "$d0"; then
+		ok "$name: mounts after the cut"
+		sync -f "$mnt"
+		free1="$(stat -f -c %a "$mnt")"
+		check "$name: its 32 MiB are free again ($free0 -> $free1 blocks)" \
+			test "$free1" -ge $((free0 - 256))
+		umount "$mnt"
+		check "$name: fsck clean after the mount" fsck_clean "$d0"
+	else
+		not_ok "$name: mounts after the cut"; log_since_mark | tail -n 3 | diag
+		not_ok "$name: its 32 MiB are free again"
+		not_ok "$name: fsck clean after the mount"
+	fi
+}
+orphan_round
 check_log_clean
 rm -rf "$work"
 tap_end

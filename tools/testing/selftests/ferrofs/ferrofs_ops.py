@@ -1,0 +1,494 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+#
+# Checks of single filesystem operations, run by ferrofs_ops.sh on a mounted ferrofs:
+#
+#   ferrofs_ops.py CHECK DIR
+#
+# Each CHECK exits 0 when the filesystem behaved as a Linux filesystem must, 1 with the
+# reason otherwise. "*-setup" checks leave files that the matching "*-verify" check reads
+# after a remount.
+
+import ctypes
+import errno
+import fcntl
+import os
+import stat
+import struct
+import sys
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+AT_FDCWD = -100
+AT_SYMLINK_FOLLOW = 0x400
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
+FALLOC_FL_KEEP_SIZE = 1
+FALLOC_FL_PUNCH_HOLE = 2
+FALLOC_FL_COLLAPSE_RANGE = 8
+FS_IOC_FIEMAP = 0xC020660B
+FIEMAP_FLAG_SYNC = 1
+FIEMAP_EXTENT_LAST = 1
+FIEMAP_EXTENT_UNWRITTEN = 0x800
+KIB = 1024
+MIB = 1024 * KIB
+
+
+class Failed(Exception):
+    pass
+
+
+def expect(cond, what):
+    if not cond:
+        raise Failed(what)
+
+
+def expect_errno(want, what, fn, *args):
+    try:
+        fn(*args)
+    except OSError as e:
+        expect(e.errno == want, f"{what}: {errno.errorcode.get(e.errno, e.errno)}, "
+               f"expected {errno.errorcode[want]}")
+        return
+    raise Failed(f"{what}: succeeded, expected {errno.errorcode[want]}")
+
+
+def call(fn, *args):
+    """A libc call that returns -1 and sets errno on failure, as an OSError."""
+    rc = fn(*args)
+    if rc == -1:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+    return rc
+
+
+def renameat2(old, new, flags):
+    call(libc.renameat2, AT_FDCWD, os.fsencode(old), AT_FDCWD, os.fsencode(new),
+         ctypes.c_uint(flags))
+
+
+def link_fd(fd, new):
+    """linkat(2) of an open file through /proc/self/fd, following that magic link
+    (os.link would call link(2), which links the /proc entry itself: EXDEV)."""
+    call(libc.linkat, AT_FDCWD, os.fsencode(f"/proc/self/fd/{fd}"), AT_FDCWD,
+         os.fsencode(new), AT_SYMLINK_FOLLOW)
+
+
+def fallocate(fd, mode, offset, length):
+    call(libc.fallocate, fd, mode, ctypes.c_long(offset), ctypes.c_long(length))
+
+
+def pattern(seed, size):
+    """Recognisable contents: every 8 bytes hold the seed and their offset."""
+    return b"".join(struct.pack("<HHI", seed, 0xFE55, i) for i in range(0, size, 8))[:size]
+
+
+def write_at(path, offset, data, size=None, flags=os.O_WRONLY | os.O_CREAT):
+    fd = os.open(path, flags, 0o644)
+    try:
+        os.pwrite(fd, data, offset)
+        if size is not None:
+            os.ftruncate(fd, size)
+    finally:
+        os.close(fd)
+
+
+def free_bytes(top):
+    st = os.statvfs(top)
+    return st.f_bavail * st.f_frsize
+
+
+def settle(top):
+    """Commit, so blocks freed by the last changes count as free again."""
+    fd = os.open(top, os.O_RDONLY)
+    try:
+        os.syncfs(fd) if hasattr(os, "syncfs") else call(libc.syncfs, fd)
+    finally:
+        os.close(fd)
+
+
+# Extended attributes in the user., trusted. and security. namespaces.
+XATTRS = {
+    "user.colour": b"green",  # first set to "blue", then replaced
+    "user.empty": b"",
+    "user.large": pattern(7, 700),
+    "trusted.owner": b"\x00\x01binary\xff",
+    "security.label": b"system_u:object_r:test_t",
+}
+
+
+def xattr_setup(top):
+    path = os.path.join(top, "xattrs")
+    write_at(path, 0, b"data")
+    os.setxattr(path, "user.colour", b"blue", os.XATTR_CREATE)
+    for name, value in XATTRS.items():
+        if name != "user.colour":
+            os.setxattr(path, name, value)
+    os.setxattr(path, "user.gone", b"soon")
+    os.removexattr(path, "user.gone")
+    expect_errno(errno.ENODATA, "getxattr of a removed name", os.getxattr, path, "user.gone")
+    expect_errno(errno.ENODATA, "removexattr of a missing name", os.removexattr, path,
+                 "user.none")
+    expect_errno(errno.EEXIST, "XATTR_CREATE of an existing name", os.setxattr, path,
+                 "user.colour", b"red", os.XATTR_CREATE)
+    expect_errno(errno.ENODATA, "XATTR_REPLACE of a missing name", os.setxattr, path,
+                 "user.none", b"x", os.XATTR_REPLACE)
+    expect_errno(errno.ENOSPC, "a 701-byte value", os.setxattr, path, "user.toolong",
+                 b"x" * 701)
+    expect_errno(errno.EOPNOTSUPP, "an unknown namespace", os.setxattr, path, "bogus.name",
+                 b"x")
+    os.setxattr(path, "user.colour", XATTRS["user.colour"], os.XATTR_REPLACE)
+    # A buffer too small for the value is ERANGE.
+    buf = ctypes.create_string_buffer(2)
+    rc = libc.getxattr(os.fsencode(path), b"user.colour", buf, ctypes.c_size_t(2))
+    expect(rc == -1 and ctypes.get_errno() == errno.ERANGE,
+           f"getxattr into a 2-byte buffer: {rc}, errno {ctypes.get_errno()}")
+    xattr_verify(top)
+    d = os.path.join(top, "xattr-dir")
+    os.mkdir(d)
+    os.setxattr(d, "user.on-dir", b"yes")
+    os.symlink("xattrs", os.path.join(top, "xattr-link"))
+
+
+def xattr_verify(top):
+    path = os.path.join(top, "xattrs")
+    names = set(os.listxattr(path))
+    expect(names >= set(XATTRS), f"listxattr {sorted(names)} lacks some of {sorted(XATTRS)}")
+    expect("user.gone" not in names, "listxattr still has a removed name")
+    for name, value in XATTRS.items():
+        got = os.getxattr(path, name)
+        expect(got == value, f"{name}: {got[:40]!r} instead of {value[:40]!r}")
+    d = os.path.join(top, "xattr-dir")
+    if os.path.exists(d):
+        expect(os.getxattr(d, "user.on-dir") == b"yes", "xattr of a directory")
+        # user. attributes are for regular files and directories only.
+        link = os.path.join(top, "xattr-link")
+        expect_errno(errno.EPERM, "user. xattr on a symlink",
+                     lambda: os.setxattr(link, "user.x", b"1", follow_symlinks=False))
+
+
+def seek_layout(path):
+    # data [0, 4K), hole [4K, 1M), data [1M, 1M+8K), hole to the 2M end.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.pwrite(fd, pattern(1, 4 * KIB), 0)
+    os.pwrite(fd, pattern(2, 8 * KIB), MIB)
+    os.ftruncate(fd, 2 * MIB)
+    return fd
+
+
+def seek_expect(fd, when):
+    cases = [
+        (0, os.SEEK_DATA, 0), (0, os.SEEK_HOLE, 4 * KIB),
+        (4 * KIB, os.SEEK_DATA, MIB), (5000, os.SEEK_HOLE, 5000),
+        (MIB + 100, os.SEEK_DATA, MIB + 100), (MIB, os.SEEK_HOLE, MIB + 8 * KIB),
+        (MIB + 8 * KIB, os.SEEK_HOLE, MIB + 8 * KIB),
+    ]
+    for off, whence, want in cases:
+        name = "SEEK_DATA" if whence == os.SEEK_DATA else "SEEK_HOLE"
+        got = os.lseek(fd, off, whence)
+        expect(got == want, f"{when}: {name} from {off} gave {got}, expected {want}")
+    expect_errno(errno.ENXIO, f"{when}: SEEK_DATA in the trailing hole", os.lseek, fd,
+                 MIB + 8 * KIB, os.SEEK_DATA)
+    expect_errno(errno.ENXIO, f"{when}: SEEK_HOLE at the end", os.lseek, fd, 2 * MIB,
+                 os.SEEK_HOLE)
+
+
+def seek(top):
+    fd = seek_layout(os.path.join(top, "seek"))
+    try:
+        # Dirty pages count as data before they reach the disk, and after.
+        seek_expect(fd, "before fsync")
+        os.fsync(fd)
+        seek_expect(fd, "after fsync")
+    finally:
+        os.close(fd)
+
+
+def fiemap_extents(fd):
+    count = 32
+    header = struct.pack("<QQIIII", 0, 2**64 - 1, FIEMAP_FLAG_SYNC, 0, count, 0)
+    buf = bytearray(header + bytes(56 * count))
+    fcntl.ioctl(fd, FS_IOC_FIEMAP, buf)
+    mapped = struct.unpack_from("<I", buf, 20)[0]
+    out = []
+    for i in range(mapped):
+        logical, physical, length, _, _, flags = struct.unpack_from("<QQQQQI", buf, 32 + 56 * i)
+        out.append((logical, physical, length, flags))
+    return out
+
+
+def fiemap(top):
+    path = os.path.join(top, "fiemap")
+    fd = seek_layout(path)
+    try:
+        fallocate(fd, FALLOC_FL_KEEP_SIZE, 3 * MIB, 64 * KIB)
+        ext = fiemap_extents(fd)
+    finally:
+        os.close(fd)
+    expect(ext, "FIEMAP mapped nothing")
+    def covered(lo, hi, unwritten):
+        """Every 4 KiB block of [lo, hi) is in an extent of the right kind."""
+        return all(any(l <= b and b + 4 * KIB <= l + n
+                       and bool(f & FIEMAP_EXTENT_UNWRITTEN) == unwritten
+                       for l, _, n, f in ext) for b in range(lo, hi, 4 * KIB))
+
+    expect(covered(0, 4 * KIB, False), f"data at 0 not mapped: {ext}")
+    expect(covered(MIB, MIB + 8 * KIB, False), f"data at 1M not mapped: {ext}")
+    expect(covered(3 * MIB, 3 * MIB + 64 * KIB, True),
+           f"preallocated range not mapped as unwritten: {ext}")
+    expect(not any(l < MIB and l + n > 4 * KIB for l, _, n, _ in ext),
+           f"the hole [4K, 1M) is mapped: {ext}")
+    expect(all(p > 0 for _, p, _, _ in ext), f"an extent without an address: {ext}")
+    expect(ext[-1][3] & FIEMAP_EXTENT_LAST, f"no FIEMAP_EXTENT_LAST on the last extent: {ext}")
+    expect(sum(1 for e in ext if e[3] & FIEMAP_EXTENT_LAST) == 1, f"LAST twice: {ext}")
+
+
+def falloc(top):
+    path = os.path.join(top, "falloc")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        # Default mode: the size grows and the range reads as zeros.
+        fallocate(fd, 0, 0, MIB)
+        st = os.fstat(fd)
+        expect(st.st_size == MIB, f"size {st.st_size} after fallocate of 1M")
+        expect(st.st_blocks * 512 >= MIB, f"{st.st_blocks} blocks after fallocate of 1M")
+        expect(os.pread(fd, MIB, 0) == bytes(MIB), "preallocated range does not read zeros")
+        # KEEP_SIZE: space beyond the end, size unchanged.
+        fallocate(fd, FALLOC_FL_KEEP_SIZE, MIB, MIB)
+        st = os.fstat(fd)
+        expect(st.st_size == MIB, f"KEEP_SIZE changed the size to {st.st_size}")
+        expect(st.st_blocks * 512 >= 2 * MIB, f"{st.st_blocks} blocks after KEEP_SIZE")
+        # Data over part of it, then a hole punched through the middle of the data.
+        data = pattern(3, 256 * KIB)
+        os.pwrite(fd, data, 0)
+        os.fsync(fd)
+        before = os.fstat(fd).st_blocks
+        fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 64 * KIB, 64 * KIB)
+        got = os.pread(fd, 256 * KIB, 0)
+        want = data[:64 * KIB] + bytes(64 * KIB) + data[128 * KIB:]
+        expect(got == want, "punched range does not read zeros, or its neighbours changed")
+        expect(os.fstat(fd).st_size == MIB, "PUNCH_HOLE changed the size")
+        after = os.fstat(fd).st_blocks
+        expect(after <= before - 128, f"PUNCH_HOLE freed no blocks ({before} -> {after})")
+        # A punch of dirty (unwritten-back) data must not let it come back.
+        os.pwrite(fd, pattern(4, 8 * KIB), 512 * KIB)
+        fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 512 * KIB, 8 * KIB)
+        os.fsync(fd)
+        expect(os.pread(fd, 8 * KIB, 512 * KIB) == bytes(8 * KIB),
+               "dirty data came back after PUNCH_HOLE")
+        expect_errno(errno.EOPNOTSUPP, "PUNCH_HOLE without KEEP_SIZE", fallocate, fd,
+                     FALLOC_FL_PUNCH_HOLE, 0, 4096)
+        expect_errno(errno.EOPNOTSUPP, "COLLAPSE_RANGE", fallocate, fd,
+                     FALLOC_FL_COLLAPSE_RANGE, 0, 4096)
+        expect_errno(errno.EINVAL, "a zero length", fallocate, fd, 0, 0, 0)
+        expect_errno(errno.EFBIG, "past the largest file", fallocate, fd, 0, 2**62, 4096)
+    finally:
+        os.close(fd)
+
+
+def rename_setup(top):
+    a, b, d = (os.path.join(top, n) for n in ("ren-a", "ren-b", "ren-dir"))
+    write_at(a, 0, b"A")
+    write_at(b, 0, b"B")
+    os.mkdir(d)
+    write_at(os.path.join(d, "inside"), 0, b"D")
+    expect_errno(errno.EEXIST, "RENAME_NOREPLACE onto a file", renameat2, a, b,
+                 RENAME_NOREPLACE)
+    renameat2(a, os.path.join(top, "ren-c"), RENAME_NOREPLACE)
+    renameat2(os.path.join(top, "ren-c"), a, RENAME_NOREPLACE)
+    # A file and a directory swap places.
+    renameat2(b, d, RENAME_EXCHANGE)
+    expect_errno(errno.ENOENT, "RENAME_EXCHANGE with a missing target", renameat2, a,
+                 os.path.join(top, "ren-none"), RENAME_EXCHANGE)
+    expect_errno(errno.EINVAL, "RENAME_EXCHANGE | RENAME_NOREPLACE", renameat2, a, b,
+                 RENAME_EXCHANGE | RENAME_NOREPLACE)
+    # A directory into its own subtree.
+    expect_errno(errno.EINVAL, "a directory into itself", renameat2, os.path.join(top, "ren-b"),
+                 os.path.join(top, "ren-b", "sub"), 0)
+    rename_verify(top)
+
+
+def rename_verify(top):
+    b, d = os.path.join(top, "ren-b"), os.path.join(top, "ren-dir")
+    expect(os.path.isdir(b), "after RENAME_EXCHANGE ren-b is not the directory")
+    expect(open(os.path.join(b, "inside"), "rb").read() == b"D", "the swapped directory lost a file")
+    expect(open(d, "rb").read() == b"B", "after RENAME_EXCHANGE ren-dir is not the file")
+    expect(open(os.path.join(top, "ren-a"), "rb").read() == b"A", "ren-a changed")
+    expect(os.stat(b).st_nlink == 2, f"swapped directory has {os.stat(b).st_nlink} links")
+    # The swapped directory's ".." is still the top directory.
+    expect(os.stat(os.path.join(b, "..")).st_ino == os.stat(top).st_ino, "'..' is wrong")
+
+
+NODES = {
+    "fifo": (stat.S_IFIFO, 0),
+    "socket": (stat.S_IFSOCK, 0),
+    "char": (stat.S_IFCHR, os.makedev(1, 3)),
+    "block": (stat.S_IFBLK, os.makedev(7, 200)),
+}
+
+
+def mknod_setup(top):
+    for name, (kind, dev) in NODES.items():
+        os.mknod(os.path.join(top, "node-" + name), kind | 0o640, dev)
+    mknod_verify(top)
+
+
+def mknod_verify(top):
+    for name, (kind, dev) in NODES.items():
+        st = os.lstat(os.path.join(top, "node-" + name))
+        expect(stat.S_IFMT(st.st_mode) == kind, f"{name}: mode {oct(st.st_mode)}")
+        expect(stat.S_IMODE(st.st_mode) == 0o640, f"{name}: permissions {oct(st.st_mode)}")
+        if dev:
+            expect(st.st_rdev == dev, f"{name}: device {os.major(st.st_rdev)}:"
+                   f"{os.minor(st.st_rdev)}")
+    # The character device is the real /dev/null.
+    with open(os.path.join(top, "node-char"), "wb") as f:
+        f.write(b"nothing")
+
+
+def tmpfile_setup(top):
+    settle(top)
+    free0 = free_bytes(top)
+    # An O_TMPFILE given a name by linkat through /proc/self/fd.
+    fd = os.open(top, os.O_TMPFILE | os.O_RDWR, 0o600)
+    data = pattern(5, 3 * MIB)
+    os.write(fd, data)
+    link_fd(fd, os.path.join(top, "tmp-linked"))
+    os.close(fd)
+    expect(open(os.path.join(top, "tmp-linked"), "rb").read() == data, "linked O_TMPFILE data")
+    # With O_EXCL it can never get a name.
+    fd = os.open(top, os.O_TMPFILE | os.O_RDWR | os.O_EXCL, 0o600)
+    expect_errno(errno.ENOENT, "linkat of an O_TMPFILE | O_EXCL", link_fd, fd,
+                 os.path.join(top, "tmp-never"))
+    os.close(fd)
+    # One never linked: its space comes back at close.
+    fd = os.open(top, os.O_TMPFILE | os.O_RDWR, 0o600)
+    os.write(fd, pattern(6, 16 * MIB))
+    os.fsync(fd)
+    settle(top)
+    held = free_bytes(top)
+    expect(held <= free0 - 16 * MIB, f"16M O_TMPFILE: free {free0} -> {held}")
+    os.close(fd)
+    settle(top)
+    back = free_bytes(top)
+    expect(back >= held + 15 * MIB, f"closed O_TMPFILE kept its space: free {held} -> {back}")
+
+
+def tmpfile_verify(top):
+    got = open(os.path.join(top, "tmp-linked"), "rb").read()
+    expect(got == pattern(5, 3 * MIB), "linked O_TMPFILE changed after the remount")
+    expect(not os.path.exists(os.path.join(top, "tmp-never")), "tmp-never exists")
+
+
+def unlinked_open(top):
+    """An unlinked file stays readable while open; its space returns at the last close."""
+    path = os.path.join(top, "unlinked")
+    data = pattern(8, 16 * MIB)
+    write_at(path, 0, data)
+    settle(top)
+    free0 = free_bytes(top)
+    fd = os.open(path, os.O_RDWR)
+    os.unlink(path)
+    expect(not os.path.exists(path), "unlinked name still there")
+    settle(top)
+    held = free_bytes(top)
+    expect(held <= free0 + MIB, f"space of an open unlinked file freed early: {free0} -> {held}")
+    expect(os.pread(fd, 16 * MIB, 0) == data, "open unlinked file reads wrong data")
+    os.pwrite(fd, b"still writable", 0)
+    expect(os.fstat(fd).st_nlink == 0, "open unlinked file has links")
+    os.close(fd)
+    settle(top)
+    back = free_bytes(top)
+    expect(back >= held + 15 * MIB, f"space not back after the last close: {held} -> {back}")
+
+
+def readdir(top):
+    """telldir/seekdir positions stay valid while entries are unlinked meanwhile."""
+    d = os.path.join(top, "many")
+    os.mkdir(d)
+    names = [f"entry-{i:04}-{'x' * (i % 40)}" for i in range(600)]
+    for n in names:
+        write_at(os.path.join(d, n), 0, b"")
+
+    class Dirent(ctypes.Structure):
+        _fields_ = [("d_ino", ctypes.c_uint64), ("d_off", ctypes.c_int64),
+                    ("d_reclen", ctypes.c_ushort), ("d_type", ctypes.c_ubyte),
+                    ("d_name", ctypes.c_char * 256)]
+
+    libc.opendir.restype = ctypes.c_void_p
+    libc.readdir.restype = ctypes.POINTER(Dirent)
+    libc.readdir.argtypes = [ctypes.c_void_p]
+    libc.telldir.restype = ctypes.c_long
+    libc.telldir.argtypes = [ctypes.c_void_p]
+    libc.seekdir.argtypes = [ctypes.c_void_p, ctypes.c_long]
+    libc.closedir.argtypes = [ctypes.c_void_p]
+
+    def read(dirp, count=None):
+        out = []
+        while count is None or len(out) < count:
+            ent = libc.readdir(dirp)
+            if not ent:
+                break
+            name = ent.contents.d_name.decode()
+            if name not in (".", ".."):
+                out.append(name)
+        return out
+
+    dirp = libc.opendir(os.fsencode(d))
+    expect(dirp, "opendir failed")
+    try:
+        first = read(dirp, 200)
+        pos = libc.telldir(dirp)
+        second = read(dirp, 100)
+        # Unlink some already read and some not yet read, then go back to pos.
+        gone = set(first[::3]) | set(second[::2])
+        for n in gone:
+            os.unlink(os.path.join(d, n))
+        libc.seekdir(dirp, pos)
+        rest = read(dirp)
+    finally:
+        libc.closedir(dirp)
+    seen = first + rest
+    expect(len(seen) == len(set(seen)), "an entry came twice after seekdir")
+    expect(set(second) - gone <= set(rest), "seekdir lost entries that were still there")
+    expect(not (set(rest) & gone), "seekdir returned unlinked entries")
+    expect(set(seen) | gone >= set(names), "entries never returned")
+    remaining = sorted(os.listdir(d))
+    expect(remaining == sorted(set(names) - gone), "directory contents wrong after unlinks")
+
+
+def long_symlink(top):
+    for length in (1, 900, 901, 4095):
+        target = ("t" * 200 + "/") * (length // 201) + "u" * (length % 201)
+        target = target[:length]
+        path = os.path.join(top, f"symlink-{length}")
+        os.symlink(target, path)
+        expect(os.readlink(path) == target, f"{length}-byte symlink target read back wrong")
+        expect(os.lstat(path).st_size == length, f"{length}-byte symlink has the wrong size")
+    expect_errno(errno.ENAMETOOLONG, "a 4096-byte symlink target", os.symlink, "v" * 4096,
+                 os.path.join(top, "symlink-too-long"))
+
+
+def long_symlink_verify(top):
+    for length in (1, 900, 901, 4095):
+        expect(len(os.readlink(os.path.join(top, f"symlink-{length}"))) == length,
+               f"{length}-byte symlink after the remount")
+
+
+CHECKS = {
+    "xattr-setup": xattr_setup, "xattr-verify": xattr_verify,
+    "seek": seek, "fiemap": fiemap, "fallocate": falloc,
+    "rename-setup": rename_setup, "rename-verify": rename_verify,
+    "mknod-setup": mknod_setup, "mknod-verify": mknod_verify,
+    "tmpfile-setup": tmpfile_setup, "tmpfile-verify": tmpfile_verify,
+    "unlinked-open": unlinked_open, "readdir": readdir,
+    "symlink-setup": long_symlink, "symlink-verify": long_symlink_verify,
+}
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] not in CHECKS:
+        sys.exit(f"usage: {sys.argv[0]} {{{'|'.join(CHECKS)}}} DIR")
+    try:
+        CHECKS[sys.argv[1]](sys.argv[2])
+    except (Failed, OSError) as e:
+        sys.exit(f"{sys.argv[1]}: {e}")

@@ -1,0 +1,54 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Single operations, each against what a Linux filesystem must do (ferrofs_ops.py): extended
+# attributes, SEEK_DATA/SEEK_HOLE, FIEMAP, fallocate modes, RENAME_NOREPLACE and
+# RENAME_EXCHANGE, special files, O_TMPFILE with linkat, open unlinked files, telldir and
+# seekdir across unlinks, long symlinks, read-only remount with an unlinked file open; what
+# they left is read again after a remount.
+
+ntests=21
+. "$(dirname "$0")/lib.sh"
+begin_test 1
+
+ops() { on_ferrofs "$mnt" && python3 "$here/ferrofs_ops.py" "$1" "$mnt"; }
+
+"$mkfs" -f "$d0" >/dev/null
+check "mount" mount_ferrofs "$d0"
+check "xattrs: user., trusted., security.; XATTR_CREATE/REPLACE; listxattr; limits" ops xattr-setup
+check "SEEK_DATA and SEEK_HOLE, before and after fsync" ops seek
+check "FIEMAP: data and preallocated (unwritten) extents, no holes, the last flagged" ops fiemap
+check "fallocate: default, KEEP_SIZE, PUNCH_HOLE; unsupported modes refused" ops fallocate
+check "rename: RENAME_NOREPLACE, RENAME_EXCHANGE of a file and a directory" ops rename-setup
+check "mknod: fifo, socket, character and block devices" ops mknod-setup
+check "O_TMPFILE: linkat names it; unnamed, its space returns at close" ops tmpfile-setup
+check "open unlinked file: usable until the last close, then its space returns" ops unlinked-open
+check "readdir: telldir/seekdir positions survive unlinks meanwhile" ops readdir
+check "symlink targets of 1 to 4095 bytes" ops symlink-setup
+# Read-only remount waits for open unlinked files (their blocks are freed at the last
+# close, a change): refused with EBUSY while one is open, done after it is closed.
+remount_ro_with_unlinked_open() {
+	local fd out
+	on_ferrofs "$mnt" && echo data >"$mnt/held" || return
+	exec {fd}<"$mnt/held"
+	rm "$mnt/held"
+	out="$(mount -o remount,ro "$mnt" 2>&1)" && { echo "remount ro succeeded with the file open"; exec {fd}<&-; return 1; }
+	exec {fd}<&-
+	grep -q "busy" <<<"$out" || { echo "refused, but not busy: $out"; return 1; }
+	mount -o remount,ro "$mnt" && mount -o remount,rw "$mnt"
+}
+check "remount read-only: EBUSY while an unlinked file is open, done after its close" \
+	remount_ro_with_unlinked_open
+umount "$mnt"
+check "fsck clean" fsck_clean "$d0"
+
+check "mount again" mount_ferrofs "$d0"
+check "after the remount: xattrs" ops xattr-verify
+check "after the remount: renamed and exchanged names" ops rename-verify
+check "after the remount: special files" ops mknod-verify
+check "after the remount: the linked O_TMPFILE" ops tmpfile-verify
+check "after the remount: symlinks" ops symlink-verify
+umount "$mnt"
+check "fsck clean after the remount" fsck_clean "$d0"
+check_log_clean
+tap_end
