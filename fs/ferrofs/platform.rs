@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The kernel platform shim of the engine: fallible vectors over `KVec`.
+//! The kernel platform shim of the engine: fallible vectors over `KVVec` (`kvmalloc`: small
+//! ones from the slab, large ones, like the reference-count changes of a transaction that
+//! preallocated gigabytes, from vmalloc instead of failing with a high-order warning).
 //!
 //! The userspace tools have the same API over `alloc::vec::Vec`
 //! (`tools/engine/src/platform.rs`). Only the primitives live here; everything else the
@@ -14,13 +16,15 @@ use crate::engine::error::{EngineError, EngineResult};
 
 /// A growable array whose every allocation can fail without panicking.
 pub struct FVec<T> {
-    inner: KVec<T>,
+    inner: KVVec<T>,
 }
 
 impl<T> FVec<T> {
     /// An empty vector; allocates nothing.
     pub const fn new() -> Self {
-        Self { inner: KVec::new() }
+        Self {
+            inner: KVVec::new(),
+        }
     }
 
     /// Makes room for `additional` more elements.

@@ -92,8 +92,17 @@ expect_mount_failure() { # DESCRIPTION ERRNO-NAME LOG-PATTERN
 		not_ok "$desc: kernel log says why"; log_since_mark | tail -n 5 | diag
 	fi
 }
+# Blank: zeros over every superblock copy (64 KiB, 64 MiB and 256 GiB in), whatever an
+# earlier test left on the disk.
+wipe_superblocks() {
+	local size_mib=$(($(blockdev --getsize64 "$disk") >> 20)) at
+	for at in 0 64 $((256 << 10)); do
+		[ "$at" -lt "$size_mib" ] || continue
+		dd if=/dev/zero of="$disk" bs=1M seek="$at" count=1 conv=fsync status=none
+	done
+}
 if [ -b "$disk" ]; then
-	dd if=/dev/zero of="$disk" bs=1M count=1 conv=fsync status=none
+	wipe_superblocks
 	expect_mount_failure "blank device" EINVAL "ferrofs: $(basename "$disk"): no ferrofs superblock found"
 	# The magic of a ferrofs superblock at 64 KiB, with no valid checksum.
 	printf 'FERROFS\0' | dd of="$disk" bs=1 seek=$((65536 + 8)) conv=notrunc,fsync status=none

@@ -286,6 +286,28 @@ def falloc(top):
         os.close(fd)
 
 
+def falloc_large(top):
+    """A 512 MiB preallocation (131072 blocks in one transaction) and its release."""
+    path = os.path.join(top, "falloc-large")
+    settle(top)
+    free0 = free_bytes(top)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        fallocate(fd, 0, 0, 512 * MIB)
+        os.fsync(fd)
+        st = os.fstat(fd)
+        expect(st.st_size == 512 * MIB, f"size {st.st_size} after fallocate of 512M")
+        held = free_bytes(top)
+        expect(held <= free0 - 512 * MIB, f"free {free0} -> {held} after fallocate of 512M")
+        expect(os.pread(fd, 4096, 300 * MIB) == bytes(4096), "preallocated block not zeros")
+    finally:
+        os.close(fd)
+    os.unlink(path)
+    settle(top)
+    back = free_bytes(top)
+    expect(back >= free0 - MIB, f"space not back after unlink: {free0} -> {back}")
+
+
 def rename_setup(top):
     a, b, d = (os.path.join(top, n) for n in ("ren-a", "ren-b", "ren-dir"))
     write_at(a, 0, b"A")
@@ -477,7 +499,7 @@ def long_symlink_verify(top):
 
 CHECKS = {
     "xattr-setup": xattr_setup, "xattr-verify": xattr_verify,
-    "seek": seek, "fiemap": fiemap, "fallocate": falloc,
+    "seek": seek, "fiemap": fiemap, "fallocate": falloc, "fallocate-large": falloc_large,
     "rename-setup": rename_setup, "rename-verify": rename_verify,
     "mknod-setup": mknod_setup, "mknod-verify": mknod_verify,
     "tmpfile-setup": tmpfile_setup, "tmpfile-verify": tmpfile_verify,

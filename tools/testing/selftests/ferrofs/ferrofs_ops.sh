@@ -7,7 +7,7 @@
 # seekdir across unlinks, long symlinks, read-only remount with an unlinked file open; what
 # they left is read again after a remount.
 
-ntests=21
+ntests=22
 . "$(dirname "$0")/lib.sh"
 begin_test 1
 
@@ -19,6 +19,7 @@ check "xattrs: user., trusted., security.; XATTR_CREATE/REPLACE; listxattr; limi
 check "SEEK_DATA and SEEK_HOLE, before and after fsync" ops seek
 check "FIEMAP: data and preallocated (unwritten) extents, no holes, the last flagged" ops fiemap
 check "fallocate: default, KEEP_SIZE, PUNCH_HOLE; unsupported modes refused" ops fallocate
+check "fallocate of 512 MiB at once, and its space back after unlink" ops fallocate-large
 check "rename: RENAME_NOREPLACE, RENAME_EXCHANGE of a file and a directory" ops rename-setup
 check "mknod: fifo, socket, character and block devices" ops mknod-setup
 check "O_TMPFILE: linkat names it; unnamed, its space returns at close" ops tmpfile-setup
