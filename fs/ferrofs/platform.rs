@@ -14,6 +14,15 @@ use kernel::prelude::*;
 
 use crate::engine::error::{EngineError, EngineResult};
 
+/// Lets the scheduler run others if this thread has used its share: the engine calls it in
+/// loops over many blocks (a commit of a gigabyte preallocation changes the reference
+/// counts of hundreds of thousands), which would otherwise hold a CPU long enough for a
+/// soft lockup. The engine runs in process context under a sleeping lock, where that is
+/// allowed.
+pub(crate) fn relax() {
+    crate::vfs::thread::relax();
+}
+
 /// A growable array whose every allocation can fail without panicking.
 pub struct FVec<T> {
     inner: KVVec<T>,

@@ -381,3 +381,8 @@ struct folio *ferrofs_readahead_folio(struct readahead_control *rac)
 {
 	return readahead_folio(rac);
 }
+
+void ferrofs_cond_resched(void)
+{
+	cond_resched();
+}

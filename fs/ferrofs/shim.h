@@ -102,6 +102,7 @@ void **ferrofs_fc_private(struct fs_context *fc);
 /* The background commit thread. */
 struct task_struct *ferrofs_kthread_run(int (*fn)(void *), void *data, const char *name);
 long ferrofs_secs_to_jiffies(unsigned int secs);
+void ferrofs_cond_resched(void);
 bool ferrofs_dir_emit_dots(struct file *file, struct dir_context *ctx);
 void ferrofs_inode_lock(struct inode *inode);
 void ferrofs_inode_unlock(struct inode *inode);

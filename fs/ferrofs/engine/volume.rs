@@ -25,6 +25,7 @@ use super::map::U64Map;
 use super::mem::{self, FVec};
 use super::node::{Body, Node};
 use super::spacemap;
+use crate::platform;
 
 const BLOCK: u64 = BLOCK_SIZE as u64;
 
@@ -666,6 +667,7 @@ impl<D: BlockDev> Volume<D> {
     // ---- space map ----
 
     fn add_ref(&mut self, block: u64, delta: i64) -> EngineResult<()> {
+        platform::relax();
         self.changed();
         let now = self.delayed.get(block).copied().unwrap_or(0);
         let sum = now
@@ -882,6 +884,7 @@ impl<D: BlockDev> Volume<D> {
 
     /// Writes whole data blocks at `logical` to every copy, and records their checksums.
     pub fn write_data(&mut self, logical: u64, data: &[u8]) -> EngineResult<()> {
+        platform::relax();
         self.changed();
         if data.len().checked_rem(BLOCK_SIZE as usize) != Some(0) {
             return Err(EngineError::Invalid("data write of a partial block"));
@@ -918,6 +921,7 @@ impl<D: BlockDev> Volume<D> {
     /// Reads data block `logical` into `buf` (4096 bytes), verifying its checksum and
     /// falling back to the other copies, which are rewritten from a good one.
     pub fn read_data(&mut self, logical: u64, buf: &mut [u8]) -> EngineResult<()> {
+        platform::relax();
         let want = self.data_csum(logical)?;
         let copies = self.map_block(logical)?;
         let mut bad: FVec<Copy> = FVec::new();
@@ -1039,6 +1043,7 @@ impl<D: BlockDev> Volume<D> {
 
     /// Applies one queued reference change to the space tree.
     fn apply_delta(&mut self, block: u64, delta: i64) -> EngineResult<()> {
+        platform::relax();
         let (i, chunk_logical) = self.chunk_of(block, "reference change outside every chunk")?;
         let old = self.stored_refcount(block)?;
         let new = i128::from(old).saturating_add(i128::from(delta));
@@ -1179,6 +1184,7 @@ impl<D: BlockDev> Volume<D> {
         let mut buf = mem::zeroed_bytes(BLOCK_SIZE as usize)?;
         let fsid = self.sb.fsid;
         for &b in dirty.iter() {
+            platform::relax();
             let Some(cached) = self.cache.get(b) else {
                 continue;
             };

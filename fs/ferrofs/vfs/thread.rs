@@ -77,3 +77,10 @@ impl Drop for CommitThread {
         unsafe { bindings::kthread_stop(self.0.as_ptr()) };
     }
 }
+
+/// `cond_resched()`: lets others run if this thread used its share of the CPU.
+pub(crate) fn relax() {
+    // SAFETY: called from process context only (the engine's callers: system calls, the
+    // commit thread, writeback), holding no spinlock; `cond_resched` may sleep there.
+    unsafe { bindings::ferrofs_cond_resched() }
+}

@@ -12,6 +12,10 @@ use alloc::vec::Vec;
 
 use crate::engine::error::{EngineError, EngineResult};
 
+/// Gives other threads the CPU in the kernel's long engine loops; nothing to do here (the
+/// host's scheduler preempts).
+pub(crate) fn relax() {}
+
 /// A growable array whose every allocation can fail without panicking.
 pub struct FVec<T> {
     inner: Vec<T>,
