@@ -18,7 +18,8 @@ use crate::engine::fs::{self as efs, Fs, Owner, SetAttr};
 use crate::engine::inode::{self as ei, ExtentKind};
 use crate::engine::mem::FVec;
 use crate::engine::volume::OpenOptions;
-use crate::vfs::blockdev::KernelDev;
+use crate::vfs::bio::Plug;
+use crate::vfs::blockdev::{DevFlusher, KernelDev};
 use crate::vfs::dentry::{Dentry, DirContext, NoFsScope, SeqFile};
 use crate::vfs::error::{eopnotsupp, from_engine};
 use crate::vfs::folio::{LockedFolio, Readahead, WritebackControl, WritebackFolio};
@@ -126,6 +127,10 @@ pub(crate) struct FsInfo {
     /// The background commit thread; declared first so that it stops before the rest goes.
     #[pin]
     thread: Mutex<Option<CommitThread>>,
+    /// One commit at a time; taken before `fs`, and held while a commit flushes the
+    /// devices without `fs`.
+    #[pin]
+    commit_lock: Mutex<()>,
     #[pin]
     fs: Mutex<Option<Fs<KernelDev>>>,
     /// The device name for messages.
@@ -174,9 +179,36 @@ impl FsInfo {
         self.commit_secs.load(Ordering::Relaxed)
     }
 
-    /// Commits if anything changed (the background thread, `sync`, `fsync`).
+    /// Commits if anything changed (the background thread, `sync`, `fsync`). The device
+    /// flush between writing the blocks and writing the superblocks, the longest part,
+    /// runs without the filesystem lock: other calls go on meanwhile, in the next
+    /// transaction.
     pub(crate) fn commit(&self) -> Result {
-        self.with_fs(|fs| if fs.needs_commit() { fs.sync() } else { Ok(()) })
+        let _one_commit = self.commit_lock.lock();
+        let started = self.with_fs(|fs| {
+            if !fs.needs_commit() {
+                return Ok(None);
+            }
+            let mut flushers = KVec::new();
+            for slot in fs.vol.devices() {
+                if let Some(dev) = slot.dev.as_ref() {
+                    flushers
+                        .push(dev.flusher(), GFP_KERNEL)
+                        .map_err(|_| EngineError::NoMemory)?;
+                }
+            }
+            let _plug = Plug::start();
+            Ok(Some((fs.commit_start()?, flushers)))
+        })?;
+        let Some((ticket, flushers)) = started else {
+            return Ok(());
+        };
+        let flushed = flushers
+            .iter()
+            .try_for_each(DevFlusher::flush)
+            .map_err(|_| EngineError::Io);
+        drop(flushers);
+        self.with_fs(|fs| fs.commit_finish(ticket, flushed))
     }
 }
 
@@ -275,6 +307,7 @@ fn fill_super(sb: &mut NewSuperBlock<'_>, opts: &MountOptions) -> Result {
     let state = KBox::pin_init(
         pin_init!(FsInfo {
             thread <- new_mutex!(None),
+            commit_lock <- new_mutex!(()),
             fs <- new_mutex!(Some(fs)),
             id,
             devices,
@@ -360,6 +393,7 @@ pub(crate) fn put_super(sb: &SuperBlock) {
             );
         }
     }
+    let _no_commit = info.commit_lock.lock();
     let _nofs = NoFsScope::enter();
     let fs = info.fs.lock().take();
     drop(fs);
@@ -984,8 +1018,8 @@ impl WriteRun {
     }
 }
 
-/// `readahead`: the whole window in one engine read (which starts the device reads of each
-/// extent at once), copied into its folios. Folios left not up to date on failure are
+/// `readahead`: the whole window in one engine read (a device read per run of up to 1 MiB
+/// of each extent), copied into its folios. Folios left not up to date on failure are
 /// read again, and the error reported, by `read_folio`.
 pub(crate) fn readahead(mut rac: Readahead) {
     let inode = rac.inode();

@@ -3,6 +3,7 @@
  * C helpers for static-inline kernel functions called from the Rust side of
  * ferrofs. Prototypes live in shim.h, which bindgen reads too.
  */
+#include <linux/bio.h>
 #include <linux/blkdev.h>
 #include <linux/buffer_head.h>
 #include <linux/fs.h>
@@ -13,6 +14,8 @@
 #include <linux/kthread.h>
 #include <linux/pagemap.h>
 #include <linux/sched/mm.h>
+#include <linux/slab.h>
+#include <linux/wait.h>
 #include <linux/writeback.h>
 
 #include "shim.h"
@@ -35,62 +38,198 @@ const char *ferrofs_sb_id(const struct super_block *sb)
 	return sb->s_id;
 }
 
-int ferrofs_bdev_read_block(struct block_device *bdev, u64 block, void *dst)
-{
-	struct buffer_head *bh = __bread(bdev, block, FERROFS_BLOCK);
+/*
+ * Block I/O with bios. Every bio owns its pages (copies of the caller's data), so a
+ * write can be submitted and forgotten: its completion frees them. Writes are counted in
+ * a struct ferrofs_inflight per device, in two alternating epochs, so that a flush waits
+ * for the writes submitted before it and not for those that keep arriving after.
+ */
+struct ferrofs_inflight {
+	spinlock_t lock;
+	unsigned int epoch;
+	atomic_t pending[2];
+	/* The first write error since the last flush, as a negative errno. */
+	atomic_t error;
+	wait_queue_head_t wait;
+	/* One epoch switch at a time, so the epoch a waiter leaves behind is drained. */
+	struct mutex switch_lock;
+};
 
-	if (!bh)
-		return -EIO;
-	memcpy(dst, bh->b_data, FERROFS_BLOCK);
-	brelse(bh);
+struct ferrofs_inflight *ferrofs_inflight_alloc(void)
+{
+	struct ferrofs_inflight *inflight = kzalloc(sizeof(*inflight), GFP_KERNEL);
+
+	if (!inflight)
+		return NULL;
+	spin_lock_init(&inflight->lock);
+	init_waitqueue_head(&inflight->wait);
+	mutex_init(&inflight->switch_lock);
+	return inflight;
+}
+
+void ferrofs_inflight_free(struct ferrofs_inflight *inflight)
+{
+	if (!inflight)
+		return;
+	wait_event(inflight->wait, !atomic_read(&inflight->pending[0]) &&
+				   !atomic_read(&inflight->pending[1]));
+	mutex_destroy(&inflight->switch_lock);
+	kfree(inflight);
+}
+
+bool ferrofs_inflight_busy(struct ferrofs_inflight *inflight)
+{
+	return atomic_read(&inflight->pending[0]) || atomic_read(&inflight->pending[1]);
+}
+
+/* Waits for every write submitted before the call; returns the first error, kept if !take. */
+int ferrofs_inflight_wait(struct ferrofs_inflight *inflight, bool take)
+{
+	unsigned int old;
+
+	mutex_lock(&inflight->switch_lock);
+	spin_lock(&inflight->lock);
+	old = inflight->epoch & 1;
+	inflight->epoch++;
+	spin_unlock(&inflight->lock);
+	wait_event(inflight->wait, !atomic_read(&inflight->pending[old]));
+	mutex_unlock(&inflight->switch_lock);
+	return take ? atomic_xchg(&inflight->error, 0) : atomic_read(&inflight->error);
+}
+
+struct bio *ferrofs_bio_alloc(struct block_device *bdev, u16 nr_pages, bool write, bool fua,
+			      u64 sector)
+{
+	blk_opf_t opf = write ? REQ_OP_WRITE : REQ_OP_READ;
+	struct bio *bio;
+
+	if (!nr_pages || nr_pages > BIO_MAX_VECS)
+		return NULL;
+	if (fua)
+		opf |= REQ_SYNC | REQ_FUA;
+	/* With GFP_NOIO, bio_alloc waits on its mempool rather than fail. */
+	bio = bio_alloc(bdev, nr_pages, opf, GFP_NOIO);
+	if (bio)
+		bio->bi_iter.bi_sector = sector;
+	return bio;
+}
+
+/* Adds a new page to @bio, filled from @src (len bytes, at most a page) if not NULL. */
+int ferrofs_bio_add_page(struct bio *bio, const void *src, u32 len)
+{
+	struct page *page;
+
+	if (!len || len > PAGE_SIZE)
+		return -EINVAL;
+	page = alloc_page(GFP_NOIO);
+	if (!page)
+		return -ENOMEM;
+	if (src)
+		memcpy(page_address(page), src, len);
+	if (bio_add_page(bio, page, len, 0) != len) {
+		__free_page(page);
+		return -EINVAL;
+	}
 	return 0;
 }
 
-/*
- * Writes go to the device's page cache and reach the disk at the next flush
- * (sync_blockdev), or at once with FUA.
- */
-int ferrofs_bdev_write_block(struct block_device *bdev, u64 block, const void *src, bool fua)
+/* Copies what a read bio read into @dst (at most @len bytes). */
+void ferrofs_bio_copy_out(struct bio *bio, void *dst, size_t len)
 {
-	struct buffer_head *bh = __getblk(bdev, block, FERROFS_BLOCK);
-	int err = 0;
+	struct bvec_iter_all iter;
+	struct bio_vec *bv;
+	size_t done = 0;
 
-	if (!bh)
-		return -ENOMEM;
-	lock_buffer(bh);
-	memcpy(bh->b_data, src, FERROFS_BLOCK);
-	set_buffer_uptodate(bh);
-	mark_buffer_dirty(bh);
-	unlock_buffer(bh);
-	if (fua)
-		err = __sync_dirty_buffer(bh, REQ_SYNC | REQ_FUA);
-	brelse(bh);
-	return err;
+	bio_for_each_segment_all(bv, bio, iter) {
+		size_t n = min_t(size_t, bv->bv_len, len - done);
+
+		memcpy_from_page(dst + done, bv->bv_page, bv->bv_offset, n);
+		done += n;
+		if (done == len)
+			break;
+	}
+}
+
+/* Frees the pages of @bio and drops it. */
+void ferrofs_bio_free(struct bio *bio)
+{
+	struct bvec_iter_all iter;
+	struct bio_vec *bv;
+
+	bio_for_each_segment_all(bv, bio, iter)
+		__free_page(bv->bv_page);
+	bio_put(bio);
+}
+
+int ferrofs_bio_submit_wait(struct bio *bio)
+{
+	return submit_bio_wait(bio);
+}
+
+static void ferrofs_end_tracked_write(struct bio *bio)
+{
+	unsigned long private = (unsigned long)bio->bi_private;
+	struct ferrofs_inflight *inflight = (struct ferrofs_inflight *)(private & ~1UL);
+	int err = blk_status_to_errno(bio->bi_status);
+
+	if (err)
+		atomic_cmpxchg(&inflight->error, 0, err);
+	ferrofs_bio_free(bio);
+	if (atomic_dec_and_test(&inflight->pending[private & 1]))
+		wake_up_all(&inflight->wait);
+}
+
+/* Submits a write without waiting; its completion frees it and counts it done. */
+void ferrofs_bio_submit_tracked(struct bio *bio, struct ferrofs_inflight *inflight)
+{
+	unsigned int slot;
+
+	spin_lock(&inflight->lock);
+	slot = inflight->epoch & 1;
+	atomic_inc(&inflight->pending[slot]);
+	spin_unlock(&inflight->lock);
+	/* The epoch rides in the low bit of the (aligned) tracker pointer. */
+	bio->bi_private = (void *)((unsigned long)inflight | slot);
+	bio->bi_end_io = ferrofs_end_tracked_write;
+	submit_bio(bio);
 }
 
 /*
- * Starts reading blocks [block, block + count) into the device's page cache without
- * waiting, plugged so that the block layer merges neighbours into large requests;
- * ferrofs_bdev_read_block() of them then waits for these reads instead of issuing its
- * own. Blocks already cached (dirty ones included) are not read.
+ * A block plug on the heap (it must not move while plugged); NULL if there is no memory,
+ * which only means the bios go out one by one.
  */
-void ferrofs_bdev_prefetch(struct block_device *bdev, u64 block, u32 count)
+struct blk_plug *ferrofs_plug_start(void)
 {
-	struct blk_plug plug;
-	u32 i;
+	struct blk_plug *plug = kmalloc(sizeof(*plug), GFP_NOFS);
 
-	blk_start_plug(&plug);
-	for (i = 0; i < count; i++)
-		__breadahead(bdev, block + i, FERROFS_BLOCK);
-	blk_finish_plug(&plug);
+	if (plug)
+		blk_start_plug(plug);
+	return plug;
+}
+
+void ferrofs_plug_finish(struct blk_plug *plug)
+{
+	if (!plug)
+		return;
+	blk_finish_plug(plug);
+	kfree(plug);
 }
 
 int ferrofs_bdev_flush(struct block_device *bdev)
 {
+	return blkdev_issue_flush(bdev);
+}
+
+/*
+ * ferrofs reads and writes its devices with bios, around their page cache: anything
+ * written through it (mkfs) goes to disk before the mount reads, and nothing cached there
+ * (a probe's read) outlives the mount to be read back stale.
+ */
+int ferrofs_bdev_sync_and_invalidate(struct block_device *bdev)
+{
 	int err = sync_blockdev(bdev);
 
-	if (!err)
-		err = blkdev_issue_flush(bdev);
+	invalidate_bdev(bdev);
 	return err;
 }
 

@@ -9,7 +9,9 @@
 
 #include <linux/types.h>
 
+struct bio;
 struct block_device;
+struct blk_plug;
 struct buffer_head;
 struct delayed_call;
 struct dentry;
@@ -30,11 +32,23 @@ struct buffer_head *ferrofs_sb_bread(struct super_block *sb, sector_t block);
 void ferrofs_brelse(struct buffer_head *bh);
 const char *ferrofs_sb_id(const struct super_block *sb);
 
-/* Block devices: whole 4096-byte blocks through the device's page cache. */
-int ferrofs_bdev_read_block(struct block_device *bdev, u64 block, void *dst);
-int ferrofs_bdev_write_block(struct block_device *bdev, u64 block, const void *src, bool fua);
+/* Block devices: bios with pages of their own, writes counted per device. */
+struct ferrofs_inflight;
+struct ferrofs_inflight *ferrofs_inflight_alloc(void);
+void ferrofs_inflight_free(struct ferrofs_inflight *inflight);
+bool ferrofs_inflight_busy(struct ferrofs_inflight *inflight);
+int ferrofs_inflight_wait(struct ferrofs_inflight *inflight, bool take);
+struct bio *ferrofs_bio_alloc(struct block_device *bdev, u16 nr_pages, bool write, bool fua,
+			      u64 sector);
+int ferrofs_bio_add_page(struct bio *bio, const void *src, u32 len);
+void ferrofs_bio_copy_out(struct bio *bio, void *dst, size_t len);
+void ferrofs_bio_free(struct bio *bio);
+int ferrofs_bio_submit_wait(struct bio *bio);
+void ferrofs_bio_submit_tracked(struct bio *bio, struct ferrofs_inflight *inflight);
+struct blk_plug *ferrofs_plug_start(void);
+void ferrofs_plug_finish(struct blk_plug *plug);
 int ferrofs_bdev_flush(struct block_device *bdev);
-void ferrofs_bdev_prefetch(struct block_device *bdev, u64 block, u32 count);
+int ferrofs_bdev_sync_and_invalidate(struct block_device *bdev);
 u64 ferrofs_bdev_size(struct block_device *bdev);
 struct block_device *ferrofs_sb_bdev(struct super_block *sb);
 struct file *ferrofs_open_bdev(const char *path, bool write, struct super_block *holder);

@@ -18,7 +18,7 @@ use super::inode::{
 };
 use super::key::Key;
 use super::mem::{self, FVec};
-use super::volume::{MkfsOptions, OpenOptions, Volume};
+use super::volume::{CommitTicket, MkfsOptions, OpenOptions, Volume};
 
 const BLOCK: u64 = BLOCK_SIZE as u64;
 
@@ -27,6 +27,8 @@ pub const MAX_FILE_SIZE: u64 = 1 << 50;
 
 /// Most blocks one extent covers.
 const MAX_EXTENT_BLOCKS: u64 = inode::MAX_EXTENT_BYTES / BLOCK;
+/// Bytes of a file read from the devices at once (one bio on the kernel side).
+const MAX_READ_RUN: u64 = 1 << 20;
 
 /// Metadata space a change wants free before it starts (tree blocks it may copy or add).
 const METADATA_MARGIN: u64 = 64 * BLOCK;
@@ -317,6 +319,30 @@ impl<D: BlockDev> Fs<D> {
     /// Commits everything done so far.
     pub fn sync(&mut self) -> EngineResult<()> {
         self.guarded(|fs| fs.vol.commit())
+    }
+
+    /// Starts a commit of everything done so far (see [`Volume::commit_start`]); changes
+    /// may go on before it is finished with [`Self::commit_finish`].
+    pub fn commit_start(&mut self) -> EngineResult<CommitTicket> {
+        self.guarded(|fs| fs.vol.commit_start())
+    }
+
+    /// Finishes the commit of `ticket` once the caller flushed every device since it
+    /// started (`flushed` is how that went). A failure aborts the running transaction.
+    pub fn commit_finish(
+        &mut self,
+        ticket: CommitTicket,
+        flushed: EngineResult<()>,
+    ) -> EngineResult<()> {
+        let result = flushed.and_then(|()| self.vol.commit_finish(ticket, true));
+        if let Err(err) = result {
+            if !self.vol.is_read_only() {
+                self.aborted = Some(err);
+                // A failed re-read leaves the volume without devices: still read-only.
+                let _ = self.vol.abort();
+            }
+        }
+        result
     }
 
     /// Creates a regular file, device node, FIFO or socket (`mode` carries the type).
@@ -1331,7 +1357,7 @@ impl<D: BlockDev> Fs<D> {
         }
         let total = usize::try_from(end.saturating_sub(offset)).map_err(|_| EngineError::Range)?;
         out.try_resize(total, 0)?;
-        let mut block = mem::zeroed_bytes(BLOCK_SIZE as usize)?;
+        let mut run = FVec::new();
         let mut pos = offset;
         while pos < end {
             let Some((off, e)) = self.extent_at_or_after(ino, pos)? else {
@@ -1343,32 +1369,27 @@ impl<D: BlockDev> Fs<D> {
             let e_end = off.saturating_add(e.len).min(end);
             let mut p = pos.max(off);
             if e.kind == ExtentKind::Regular {
-                let first = p & !(BLOCK - 1);
-                let span = e_end
-                    .div_ceil(BLOCK)
-                    .saturating_mul(BLOCK)
-                    .saturating_sub(first);
-                if span > BLOCK {
-                    let disk = e.disk.saturating_add(first.saturating_sub(off));
-                    self.vol.prefetch_data(disk, span);
-                }
-            }
-            while p < e_end {
-                let blk = p & !(BLOCK - 1);
-                let in_blk = p.saturating_sub(blk);
-                let n = (BLOCK.saturating_sub(in_blk)).min(e_end.saturating_sub(p));
-                if e.kind == ExtentKind::Regular {
+                // Whole blocks, in runs of at most MAX_READ_RUN bytes read at once.
+                while p < e_end {
+                    let blk = p & !(BLOCK - 1);
+                    let run_end = e_end
+                        .div_ceil(BLOCK)
+                        .saturating_mul(BLOCK)
+                        .min(blk.saturating_add(MAX_READ_RUN));
+                    let run_len = run_end.saturating_sub(blk) as usize;
+                    run.try_resize(run_len, 0)?;
                     self.vol
-                        .read_data(e.disk.saturating_add(blk.saturating_sub(off)), &mut block)?;
-                    let src = block
-                        .get(in_blk as usize..in_blk.saturating_add(n) as usize)
+                        .read_data_run(e.disk.saturating_add(blk.saturating_sub(off)), &mut run)?;
+                    let upto = run_end.min(e_end);
+                    let src = run
+                        .get(p.saturating_sub(blk) as usize..upto.saturating_sub(blk) as usize)
                         .ok_or(EngineError::Range)?;
                     let at = p.saturating_sub(offset) as usize;
                     out.get_mut(at..at.saturating_add(src.len()))
                         .ok_or(EngineError::Range)?
                         .copy_from_slice(src);
+                    p = upto;
                 }
-                p = p.saturating_add(n);
             }
             pos = e_end.max(pos.saturating_add(1));
         }

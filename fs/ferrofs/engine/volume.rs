@@ -9,10 +9,16 @@
 //! committed blocks are never written in place. Reference count changes are queued as
 //! deltas and applied to the space tree at commit, which itself changes the space tree and
 //! so queues more deltas: commit repeats until nothing is left. Commit then writes every
-//! dirty block to every copy of its chunk, flushes every device, writes the superblocks
-//! with FUA and flushes again. Blocks whose count dropped to zero stay allocated ("pinned")
-//! until that sequence is complete, so a crash at any point finds either the previous or
-//! the new tree intact.
+//! dirty block to every copy of its chunk, flushes every device and writes the superblocks
+//! with FUA. Blocks whose count dropped to zero stay allocated ("pinned") until that
+//! sequence is complete, so a crash at any point finds either the previous or the new tree
+//! intact.
+//!
+//! A commit comes in two steps, so that the device flush, its longest part, need not hold
+//! up the filesystem: [`Volume::commit_start`] writes the blocks and opens the next
+//! transaction (which copies the written blocks before changing them, like any committed
+//! block), and [`Volume::commit_finish`] writes the superblocks once the devices are
+//! flushed and only then lets the pinned blocks be reused.
 
 use super::btree::{self, NodeStore};
 use super::bytes;
@@ -190,6 +196,29 @@ pub struct Volume<D: BlockDev> {
     changes: u64,
     /// `changes` as the last commit left it.
     committed_changes: u64,
+    /// A commit whose tree blocks are written and whose superblocks are not yet.
+    pending: Option<PendingState>,
+    /// Generation of the newest superblocks written (found at mount, or written since).
+    durable_generation: u64,
+}
+
+/// What a started commit still has to do once its superblocks are on disk.
+struct PendingState {
+    generation: u64,
+    /// The superblock of the commit, as it was when its blocks were written.
+    sb: Superblock,
+    /// Blocks the committed transaction freed: reusable only once it is durable.
+    pinned: FVec<u64>,
+    /// `changes` as the commit left it.
+    changes: u64,
+}
+
+/// A started commit ([`Volume::commit_start`]), to be finished with
+/// [`Volume::commit_finish`].
+#[must_use = "a started commit must be finished"]
+#[derive(Debug)]
+pub struct CommitTicket {
+    generation: u64,
 }
 
 /// The node store of one tree of a volume: allocations go to the tree's kind of chunk.
@@ -883,20 +912,25 @@ impl<D: BlockDev> Volume<D> {
     }
 
     /// Writes whole data blocks at `logical` to every copy, and records their checksums.
+    /// Each copy gets one write per stripe piece (one for the whole run on mirrors).
     pub fn write_data(&mut self, logical: u64, data: &[u8]) -> EngineResult<()> {
         platform::relax();
         self.changed();
         if data.len().checked_rem(BLOCK_SIZE as usize) != Some(0) {
             return Err(EngineError::Invalid("data write of a partial block"));
         }
-        for (i, block) in data.chunks(BLOCK_SIZE as usize).enumerate() {
-            let at = logical.saturating_add((i as u64).saturating_mul(BLOCK));
-            let copies = self.map_block(at)?;
+        for (copies, from, len) in self.runs(logical, data.len())?.iter() {
+            let piece = data
+                .get(*from..from.saturating_add(*len))
+                .ok_or(EngineError::Range)?;
             for copy in copies.iter() {
                 if let Some(dev) = self.dev_mut(copy.devid) {
-                    dev.write(copy.physical, block)?;
+                    dev.write(copy.physical, piece)?;
                 }
             }
+        }
+        for (i, block) in data.chunks(BLOCK_SIZE as usize).enumerate() {
+            let at = logical.saturating_add((i as u64).saturating_mul(BLOCK));
             let csum = super::crc32c::checksum(block);
             self.insert(
                 tree_id::CSUM,
@@ -905,6 +939,32 @@ impl<D: BlockDev> Volume<D> {
             )?;
         }
         Ok(())
+    }
+
+    /// The pieces of the `len` bytes (whole blocks) at `logical` that are contiguous on
+    /// each device: their copies, and their offset and length in the range.
+    fn runs(&self, logical: u64, len: usize) -> EngineResult<FVec<(FVec<Copy>, usize, usize)>> {
+        let mut out = FVec::new();
+        let mut done = 0usize;
+        while done < len {
+            let at = logical.saturating_add(done as u64);
+            let i = self.chunk_index(at).ok_or(EngineError::Corrupt {
+                block: at,
+                reason: "block address outside every chunk",
+            })?;
+            let chunk = self.chunks.get(i).ok_or(EngineError::Io)?;
+            let (copies, covered) = chunk.map(at, len.saturating_sub(done) as u64)?;
+            let covered = (covered & !(BLOCK - 1)) as usize;
+            if covered == 0 {
+                return Err(EngineError::Corrupt {
+                    block: at,
+                    reason: "block straddles a stripe boundary",
+                });
+            }
+            out.try_push((copies, done, covered))?;
+            done = done.saturating_add(covered);
+        }
+        Ok(out)
     }
 
     /// The recorded checksum of data block `logical`.
@@ -949,21 +1009,35 @@ impl<D: BlockDev> Volume<D> {
         })
     }
 
-    /// Hints that the data blocks `[logical, logical + len)` of one extent are read next:
-    /// the device of the copy [`Self::read_data`] tries first starts reading them.
-    pub fn prefetch_data(&mut self, logical: u64, len: u64) {
-        let Some(chunk) = self.chunk_index(logical).and_then(|i| self.chunks.get(i)) else {
-            return;
-        };
-        let Ok((copies, covered)) = chunk.map(logical, len) else {
-            return;
-        };
-        for copy in copies.iter() {
-            if let Some(dev) = self.dev_mut(copy.devid) {
-                dev.prefetch(copy.physical, covered);
-                return;
+    /// Reads the data blocks at `logical` into `buf` (whole blocks), one read per stripe
+    /// piece from the first copy present; a block whose checksum fails there is read again
+    /// through [`Self::read_data`], which tries the other copies and repairs.
+    pub fn read_data_run(&mut self, logical: u64, buf: &mut [u8]) -> EngineResult<()> {
+        platform::relax();
+        if buf.len().checked_rem(BLOCK_SIZE as usize) != Some(0) {
+            return Err(EngineError::Invalid("data read of a partial block"));
+        }
+        for (copies, from, len) in self.runs(logical, buf.len())?.iter() {
+            let piece = buf
+                .get_mut(*from..from.saturating_add(*len))
+                .ok_or(EngineError::Range)?;
+            let mut read = false;
+            for copy in copies.iter() {
+                if let Some(dev) = self.dev_mut(copy.devid) {
+                    read = dev.read(copy.physical, piece).is_ok();
+                    break;
+                }
+            }
+            let at = logical.saturating_add(*from as u64);
+            for (i, block) in piece.chunks_mut(BLOCK_SIZE as usize).enumerate() {
+                let at = at.saturating_add((i as u64).saturating_mul(BLOCK));
+                let want = self.data_csum(at)?;
+                if !read || super::crc32c::checksum(block) != want {
+                    self.read_data(at, block)?;
+                }
             }
         }
+        Ok(())
     }
 
     /// Verifies every copy of data block `logical` against its checksum; with `repair`
@@ -1155,10 +1229,27 @@ impl<D: BlockDev> Volume<D> {
         Ok(())
     }
 
-    /// Commits the running transaction (see the module documentation for the order).
+    /// Commits the running transaction (see the module documentation for the order), and
+    /// first finishes a commit started and not finished yet.
     pub fn commit(&mut self) -> EngineResult<()> {
+        if let Some(generation) = self.pending.as_ref().map(|p| p.generation) {
+            self.commit_finish(CommitTicket { generation }, false)?;
+        }
+        let ticket = self.commit_start()?;
+        self.commit_finish(ticket, false)
+    }
+
+    /// Starts a commit: settles the reference counts and writes every dirty block to every
+    /// copy, then lets a new transaction begin at once. Until [`Self::commit_finish`], the
+    /// blocks the committed transaction freed stay allocated and the superblocks still point
+    /// at the previous commit. The devices need not be flushed under the caller's lock: the
+    /// kernel flushes them while the new transaction runs, and then finishes.
+    pub fn commit_start(&mut self) -> EngineResult<CommitTicket> {
         if self.read_only {
             return Err(EngineError::ReadOnly);
+        }
+        if self.pending.is_some() {
+            return Err(EngineError::Invalid("a commit is already started"));
         }
         self.changed();
         let mut settled = false;
@@ -1179,7 +1270,7 @@ impl<D: BlockDev> Volume<D> {
         if !settled {
             return Err(EngineError::Invalid("commit did not settle"));
         }
-        // 1. Every dirty block, to every copy.
+        // Every dirty block, to every copy.
         let dirty = self.cache.sorted_keys()?;
         let mut buf = mem::zeroed_bytes(BLOCK_SIZE as usize)?;
         let fsid = self.sb.fsid;
@@ -1199,24 +1290,58 @@ impl<D: BlockDev> Volume<D> {
                 }
             }
         }
-        // 2. Make them durable before any superblock points at them.
-        for slot in self.devs.iter_mut() {
-            if let Some(dev) = slot.dev.as_mut() {
-                dev.flush()?;
-            }
-        }
-        // 3. The superblocks, durably.
         self.sb.generation = self.generation;
         self.sb.root_tree = self.root_tree;
         self.sb.chunk_tree = self.chunk_root;
         self.sb.bytes_used = self.spaces.iter().map(|s| s.used_bytes).sum();
-        self.write_superblocks()?;
-        // 4. The transaction is on disk: retire it.
+        // From here the written blocks belong to the commit: the next transaction copies
+        // them before any change, and frees nothing of it before the commit is durable.
+        let mut pinned = FVec::new();
+        pinned.try_reserve(self.pinned.len())?;
         for (_, cached) in self.cache.iter_mut() {
             cached.dirty = false;
         }
         self.fresh.clear();
         while let Some(b) = self.pinned.pop() {
+            pinned.try_push(b)?;
+        }
+        let generation = self.generation;
+        self.pending = Some(PendingState {
+            generation,
+            sb: self.sb.try_clone()?,
+            pinned,
+            changes: self.changes,
+        });
+        self.generation = self.generation.saturating_add(1);
+        Ok(CommitTicket { generation })
+    }
+
+    /// Finishes the commit `ticket` started: flushes every device unless the caller did so
+    /// after [`Self::commit_start`] (`flushed`), writes the superblocks with FUA, and frees
+    /// the blocks the commit freed. A commit that [`Self::commit`] finished already is
+    /// `Ok`; one that an abort dropped is `ReadOnly`.
+    pub fn commit_finish(&mut self, ticket: CommitTicket, flushed: bool) -> EngineResult<()> {
+        match self.pending.as_ref() {
+            Some(p) if p.generation == ticket.generation => {}
+            _ if self.durable_generation >= ticket.generation => return Ok(()),
+            _ => return Err(EngineError::ReadOnly),
+        }
+        if !flushed {
+            for slot in self.devs.iter_mut() {
+                if let Some(dev) = slot.dev.as_mut() {
+                    dev.flush()?;
+                }
+            }
+        }
+        let Some(mut pending) = self.pending.take() else {
+            return Err(EngineError::ReadOnly);
+        };
+        if let Err(err) = self.write_superblocks(&pending.sb) {
+            self.pending = Some(pending);
+            return Err(err);
+        }
+        self.durable_generation = ticket.generation;
+        while let Some(b) = pending.pinned.pop() {
             if let Some(i) = self.chunk_index(b) {
                 let logical = self.chunks.get(i).map(|c| c.logical).unwrap_or(b);
                 if let Some(space) = self.spaces.get_mut(i) {
@@ -1224,19 +1349,19 @@ impl<D: BlockDev> Volume<D> {
                 }
             }
         }
-        self.generation = self.generation.saturating_add(1);
-        self.committed_changes = self.changes;
+        self.committed_changes = pending.changes;
         Ok(())
     }
 
-    fn write_superblocks(&mut self) -> EngineResult<()> {
+    /// Writes the superblock copies of every device, each durably (FUA).
+    fn write_superblocks(&mut self, committed: &Superblock) -> EngineResult<()> {
         let mut buf = mem::zeroed_bytes(BLOCK_SIZE as usize)?;
         let mut written = 0usize;
         for i in 0..self.devs.len() {
             let Some(slot) = self.devs.get(i) else {
                 continue;
             };
-            let mut sb = self.sb.try_clone()?;
+            let mut sb = committed.try_clone()?;
             sb.devid = slot.devid;
             sb.dev_uuid = slot.uuid;
             sb.dev_total_bytes = slot.size;
@@ -1250,11 +1375,6 @@ impl<D: BlockDev> Volume<D> {
                     dev.write_fua(offset, &buf)?;
                     written = written.saturating_add(1);
                 }
-            }
-        }
-        for slot in self.devs.iter_mut() {
-            if let Some(dev) = slot.dev.as_mut() {
-                dev.flush()?;
             }
         }
         if written == 0 {
@@ -1322,11 +1442,13 @@ impl<D: BlockDev> Volume<D> {
             fresh: U64Map::new(),
             delayed: U64Map::new(),
             pinned: FVec::new(),
+            pending: None,
             in_flight: None,
             repairs: FVec::new(),
             read_only: false,
             changes: 0,
             committed_changes: 0,
+            durable_generation: 0,
         };
         // Chunks first (in memory), then the trees that describe them.
         let mut extents: FVec<(u64, u64, u64)> = FVec::new(); // (devid, physical, length)
@@ -1510,11 +1632,13 @@ impl<D: BlockDev> Volume<D> {
             fresh: U64Map::new(),
             delayed: U64Map::new(),
             pinned: FVec::new(),
+            pending: None,
             in_flight: None,
             repairs: FVec::new(),
             read_only: opts.read_only,
             changes: 0,
             committed_changes: 0,
+            durable_generation: newest.generation,
         };
         // Bootstrap the system chunks from the superblock, then read the chunk tree.
         let sys = newest.sys_chunk_bytes();

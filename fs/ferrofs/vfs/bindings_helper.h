@@ -3,6 +3,7 @@
  * Headers of the VFS API ferrofs calls that the kernel crate's own bindings
  * do not cover. Read by the module's bindgen run (see ../Kbuild).
  */
+#include <linux/bio.h>
 #include <linux/blkdev.h>
 #include <linux/buffer_head.h>
 #include <linux/fs.h>

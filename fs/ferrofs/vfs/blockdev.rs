@@ -1,18 +1,21 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The engine's block devices in the kernel: whole blocks through each device's page cache,
-//! with read-ahead of the blocks of an extent.
+//! The engine's block devices in the kernel: bios straight to each device.
 //!
-//! Writes land in the page cache of the block device and reach the disk at the next
-//! [`BlockDev::flush`] (`sync_blockdev` and a cache flush), or at once with FUA: the order
-//! the engine's commit relies on.
+//! Writes are submitted without waiting (the bio keeps a copy of the data) and counted;
+//! [`BlockDev::flush`] waits for those submitted before it and then flushes the device's
+//! volatile cache, and FUA writes wait for themselves: the order the engine's commit relies
+//! on. A read of blocks written since the last wait first waits for the writes in flight,
+//! so it never sees a block older than one written before it.
 
 use core::ptr::NonNull;
 
 use kernel::prelude::*;
 use kernel::str::CStr;
+use kernel::sync::Arc;
 
 use super::bindings;
+use super::bio::{Bio, InFlight, MAX_BIO_PAGES};
 use super::super_block::SuperBlock;
 use crate::engine::dev::BlockDev;
 use crate::engine::error::{EngineError, EngineResult};
@@ -20,23 +23,113 @@ use crate::engine::format::BLOCK_SIZE;
 
 const BLOCK: usize = BLOCK_SIZE as usize;
 
-/// A block device of a mounted ferrofs.
-pub(crate) struct KernelDev {
+/// An open block device of a mounted ferrofs, shared by its [`KernelDev`] and the
+/// [`DevFlusher`]s of commits in progress; closed when the last of them goes.
+struct OpenDev {
     bdev: NonNull<bindings::block_device>,
-    size: u64,
     /// The device file, for devices ferrofs opened itself (not the one the VFS mounted).
     file: Option<NonNull<bindings::file>>,
+    /// Writes submitted and not yet waited for.
+    inflight: InFlight,
 }
 
 // SAFETY: a `block_device` (and the `file` that holds it open) may be used from any thread;
-// the engine serialises its own use of a `KernelDev` under the filesystem lock.
-unsafe impl Send for KernelDev {}
+// the only operations shared between threads are waiting on `inflight` and flushing the
+// device's cache, both safe to run concurrently with each other and with submissions.
+unsafe impl Send for OpenDev {}
+// SAFETY: as above.
+unsafe impl Sync for OpenDev {}
 
-fn engine_error(err: core::ffi::c_int) -> EngineError {
-    if err == -(kernel::bindings::ENOMEM as core::ffi::c_int) {
+impl OpenDev {
+    fn new(
+        bdev: NonNull<bindings::block_device>,
+        file: Option<NonNull<bindings::file>>,
+    ) -> Result<Arc<Self>> {
+        let dev = match InFlight::new() {
+            Ok(inflight) => Self {
+                bdev,
+                file,
+                inflight,
+            },
+            Err(err) => {
+                if let Some(file) = file {
+                    // SAFETY: the caller opened `file` and hands it over; it is not used
+                    // again.
+                    unsafe { bindings::bdev_fput(file.as_ptr()) };
+                }
+                return Err(err);
+            }
+        };
+        // On failure `dev` is dropped, which closes the file.
+        Ok(Arc::new(dev, GFP_KERNEL)?)
+    }
+
+    /// Waits for the writes submitted so far and flushes the device's volatile cache.
+    fn flush(&self) -> Result {
+        self.inflight.wait(true)?;
+        // SAFETY: `self.bdev` is open while `self` lives.
+        let ret = unsafe { bindings::ferrofs_bdev_flush(self.bdev.as_ptr()) };
+        if ret != 0 {
+            return Err(Error::from_errno(ret));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for OpenDev {
+    fn drop(&mut self) {
+        // Whatever is still in flight completes before the device may close.
+        let _ = self.inflight.wait(true);
+        let _ = sync_and_invalidate(self.bdev);
+        if let Some(file) = self.file.take() {
+            // SAFETY: the device file was opened in `KernelDev::open` and is released
+            // exactly once, here.
+            unsafe { bindings::bdev_fput(file.as_ptr()) };
+        }
+    }
+}
+
+/// A block device of a mounted ferrofs, as the engine uses it (under the filesystem lock).
+pub(crate) struct KernelDev {
+    dev: Arc<OpenDev>,
+    size: u64,
+    /// Byte ranges written since the last wait for the writes in flight: a read of one of
+    /// them waits, other reads need not.
+    written: KVec<(u64, u64)>,
+    /// Too many ranges to list (or no memory to list them): every read waits.
+    written_overflow: bool,
+}
+
+/// Ranges [`KernelDev::written`] lists at most.
+const MAX_WRITTEN_RANGES: usize = 1024;
+
+/// A device a commit flushes without holding the filesystem lock.
+pub(crate) struct DevFlusher(Arc<OpenDev>);
+
+impl DevFlusher {
+    /// Waits for every write submitted to the device so far and makes it durable.
+    pub(crate) fn flush(&self) -> Result {
+        self.0.flush()
+    }
+}
+
+fn engine_error(err: Error) -> EngineError {
+    if err == ENOMEM {
         EngineError::NoMemory
     } else {
         EngineError::Io
+    }
+}
+
+/// Makes the device's page cache agree with the disk before and after ferrofs uses it
+/// with bios: see `ferrofs_bdev_sync_and_invalidate`.
+fn sync_and_invalidate(bdev: NonNull<bindings::block_device>) -> Result {
+    // SAFETY: `bdev` is an open block device (callers' invariant).
+    let ret = unsafe { bindings::ferrofs_bdev_sync_and_invalidate(bdev.as_ptr()) };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(Error::from_errno(ret))
     }
 }
 
@@ -44,16 +137,14 @@ impl KernelDev {
     /// The device the super block was mounted from.
     pub(crate) fn of_super(sb: &SuperBlock) -> Result<Self> {
         // SAFETY: `sb` is a live block-device super block; `s_bdev` stays valid until
-        // `kill_block_super`, after the filesystem dropped its devices in `put_super`.
+        // `kill_block_super`, after the filesystem dropped its devices in `put_super`
+        // (commits hold a `DevFlusher` only while `put_super` waits for them).
         let bdev = unsafe { bindings::ferrofs_sb_bdev(sb.as_ptr()) };
         let bdev = NonNull::new(bdev).ok_or(EINVAL)?;
         // SAFETY: `bdev` is valid (above).
         let size = unsafe { bindings::ferrofs_bdev_size(bdev.as_ptr()) };
-        Ok(Self {
-            bdev,
-            size,
-            file: None,
-        })
+        sync_and_invalidate(bdev)?;
+        Ok(Self::new(OpenDev::new(bdev, None)?, size))
     }
 
     /// Opens the block device at `path` for the filesystem of `holder`, with 4096-byte
@@ -70,23 +161,66 @@ impl KernelDev {
             return Err(Error::from_errno(i32::try_from(err).unwrap_or(-5)));
         }
         let file = NonNull::new(file).ok_or(EINVAL)?;
-        // From here on, dropping `dev` closes the file.
-        let mut dev = Self {
-            bdev: NonNull::dangling(),
-            size: 0,
-            file: Some(file),
-        };
         // SAFETY: `file` is an open block device file.
         let bdev = unsafe { bindings::ferrofs_file_bdev(file.as_ptr()) };
-        dev.bdev = NonNull::new(bdev).ok_or(EINVAL)?;
+        let Some(bdev) = NonNull::new(bdev) else {
+            // SAFETY: `file` was opened above and is not used again.
+            unsafe { bindings::bdev_fput(file.as_ptr()) };
+            return Err(EINVAL);
+        };
+        // From here on, dropping `dev` closes the file.
+        let dev = OpenDev::new(bdev, Some(file))?;
         // SAFETY: `file` is an open block device file that we hold exclusively.
         let ret = unsafe { bindings::set_blocksize(file.as_ptr(), BLOCK_SIZE as i32) };
         if ret != 0 {
             return Err(Error::from_errno(ret));
         }
-        // SAFETY: `dev.bdev` is valid while the file is open.
-        dev.size = unsafe { bindings::ferrofs_bdev_size(dev.bdev.as_ptr()) };
-        Ok(dev)
+        // SAFETY: `bdev` is valid while the file is open.
+        let size = unsafe { bindings::ferrofs_bdev_size(bdev.as_ptr()) };
+        sync_and_invalidate(bdev)?;
+        Ok(Self::new(dev, size))
+    }
+
+    fn new(dev: Arc<OpenDev>, size: u64) -> Self {
+        Self {
+            dev,
+            size,
+            written: KVec::new(),
+            written_overflow: false,
+        }
+    }
+
+    /// Notes `len` bytes at `offset` as written and maybe still in flight.
+    fn note_written(&mut self, offset: u64, len: u64) {
+        let end = offset.saturating_add(len);
+        if let Some(last) = self.written.last_mut() {
+            if last.1 == offset {
+                last.1 = end;
+                return;
+            }
+        }
+        if self.written.len() >= MAX_WRITTEN_RANGES
+            || self.written.push((offset, end), GFP_NOWAIT).is_err()
+        {
+            self.written_overflow = true;
+        }
+    }
+
+    /// Whether a write noted since the last wait overlaps `len` bytes at `offset`.
+    fn may_be_in_flight(&self, offset: u64, len: u64) -> bool {
+        let end = offset.saturating_add(len);
+        self.written_overflow || self.written.iter().any(|&(s, e)| s < end && offset < e)
+    }
+
+    /// Forgets the noted writes: the caller waited for every write submitted so far.
+    fn forget_written(&mut self) {
+        self.written = KVec::new();
+        self.written_overflow = false;
+    }
+
+    /// A handle that flushes this device without the filesystem lock.
+    pub(crate) fn flusher(&self) -> DevFlusher {
+        DevFlusher(self.dev.clone())
     }
 
     fn blocks(offset: u64, len: usize) -> EngineResult<(u64, usize)> {
@@ -96,23 +230,22 @@ impl KernelDev {
         Ok((offset / BLOCK as u64, len / BLOCK))
     }
 
-    fn write_blocks(&mut self, offset: u64, buf: &[u8], fua: bool) -> EngineResult<()> {
-        let (first, _) = Self::blocks(offset, buf.len())?;
-        for (i, block) in buf.chunks_exact(BLOCK).enumerate() {
-            let nr = first.checked_add(i as u64).ok_or(EngineError::Io)?;
-            // SAFETY: `self.bdev` is valid while `self` lives; `block` holds exactly the
-            // 4096 bytes the helper reads.
-            let ret = unsafe {
-                bindings::ferrofs_bdev_write_block(
-                    self.bdev.as_ptr(),
-                    nr,
-                    block.as_ptr().cast(),
-                    fua,
-                )
-            };
-            if ret != 0 {
-                return Err(engine_error(ret));
+    /// Writes `buf` at `offset` in bios of at most 1 MiB: FUA ones waited for, the others
+    /// submitted and counted.
+    fn write_bios(&mut self, offset: u64, buf: &[u8], fua: bool) -> EngineResult<()> {
+        Self::blocks(offset, buf.len())?;
+        let mut at = offset;
+        for piece in buf.chunks(MAX_BIO_PAGES * BLOCK) {
+            // SAFETY: the device stays open until the last `Arc<OpenDev>` goes, and its
+            // drop waits for every counted write first; FUA writes are waited for here.
+            let bio = unsafe { Bio::write(self.dev.bdev, at, piece, fua) }.map_err(engine_error)?;
+            if fua {
+                bio.submit_wait().map_err(engine_error)?;
+            } else {
+                bio.submit(&self.dev.inflight);
+                self.note_written(at, piece.len() as u64);
             }
+            at = at.saturating_add(piece.len() as u64);
         }
         Ok(())
     }
@@ -124,61 +257,34 @@ impl BlockDev for KernelDev {
     }
 
     fn read(&mut self, offset: u64, buf: &mut [u8]) -> EngineResult<()> {
-        let (first, _) = Self::blocks(offset, buf.len())?;
-        for (i, block) in buf.chunks_exact_mut(BLOCK).enumerate() {
-            let nr = first.checked_add(i as u64).ok_or(EngineError::Io)?;
-            // SAFETY: `self.bdev` is valid while `self` lives; `block` has room for exactly
-            // the 4096 bytes the helper writes.
-            let ret = unsafe {
-                bindings::ferrofs_bdev_read_block(self.bdev.as_ptr(), nr, block.as_mut_ptr().cast())
-            };
-            if ret != 0 {
-                return Err(engine_error(ret));
+        Self::blocks(offset, buf.len())?;
+        if self.may_be_in_flight(offset, buf.len() as u64) {
+            if self.dev.inflight.busy() {
+                // Their error is the flush's to report.
+                let _ = self.dev.inflight.wait(false);
             }
+            self.forget_written();
+        }
+        let mut at = offset;
+        for piece in buf.chunks_mut(MAX_BIO_PAGES * BLOCK) {
+            // SAFETY: the device is open while `self.dev` lives.
+            unsafe { Bio::read(self.dev.bdev, at, piece) }.map_err(engine_error)?;
+            at = at.saturating_add(piece.len() as u64);
         }
         Ok(())
     }
 
     fn write(&mut self, offset: u64, buf: &[u8]) -> EngineResult<()> {
-        self.write_blocks(offset, buf, false)
+        self.write_bios(offset, buf, false)
     }
 
     fn flush(&mut self) -> EngineResult<()> {
-        // SAFETY: `self.bdev` is valid while `self` lives.
-        let ret = unsafe { bindings::ferrofs_bdev_flush(self.bdev.as_ptr()) };
-        if ret != 0 {
-            return Err(engine_error(ret));
-        }
+        self.dev.flush().map_err(engine_error)?;
+        self.forget_written();
         Ok(())
     }
 
     fn write_fua(&mut self, offset: u64, buf: &[u8]) -> EngineResult<()> {
-        self.write_blocks(offset, buf, true)
-    }
-
-    fn prefetch(&mut self, offset: u64, len: u64) {
-        /// At most this many blocks at once (1 MiB), enough for any readahead window.
-        const MAX_PREFETCH_BLOCKS: u64 = 256;
-        let block = BLOCK as u64;
-        if offset % block != 0 {
-            return;
-        }
-        let first = offset / block;
-        let count = len
-            .div_ceil(block)
-            .min(MAX_PREFETCH_BLOCKS)
-            .min((self.size / block).saturating_sub(first)) as u32;
-        // SAFETY: `self.bdev` is valid while `self` lives; the helper only starts reads of
-        // blocks inside the device into its page cache.
-        unsafe { bindings::ferrofs_bdev_prefetch(self.bdev.as_ptr(), first, count) }
-    }
-}
-
-impl Drop for KernelDev {
-    fn drop(&mut self) {
-        if let Some(file) = self.file.take() {
-            // SAFETY: the device file was opened in `open` and is released exactly once, here.
-            unsafe { bindings::bdev_fput(file.as_ptr()) };
-        }
+        self.write_bios(offset, buf, true)
     }
 }

@@ -7,6 +7,7 @@
 //! (`fsops`) and the engine below it are safe Rust.
 
 pub(crate) mod bindings;
+pub(crate) mod bio;
 pub(crate) mod blockdev;
 pub(crate) mod buffer;
 pub(crate) mod dentry;

@@ -730,6 +730,7 @@ unsafe extern "C" fn writepages(
     let Some(wbc) = (unsafe { WritebackControl::from_raw(wbc) }) else {
         return EINVAL.to_errno();
     };
+    let _plug = super::bio::Plug::start();
     let mut run = fsops::WriteRun::new();
     let mut folio = ptr::null_mut();
     let mut error: ffi::c_int = 0;

@@ -268,7 +268,7 @@ fn file_workload_cuts(n_disks: usize, profile: Profile, rounds: usize, seed: u64
 
 #[test]
 fn file_workload_every_cut_single() {
-    file_workload_cuts(1, Profile::Single, 6, 11, 1);
+    file_workload_cuts(1, Profile::Single, 8, 11, 1);
 }
 
 #[test]
