@@ -161,11 +161,6 @@ void ferrofs_bio_free(struct bio *bio)
 	bio_put(bio);
 }
 
-int ferrofs_bio_submit_wait(struct bio *bio)
-{
-	return submit_bio_wait(bio);
-}
-
 static void ferrofs_end_tracked_write(struct bio *bio)
 {
 	unsigned long private = (unsigned long)bio->bi_private;

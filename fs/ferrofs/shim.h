@@ -43,7 +43,6 @@ struct bio *ferrofs_bio_alloc(struct block_device *bdev, u16 nr_pages, bool writ
 int ferrofs_bio_add_page(struct bio *bio, const void *src, u32 len);
 void ferrofs_bio_copy_out(struct bio *bio, void *dst, size_t len);
 void ferrofs_bio_free(struct bio *bio);
-int ferrofs_bio_submit_wait(struct bio *bio);
 void ferrofs_bio_submit_tracked(struct bio *bio, struct ferrofs_inflight *inflight);
 struct blk_plug *ferrofs_plug_start(void);
 void ferrofs_plug_finish(struct blk_plug *plug);

@@ -308,9 +308,7 @@ impl<D: BlockDev> Fs<D> {
             // Changed, and not committed since (`make_room` may have committed whole
             // changes before finding too little space).
             if self.vol.changes() != before && self.vol.needs_commit() {
-                self.aborted = Some(err);
-                // A failed re-read leaves the volume without devices: still read-only.
-                let _ = self.vol.abort();
+                self.abort(err);
             }
         }
         result
@@ -337,12 +335,17 @@ impl<D: BlockDev> Fs<D> {
         let result = flushed.and_then(|()| self.vol.commit_finish(ticket, true));
         if let Err(err) = result {
             if !self.vol.is_read_only() {
-                self.aborted = Some(err);
-                // A failed re-read leaves the volume without devices: still read-only.
-                let _ = self.vol.abort();
+                self.abort(err);
             }
         }
         result
+    }
+
+    /// Drops the running transaction after `err` (see [`Volume::abort`]).
+    fn abort(&mut self, err: EngineError) {
+        self.aborted = Some(err);
+        // A failed re-read leaves the volume without devices: still read-only.
+        let _ = self.vol.abort();
     }
 
     /// Creates a regular file, device node, FIFO or socket (`mode` carries the type).

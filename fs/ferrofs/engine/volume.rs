@@ -532,19 +532,10 @@ impl<D: BlockDev> Volume<D> {
 
     /// Every copy of the block at `logical`.
     pub fn map_block(&self, logical: u64) -> EngineResult<FVec<Copy>> {
-        let i = self.chunk_index(logical).ok_or(EngineError::Corrupt {
-            block: logical,
-            reason: "block address outside every chunk",
-        })?;
-        let chunk = self.chunks.get(i).ok_or(EngineError::Io)?;
-        let (copies, covered) = chunk.map(logical, BLOCK)?;
-        if covered < BLOCK {
-            return Err(EngineError::Corrupt {
-                block: logical,
-                reason: "block straddles a stripe boundary",
-            });
-        }
-        Ok(copies)
+        let mut runs = self.runs(logical, BLOCK_SIZE as usize)?;
+        runs.pop()
+            .map(|(copies, _, _)| copies)
+            .ok_or(EngineError::Io)
     }
 
     /// Reads and verifies the tree block at `logical`, trying each copy in turn and
@@ -1321,22 +1312,18 @@ impl<D: BlockDev> Volume<D> {
     /// the blocks the commit freed. A commit that [`Self::commit`] finished already is
     /// `Ok`; one that an abort dropped is `ReadOnly`.
     pub fn commit_finish(&mut self, ticket: CommitTicket, flushed: bool) -> EngineResult<()> {
-        match self.pending.as_ref() {
-            Some(p) if p.generation == ticket.generation => {}
-            _ if self.durable_generation >= ticket.generation => return Ok(()),
-            _ => return Err(EngineError::ReadOnly),
-        }
-        if !flushed {
-            for slot in self.devs.iter_mut() {
-                if let Some(dev) = slot.dev.as_mut() {
-                    dev.flush()?;
-                }
+        let mut pending = match self.pending.take() {
+            Some(p) if p.generation == ticket.generation => p,
+            other => {
+                self.pending = other;
+                return if self.durable_generation >= ticket.generation {
+                    Ok(())
+                } else {
+                    Err(EngineError::ReadOnly)
+                };
             }
-        }
-        let Some(mut pending) = self.pending.take() else {
-            return Err(EngineError::ReadOnly);
         };
-        if let Err(err) = self.write_superblocks(&pending.sb) {
+        if let Err(err) = self.flush_and_write_superblocks(&pending.sb, flushed) {
             self.pending = Some(pending);
             return Err(err);
         }
@@ -1353,8 +1340,20 @@ impl<D: BlockDev> Volume<D> {
         Ok(())
     }
 
-    /// Writes the superblock copies of every device, each durably (FUA).
-    fn write_superblocks(&mut self, committed: &Superblock) -> EngineResult<()> {
+    /// Flushes every device (unless the caller did), then writes the superblock copies of
+    /// every device, each durably (FUA).
+    fn flush_and_write_superblocks(
+        &mut self,
+        committed: &Superblock,
+        flushed: bool,
+    ) -> EngineResult<()> {
+        if !flushed {
+            for slot in self.devs.iter_mut() {
+                if let Some(dev) = slot.dev.as_mut() {
+                    dev.flush()?;
+                }
+            }
+        }
         let mut buf = mem::zeroed_bytes(BLOCK_SIZE as usize)?;
         let mut written = 0usize;
         for i in 0..self.devs.len() {

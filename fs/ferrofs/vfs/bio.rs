@@ -81,10 +81,10 @@ impl Bio {
         if pages == 0 || pages > MAX_BIO_PAGES {
             return Err(EINVAL);
         }
-        // SAFETY: the caller's `bdev` is a live, open block device (see `write`/`read`);
-        // `pages` is within 1..=BIO_MAX_VECS, the helper's precondition.
-        let bio =
-            unsafe { bindings::ferrofs_bio_alloc(bdev.as_ptr(), pages as u16, write, fua, sector) };
+        let (bdev, pages) = (bdev.as_ptr(), pages as u16);
+        // SAFETY: the caller's `bdev` is an open block device (see `write`/`read`); `pages`
+        // is within 1..=BIO_MAX_VECS, the helper's precondition.
+        let bio = unsafe { bindings::ferrofs_bio_alloc(bdev, pages, write, fua, sector) };
         NonNull::new(bio).map(Self).ok_or(ENOMEM)
     }
 
@@ -149,7 +149,7 @@ impl Bio {
     pub(crate) fn submit_wait(&self) -> Result {
         // SAFETY: `self.0` is a built, unsubmitted bio we own; `submit_bio_wait` keeps our
         // reference valid on return.
-        check(unsafe { bindings::ferrofs_bio_submit_wait(self.0.as_ptr()) })
+        check(unsafe { bindings::submit_bio_wait(self.0.as_ptr()) })
     }
 
     /// Submits the bio without waiting; `inflight` counts it until its completion, which
@@ -157,9 +157,9 @@ impl Bio {
     pub(crate) fn submit(self, inflight: &InFlight) {
         let bio = self.0.as_ptr();
         core::mem::forget(self);
-        // SAFETY: `bio` is a built bio whose ownership passes to the completion (we forgot
-        // `self`); `inflight` outlives it because the tracker waits for its writes before
-        // it is freed.
+        // Ownership of the bio passes to its completion (`self` is forgotten above).
+        // SAFETY: `bio` is a built bio; `inflight` outlives it, as a tracker waits for its
+        // writes before it is freed.
         unsafe { bindings::ferrofs_bio_submit_tracked(bio, inflight.0.as_ptr()) };
     }
 }
@@ -178,9 +178,9 @@ pub(crate) struct Plug(*mut bindings::blk_plug);
 
 impl Plug {
     pub(crate) fn start() -> Self {
-        // SAFETY: no preconditions; the plug goes on the current task and comes off in
-        // `drop`, on the same task (`Plug` is neither `Send` nor `Sync`: it holds a raw
-        // pointer). A NULL plug (no memory) is accepted by `ferrofs_plug_finish`.
+        // A NULL plug (no memory) is fine: `ferrofs_plug_finish` accepts it.
+        // SAFETY: the plug goes on the current task and comes off in `drop` on the same
+        // task (`Plug` holds a raw pointer, so it is neither `Send` nor `Sync`).
         Self(unsafe { bindings::ferrofs_plug_start() })
     }
 }

@@ -136,9 +136,9 @@ fn sync_and_invalidate(bdev: NonNull<bindings::block_device>) -> Result {
 impl KernelDev {
     /// The device the super block was mounted from.
     pub(crate) fn of_super(sb: &SuperBlock) -> Result<Self> {
+        // `put_super` drops the devices, waiting for a commit's `DevFlusher` first.
         // SAFETY: `sb` is a live block-device super block; `s_bdev` stays valid until
-        // `kill_block_super`, after the filesystem dropped its devices in `put_super`
-        // (commits hold a `DevFlusher` only while `put_super` waits for them).
+        // `kill_block_super`, after `put_super`.
         let bdev = unsafe { bindings::ferrofs_sb_bdev(sb.as_ptr()) };
         let bdev = NonNull::new(bdev).ok_or(EINVAL)?;
         // SAFETY: `bdev` is valid (above).
@@ -223,17 +223,17 @@ impl KernelDev {
         DevFlusher(self.dev.clone())
     }
 
-    fn blocks(offset: u64, len: usize) -> EngineResult<(u64, usize)> {
+    fn check_aligned(offset: u64, len: usize) -> EngineResult<()> {
         if offset % BLOCK as u64 != 0 || len % BLOCK != 0 {
             return Err(EngineError::Invalid("unaligned block I/O"));
         }
-        Ok((offset / BLOCK as u64, len / BLOCK))
+        Ok(())
     }
 
     /// Writes `buf` at `offset` in bios of at most 1 MiB: FUA ones waited for, the others
     /// submitted and counted.
     fn write_bios(&mut self, offset: u64, buf: &[u8], fua: bool) -> EngineResult<()> {
-        Self::blocks(offset, buf.len())?;
+        Self::check_aligned(offset, buf.len())?;
         let mut at = offset;
         for piece in buf.chunks(MAX_BIO_PAGES * BLOCK) {
             // SAFETY: the device stays open until the last `Arc<OpenDev>` goes, and its
@@ -257,7 +257,7 @@ impl BlockDev for KernelDev {
     }
 
     fn read(&mut self, offset: u64, buf: &mut [u8]) -> EngineResult<()> {
-        Self::blocks(offset, buf.len())?;
+        Self::check_aligned(offset, buf.len())?;
         if self.may_be_in_flight(offset, buf.len() as u64) {
             if self.dev.inflight.busy() {
                 // Their error is the flush's to report.
