@@ -9,8 +9,8 @@
 //! committed blocks are never written in place. Reference count changes are queued as
 //! deltas and applied to the space tree at commit, which itself changes the space tree and
 //! so queues more deltas: commit repeats until nothing is left. Commit then writes every
-//! dirty block to every copy of its chunk, flushes every device and writes the superblocks
-//! with FUA. Blocks whose count dropped to zero stay allocated ("pinned") until that
+//! dirty block to every copy of its chunk, flushes every device and writes the primary
+//! superblocks with FUA (the backup copies plainly, durable at the next flush). Blocks whose count dropped to zero stay allocated ("pinned") until that
 //! sequence is complete, so a crash at any point finds either the previous or the new tree
 //! intact.
 //!
@@ -1308,7 +1308,7 @@ impl<D: BlockDev> Volume<D> {
     }
 
     /// Finishes the commit `ticket` started: flushes every device unless the caller did so
-    /// after [`Self::commit_start`] (`flushed`), writes the superblocks with FUA, and frees
+    /// after [`Self::commit_start`] (`flushed`), writes the superblocks, and frees
     /// the blocks the commit freed. A commit that [`Self::commit`] finished already is
     /// `Ok`; one that an abort dropped is `ReadOnly`.
     pub fn commit_finish(&mut self, ticket: CommitTicket, flushed: bool) -> EngineResult<()> {
@@ -1341,7 +1341,7 @@ impl<D: BlockDev> Volume<D> {
     }
 
     /// Flushes every device (unless the caller did), then writes the superblock copies of
-    /// every device, each durably (FUA).
+    /// every device: the primary durably (FUA), the backups by the next flush.
     fn flush_and_write_superblocks(
         &mut self,
         committed: &Superblock,
@@ -1371,7 +1371,15 @@ impl<D: BlockDev> Volume<D> {
                 }
                 sb.encode(offset, &mut buf)?;
                 if let Some(dev) = self.devs.get_mut(i).and_then(|s| s.dev.as_mut()) {
-                    dev.write_fua(offset, &buf)?;
+                    // The primary copy makes the commit durable; the others follow with
+                    // plain writes, made durable by the next commit's flush (a FUA write
+                    // costs a cache flush on devices without FUA). Each backup is written
+                    // after its primary is on stable media, so it is never the newer one.
+                    if offset == format::SUPERBLOCK_OFFSET {
+                        dev.write_fua(offset, &buf)?;
+                    } else {
+                        dev.write(offset, &buf)?;
+                    }
                     written = written.saturating_add(1);
                 }
             }
