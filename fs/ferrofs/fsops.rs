@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The filesystem logic: mount options, mounting, and every operation, in safe Rust over the
-//! engine. The VFS callbacks in `vfs::tables` turn the kernel's arguments into the safe
-//! types used here.
+//! engine. The operation traits of `vfs` are implemented here, at the end of the file: the
+//! VFS layer builds the kernel's operation tables from them and turns the kernel's
+//! arguments into the safe types used here.
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -18,15 +19,20 @@ use crate::engine::fs::{self as efs, Fs, Owner, SetAttr};
 use crate::engine::inode::{self as ei, ExtentKind};
 use crate::engine::mem::FVec;
 use crate::engine::volume::OpenOptions;
+use crate::vfs::address_space::{AddressSpaceOperations, Mapping, WriteFolio};
 use crate::vfs::bio::Plug;
 use crate::vfs::blockdev::{DevFlusher, KernelDev};
 use crate::vfs::dentry::{Dentry, DirContext, NoFsScope, SeqFile};
 use crate::vfs::error::{eopnotsupp, from_engine};
+use crate::vfs::file::{self, Contents, File, FileOperations};
 use crate::vfs::folio::{LockedFolio, Readahead, WritebackControl, WritebackFolio};
-use crate::vfs::fs_type::FileSystem;
-use crate::vfs::inode::{self, Idmap, Inode, InodeRef, NewInode, Refresh};
-use crate::vfs::super_block::{NewSuperBlock, SuperBlock};
+use crate::vfs::fs_type::{FileSystem, FsParameter};
+use crate::vfs::inode::{self, Idmap, InitInode, Inode, InodeRef, NewInode, Refresh};
+use crate::vfs::inode_ops::{self, AttrRequest, FiemapInfo, FileAttr, InodeOperations};
+use crate::vfs::super_block::{NewSuperBlock, StatFs, SuperBlock, SuperOperations};
+use crate::vfs::task::capable_sys_admin;
 use crate::vfs::thread::CommitThread;
+use crate::vfs::xattr::{self, XattrHandler, XattrHandlers};
 
 /// `statfs` magic of ferrofs.
 pub(crate) const FERROFS_SUPER_MAGIC: u64 = 0x4645_5252;
@@ -52,13 +58,14 @@ pub(crate) struct MountOptions {
     skip_balance: bool,
 }
 
+#[vtable]
 impl FileSystem for Ferrofs {
     const NAME: &'static CStr = c_str!("ferrofs");
 
     type Options = MountOptions;
 
-    fn parse_param(opts: &mut MountOptions, key: &CStr, value: Option<&CStr>) -> Result<bool> {
-        parse_param(opts, key, value)
+    fn parse_param(opts: &mut MountOptions, param: &FsParameter<'_>) -> Result<bool> {
+        parse_param(opts, param.key(), param.value())
     }
 
     fn fill_super(sb: &mut NewSuperBlock<'_>, opts: &MountOptions) -> Result {
@@ -317,7 +324,12 @@ fn fill_super(sb: &mut NewSuperBlock<'_>, opts: &MountOptions) -> Result {
         }),
         GFP_KERNEL,
     )?;
-    sb.set_params(FERROFS_SUPER_MAGIC, efs::MAX_FILE_SIZE, &uuid);
+    sb.set_params::<Ferrofs, 3>(
+        FERROFS_SUPER_MAGIC,
+        efs::MAX_FILE_SIZE,
+        &uuid,
+        &XATTR_HANDLERS,
+    );
     sb.set_info(state);
     let root = get_inode(sb, ei::ROOT_INO)?;
     sb.set_root(root)?;
@@ -370,17 +382,29 @@ fn get_inode(sb: &SuperBlock, ino: u64) -> Result<InodeRef> {
     let info = sb.info()?;
     inode::iget(sb, ino, |inode| {
         let e = info.with_fs(|fs| fs.getattr(ino))?;
-        inode.set_ops(e.mode, e.rdev);
-        inode.refresh(&e, Refresh::All);
-        inode.apply_flags(e.flags);
+        init_inode(inode, &e);
         Ok(())
     })
+}
+
+/// Sets up a new VFS inode from the engine's: the operations of its kind, attributes,
+/// flags.
+fn init_inode(inode: &InitInode<'_>, e: &ei::Inode) {
+    match e.mode & ei::S_IFMT {
+        ei::S_IFREG => inode.set_file_ops::<FileInode, RegularFile, FileData>(),
+        ei::S_IFDIR => inode.set_dir_ops::<DirInode, DirFile>(),
+        ei::S_IFLNK => inode.set_symlink_ops::<SymlinkInode>(),
+        // A device number that does not fit is not one Linux made: device 0.
+        _ => inode.set_special_ops::<SpecialInode>(e.mode, u32::try_from(e.rdev).unwrap_or(0)),
+    }
+    inode.refresh(e, Refresh::All);
+    inode.apply_flags(e.flags);
 }
 
 // ---- super block operations ----
 
 /// `put_super`: the last commit, then the devices go.
-pub(crate) fn put_super(sb: &SuperBlock) {
+fn put_super(sb: &SuperBlock) {
     let Ok(info) = sb.info() else { return };
     let thread = info.thread.lock().take();
     drop(thread);
@@ -400,7 +424,7 @@ pub(crate) fn put_super(sb: &SuperBlock) {
 }
 
 /// `sync_fs`: commit (the waiting pass only; the first pass has nothing to start).
-pub(crate) fn sync_fs(sb: &SuperBlock, wait: bool) -> Result {
+fn sync_fs(sb: &SuperBlock, wait: bool) -> Result {
     if !wait || sb.is_read_only() {
         return Ok(());
     }
@@ -408,19 +432,12 @@ pub(crate) fn sync_fs(sb: &SuperBlock, wait: bool) -> Result {
 }
 
 /// `freeze_fs`: everything on disk before the freeze.
-pub(crate) fn freeze_fs(sb: &SuperBlock) -> Result {
+fn freeze_fs(sb: &SuperBlock) -> Result {
     sync_fs(sb, true)
 }
 
-/// Answers of `statfs`.
-pub(crate) struct StatfsReply {
-    pub(crate) blocks: u64,
-    pub(crate) free: u64,
-    pub(crate) fsid: [u32; 2],
-}
-
 /// `statfs`: sizes in blocks; free space is what the data profile can still give files.
-pub(crate) fn statfs(sb: &SuperBlock) -> Result<StatfsReply> {
+fn statfs(sb: &SuperBlock) -> Result<StatFs> {
     let info = sb.info()?;
     let (st, uuid) = info.with_fs(|fs| Ok((fs.statfs(), fs.vol.fsid())))?;
     let word = |i: usize| {
@@ -430,15 +447,22 @@ pub(crate) fn statfs(sb: &SuperBlock) -> Result<StatfsReply> {
         }
         u32::from_le_bytes(w)
     };
-    Ok(StatfsReply {
+    let free = st.free_bytes / u64::from(st.block_size);
+    Ok(StatFs {
+        magic: FERROFS_SUPER_MAGIC,
+        block_size: st.block_size,
         blocks: st.total_bytes / u64::from(st.block_size),
-        free: st.free_bytes / u64::from(st.block_size),
+        free,
+        available: free,
+        files: 0,
+        files_free: 0,
+        name_len: ei::NAME_MAX as u32,
         fsid: [word(0) ^ word(2), word(1) ^ word(3)],
     })
 }
 
 /// `show_options`: the options that differ from the defaults.
-pub(crate) fn show_options(sb: &SuperBlock, seq: &mut SeqFile) -> Result {
+fn show_options(sb: &SuperBlock, seq: &mut SeqFile) -> Result {
     let info = sb.info()?;
     for path in info.devices.iter() {
         seq.write(b",device=");
@@ -459,7 +483,7 @@ pub(crate) fn show_options(sb: &SuperBlock, seq: &mut SeqFile) -> Result {
 }
 
 /// `write_inode`: the times the VFS changed (atime, mtime from writes) go to the engine.
-pub(crate) fn write_inode(inode: &Inode) -> Result {
+fn write_inode(inode: &Inode) -> Result {
     let sb = inode.super_block();
     if inode.ino() == 0 || sb.is_read_only() {
         return Ok(());
@@ -484,7 +508,7 @@ pub(crate) fn write_inode(inode: &Inode) -> Result {
 }
 
 /// `evict_inode` (after the page cache went): an inode without names is freed.
-pub(crate) fn evict_inode(inode: &Inode) {
+fn evict_inode(inode: &Inode) {
     let ino = inode.ino();
     let sb = inode.super_block();
     if ino == 0 || inode.nlink() != 0 || sb.is_read_only() {
@@ -504,7 +528,7 @@ pub(crate) fn evict_inode(inode: &Inode) {
 // ---- names ----
 
 /// `lookup`.
-pub(crate) fn lookup(dir: &Inode, dentry: &Dentry) -> Result<Option<InodeRef>> {
+fn lookup(dir: &Inode, dentry: &Dentry) -> Result<Option<InodeRef>> {
     let name = dentry.name();
     if name.len() > ei::NAME_MAX {
         return Err(crate::vfs::error::enametoolong());
@@ -518,7 +542,7 @@ pub(crate) fn lookup(dir: &Inode, dentry: &Dentry) -> Result<Option<InodeRef>> {
 }
 
 /// What a new inode is.
-pub(crate) enum NewKind<'a> {
+enum NewKind<'a> {
     /// A regular file, device node, FIFO or socket (`rdev` for device nodes).
     Node(u64),
     /// A directory.
@@ -528,13 +552,7 @@ pub(crate) enum NewKind<'a> {
 }
 
 /// `create`, `mknod`, `mkdir`, `symlink`.
-pub(crate) fn create(
-    idmap: Idmap,
-    dir: &Inode,
-    dentry: &Dentry,
-    mode: u32,
-    what: NewKind<'_>,
-) -> Result {
+fn create(idmap: Idmap, dir: &Inode, dentry: &Dentry, mode: u32, what: NewKind<'_>) -> Result {
     let new = NewInode::new(idmap, dir, mode)?;
     let owner = owner_of(&new);
     let mode = new.mode();
@@ -550,14 +568,13 @@ pub(crate) fn create(
         Ok((e, fs.getattr(dino)?))
     })?;
     dir.refresh(&parent, Refresh::All);
-    let inode = new.finish(&e)?;
+    let inode = new.finish(e.ino, |inode| init_inode(inode, &e))?;
     dentry.instantiate_new(inode);
     Ok(())
 }
 
-/// `tmpfile`: an unnamed file, an orphan until linked. Returns the new inode, for the VFS
-/// to bind to the open file.
-pub(crate) fn tmpfile(idmap: Idmap, dir: &Inode, mode: u32) -> Result<InodeRef> {
+/// `tmpfile`: an unnamed file, an orphan until linked, bound to the open `file`.
+fn tmpfile(idmap: Idmap, dir: &Inode, file: &File, mode: u32) -> Result {
     let new = NewInode::new(idmap, dir, mode)?;
     let owner = owner_of(&new);
     let mode = new.mode();
@@ -567,14 +584,14 @@ pub(crate) fn tmpfile(idmap: Idmap, dir: &Inode, mode: u32) -> Result<InodeRef> 
         .super_block()
         .info()?
         .with_fs(|fs| fs.tmpfile(dino, mode, owner, now))?;
-    let inode = new.finish(&e)?;
+    let inode = new.finish(e.ino, |inode| init_inode(inode, &e))?;
     // `d_tmpfile` drops the one link the VFS expects a new inode to have.
     inode.set_nlink(1);
-    Ok(inode)
+    file.finish_tmpfile(inode)
 }
 
 /// `link`.
-pub(crate) fn link(old: &Dentry, dir: &Inode, dentry: &Dentry) -> Result {
+fn link(old: &Dentry, dir: &Inode, dentry: &Dentry) -> Result {
     let inode = old.inode().ok_or(ENOENT)?;
     let (ino, dino) = (inode.ino(), dir.ino());
     let name = dentry.name();
@@ -590,7 +607,7 @@ pub(crate) fn link(old: &Dentry, dir: &Inode, dentry: &Dentry) -> Result {
 }
 
 /// `unlink`.
-pub(crate) fn unlink(dir: &Inode, dentry: &Dentry) -> Result {
+fn unlink(dir: &Inode, dentry: &Dentry) -> Result {
     let inode = dentry.inode().ok_or(ENOENT)?;
     let dino = dir.ino();
     let name = dentry.name();
@@ -605,7 +622,7 @@ pub(crate) fn unlink(dir: &Inode, dentry: &Dentry) -> Result {
 }
 
 /// `rmdir`.
-pub(crate) fn rmdir(dir: &Inode, dentry: &Dentry) -> Result {
+fn rmdir(dir: &Inode, dentry: &Dentry) -> Result {
     let inode = dentry.inode().ok_or(ENOENT)?;
     let dino = dir.ino();
     let name = dentry.name();
@@ -620,13 +637,7 @@ pub(crate) fn rmdir(dir: &Inode, dentry: &Dentry) -> Result {
 }
 
 /// `rename` (plain, `RENAME_NOREPLACE`, `RENAME_EXCHANGE`).
-pub(crate) fn rename(
-    old_dir: &Inode,
-    old: &Dentry,
-    new_dir: &Inode,
-    new: &Dentry,
-    flags: u32,
-) -> Result {
+fn rename(old_dir: &Inode, old: &Dentry, new_dir: &Inode, new: &Dentry, flags: u32) -> Result {
     if flags & !(efs::RENAME_NOREPLACE | efs::RENAME_EXCHANGE) != 0 {
         return Err(EINVAL);
     }
@@ -658,7 +669,7 @@ pub(crate) fn rename(
 }
 
 /// `get_link`: the target, NUL-terminated.
-pub(crate) fn get_link(inode: &Inode) -> Result<KVec<u8>> {
+fn get_link(inode: &Inode) -> Result<KVec<u8>> {
     let ino = inode.ino();
     let target = inode.super_block().info()?.with_fs(|fs| fs.readlink(ino))?;
     let mut out = KVec::with_capacity(target.len().saturating_add(1), GFP_KERNEL)?;
@@ -668,8 +679,12 @@ pub(crate) fn get_link(inode: &Inode) -> Result<KVec<u8>> {
 }
 
 /// `iterate_shared`: entries from the context's position; positions are the engine's
-/// stable directory indexes (0 and 1 are `.` and `..`, emitted by the caller).
-pub(crate) fn readdir(dir: &Inode, ctx: &mut DirContext) -> Result {
+/// stable directory indexes (0 and 1 are `.` and `..`).
+fn readdir(file: &File, ctx: &mut DirContext) -> Result {
+    if !ctx.emit_dots(file) {
+        return Ok(());
+    }
+    let dir = file.inode();
     let info = dir.super_block().info()?;
     let dino = dir.ino();
     loop {
@@ -690,19 +705,15 @@ pub(crate) fn readdir(dir: &Inode, ctx: &mut DirContext) -> Result {
 
 // ---- attributes ----
 
-/// What `setattr` was asked to change, after the VFS applied it to the inode.
-pub(crate) struct AttrChange {
-    /// New size, if the size changes.
-    pub(crate) size: Option<u64>,
-}
-
-/// `setattr`, after `setattr_prepare`: `apply` copies the change into the VFS inode
-/// (`setattr_copy`); the engine then takes the inode's new values.
-pub(crate) fn setattr(inode: &Inode, change: &AttrChange, apply: impl FnOnce()) -> Result {
+/// `setattr`: the VFS checks the change and copies it into the VFS inode; the engine then
+/// takes the inode's new values.
+fn setattr(request: AttrRequest<'_>) -> Result {
+    let inode = request.dentry().inode().ok_or(ENOENT)?;
+    let change = request.prepare()?;
     let ino = inode.ino();
     let info = inode.super_block().info()?;
     let mut size = None;
-    if let Some(new) = change.size {
+    if let Some(new) = change.new_size()? {
         if inode.mode() & ei::S_IFMT != ei::S_IFREG {
             return Err(EINVAL);
         }
@@ -719,7 +730,7 @@ pub(crate) fn setattr(inode: &Inode, change: &AttrChange, apply: impl FnOnce()) 
             size = Some(new);
         }
     }
-    apply();
+    change.copy_to(inode);
     let (atime, mtime, ctime) = inode.times();
     let (uid, gid) = inode.owner();
     let attr = SetAttr {
@@ -744,16 +755,20 @@ pub(crate) fn setattr(inode: &Inode, change: &AttrChange, apply: impl FnOnce()) 
 const SUPPORTED_FLAGS: u64 = 0x8 | 0x10 | 0x20 | 0x40 | 0x80;
 
 /// `fileattr_get`: the inode's flags.
-pub(crate) fn get_flags(inode: &Inode) -> Result<u32> {
+fn get_flags(inode: &Inode, attr: &mut FileAttr) -> Result {
     let ino = inode.ino();
     let e = inode.super_block().info()?.with_fs(|fs| fs.getattr(ino))?;
-    Ok((e.flags & SUPPORTED_FLAGS) as u32)
+    attr.fill_flags((e.flags & SUPPORTED_FLAGS) as u32);
+    Ok(())
 }
 
-/// `fileattr_set` (the VFS checked the caller may change them): other flags are
-/// `EOPNOTSUPP`.
-pub(crate) fn set_flags(inode: &Inode, flags: u32) -> Result {
-    let flags = u64::from(flags);
+/// `fileattr_set` (the VFS checked the caller may change them): other flags, and the
+/// fsxattr interface (extent sizes, project ids), are `EOPNOTSUPP`.
+fn set_flags(inode: &Inode, attr: &FileAttr) -> Result {
+    if attr.is_fsxattr() {
+        return Err(eopnotsupp());
+    }
+    let flags = u64::from(attr.flags());
     if flags & !SUPPORTED_FLAGS != 0 {
         return Err(eopnotsupp());
     }
@@ -776,12 +791,7 @@ pub(crate) fn set_flags(inode: &Inode, flags: u32) -> Result {
 
 /// Handler `get`: the value of `prefix` + `name` into `buf` (or its size, for an empty
 /// buffer).
-pub(crate) fn xattr_get(
-    inode: &Inode,
-    prefix: &[u8],
-    name: &[u8],
-    buf: &mut [u8],
-) -> Result<usize> {
+fn xattr_get(inode: &Inode, prefix: &[u8], name: &[u8], buf: &mut [u8]) -> Result<usize> {
     let full = xattr_name(prefix, name)?;
     let ino = inode.ino();
     let value = inode
@@ -797,12 +807,12 @@ pub(crate) fn xattr_get(
 }
 
 /// `setxattr` flag: fail if the attribute exists.
-pub(crate) const XATTR_CREATE: i32 = 1;
+const XATTR_CREATE: i32 = 1;
 /// `setxattr` flag: fail if the attribute does not exist.
-pub(crate) const XATTR_REPLACE: i32 = 2;
+const XATTR_REPLACE: i32 = 2;
 
 /// Handler `set`: sets (or with `None`, removes) `prefix` + `name`.
-pub(crate) fn xattr_set(
+fn xattr_set(
     inode: &Inode,
     prefix: &[u8],
     name: &[u8],
@@ -841,8 +851,10 @@ fn xattr_name(prefix: &[u8], name: &[u8]) -> Result<FVec<u8>> {
     Ok(full)
 }
 
-/// `listxattr`: the names, NUL-separated; `trusted.` ones only for `may_list_trusted`.
-pub(crate) fn xattr_list(inode: &Inode, buf: &mut [u8], may_list_trusted: bool) -> Result<usize> {
+/// `listxattr`: the names, NUL-separated; `trusted.` ones only for `CAP_SYS_ADMIN`.
+fn xattr_list(dentry: &Dentry, buf: &mut [u8]) -> Result<usize> {
+    let inode = dentry.inode().ok_or(ENOENT)?;
+    let may_list_trusted = capable_sys_admin();
     let ino = inode.ino();
     let names = inode
         .super_block()
@@ -884,22 +896,23 @@ fn fill_folio(folio: &LockedFolio) -> Result {
 }
 
 /// `read_folio`.
-pub(crate) fn read_folio(folio: LockedFolio) -> Result {
+fn read_folio(folio: LockedFolio) -> Result {
     let result = fill_folio(&folio);
     folio.unlock();
     result
 }
 
-/// `write_begin`, for a locked folio: a partial write needs the rest of it first.
-pub(crate) fn prepare_write(folio: &LockedFolio, pos: u64, len: usize) -> Result {
-    if folio.is_uptodate() || (pos == folio.pos() && len == folio.size()) {
-        return Ok(());
+/// `write_begin`: a partial write needs the rest of the folio first.
+fn write_begin(mapping: &Mapping, pos: u64, len: usize) -> Result<WriteFolio> {
+    let folio = mapping.grab_write_folio(pos)?;
+    if !folio.is_uptodate() && (pos != folio.pos() || len != folio.size()) {
+        fill_folio(&folio)?;
     }
-    fill_folio(folio)
+    Ok(folio)
 }
 
 /// `write_end`: how much of the copy counts; the size grows over it.
-pub(crate) fn finish_write(folio: &LockedFolio, pos: u64, len: usize, copied: usize) -> usize {
+fn write_end(folio: &LockedFolio, pos: u64, len: usize, copied: usize) -> usize {
     let mut copied = copied;
     if !folio.is_uptodate() {
         if copied < len {
@@ -927,7 +940,7 @@ const WRITE_RUN_MAX: usize = 1 << 20;
 
 /// Folios of one file under writeback that follow each other, written to the engine
 /// together by [`WriteRun::flush`], copy-on-write, to every copy of their chunk.
-pub(crate) struct WriteRun {
+struct WriteRun {
     folios: FVec<WritebackFolio>,
     data: FVec<u8>,
     ino: u64,
@@ -935,7 +948,7 @@ pub(crate) struct WriteRun {
 }
 
 impl WriteRun {
-    pub(crate) fn new() -> Self {
+    fn new() -> Self {
         Self {
             folios: FVec::new(),
             data: FVec::new(),
@@ -947,7 +960,7 @@ impl WriteRun {
     /// Adds a folio `writeback_iter` handed out (locked, cleaned for I/O), writing the run
     /// first if the folio does not continue it. The folio is unlocked on return; if there
     /// is no memory to take it, it is dirty again for a later writeback.
-    pub(crate) fn add(&mut self, wbc: &WritebackControl, folio: LockedFolio) -> Result {
+    fn add(&mut self, wbc: &WritebackControl, folio: LockedFolio) -> Result {
         let inode = folio.inode();
         let (ino, size, pos) = (inode.ino(), inode.size(), folio.pos());
         if pos >= size {
@@ -992,7 +1005,7 @@ impl WriteRun {
 
     /// Writes the run through the engine and ends the writeback of its folios; a failure
     /// is recorded in the file's mapping for `fsync` to report.
-    pub(crate) fn flush(&mut self) -> Result {
+    fn flush(&mut self) -> Result {
         let result = {
             let Some(first) = self.folios.first() else {
                 return Ok(());
@@ -1021,7 +1034,7 @@ impl WriteRun {
 /// `readahead`: the whole window in one engine read (a device read per run of up to 1 MiB
 /// of each extent), copied into its folios. Folios left not up to date on failure are
 /// read again, and the error reported, by `read_folio`.
-pub(crate) fn readahead(mut rac: Readahead) {
+fn readahead(mut rac: Readahead) {
     let inode = rac.inode();
     let (ino, pos, len) = (inode.ino(), rac.pos(), rac.len());
     let data = inode
@@ -1042,7 +1055,9 @@ pub(crate) fn readahead(mut rac: Readahead) {
 }
 
 /// `fsync`: the file's data and times, then a commit.
-pub(crate) fn fsync(inode: &Inode) -> Result {
+fn fsync(file: &File, start: i64, end: i64) -> Result {
+    file.write_and_wait_range(start, end)?;
+    let inode = file.inode();
     inode.sync_metadata()?;
     if inode.super_block().is_read_only() {
         return Ok(());
@@ -1050,9 +1065,19 @@ pub(crate) fn fsync(inode: &Inode) -> Result {
     inode.super_block().info()?.commit()
 }
 
-/// `fallocate`: preallocate (`KEEP_SIZE` or not) or punch a hole. The caller holds the
-/// inode lock.
-pub(crate) fn fallocate(inode: &Inode, mode: u32, offset: u64, len: u64) -> Result {
+/// `fallocate`: preallocate (`KEEP_SIZE` or not) or punch a hole.
+fn fallocate(file: &File, mode: i32, offset: i64, len: i64) -> Result {
+    let (Ok(mode), Ok(offset), Ok(len)) = (
+        u32::try_from(mode),
+        u64::try_from(offset),
+        u64::try_from(len),
+    ) else {
+        return Err(EINVAL);
+    };
+    let inode = file.inode();
+    // Size and extents change under the inode lock.
+    let _locked = inode.lock();
+    file.modified()?;
     let supported = efs::FALLOC_FL_KEEP_SIZE | efs::FALLOC_FL_PUNCH_HOLE;
     if mode & !supported != 0 {
         return Err(eopnotsupp());
@@ -1087,9 +1112,24 @@ pub(crate) fn fallocate(inode: &Inode, mode: u32, offset: u64, len: u64) -> Resu
     Ok(())
 }
 
+/// `llseek`: `SEEK_DATA` and `SEEK_HOLE` here, the rest as the VFS does it.
+fn llseek(file: &File, offset: i64, whence: i32) -> Result<i64> {
+    if whence != file::SEEK_DATA && whence != file::SEEK_HOLE {
+        return file.generic_llseek(offset, whence);
+    }
+    let start = u64::try_from(offset).map_err(|_| ENXIO)?;
+    let inode = file.inode();
+    let pos = {
+        // Size and extents stay still meanwhile.
+        let _locked = inode.lock();
+        seek_data_hole(inode, start, whence == file::SEEK_DATA)?
+    };
+    file.set_pos(pos)
+}
+
 /// `SEEK_DATA` / `SEEK_HOLE` from `offset`: data is what regular extents hold
 /// (preallocated ranges read as zeros and count as holes).
-pub(crate) fn seek_data_hole(inode: &Inode, offset: u64, want_data: bool) -> Result<u64> {
+fn seek_data_hole(inode: &Inode, offset: u64, want_data: bool) -> Result<u64> {
     inode.write_and_wait(0, u64::MAX)?;
     let size = inode.size();
     if offset >= size {
@@ -1126,36 +1166,34 @@ pub(crate) fn seek_data_hole(inode: &Inode, offset: u64, want_data: bool) -> Res
     }
 }
 
-/// One extent for FIEMAP: (file offset, disk address, length, preallocated).
-pub(crate) type FiemapExtent = (u64, u64, u64, bool);
-
-/// The extents of `[start, start + len)` for FIEMAP, after the caller wrote back dirty
-/// pages; `emit` returns `false` when the user's buffer is full.
-pub(crate) fn fiemap(
-    inode: &Inode,
-    start: u64,
-    len: u64,
-    mut emit: impl FnMut(FiemapExtent, bool) -> Result<bool>,
-) -> Result {
+/// `fiemap`: the extents of `[start, start + len)` (inline ones have no disk address
+/// and are left out).
+fn fiemap(inode: &Inode, info: &mut FiemapInfo, start: u64, len: u64) -> Result {
+    let len = info.prepare(inode, start, len)?;
     let ino = inode.ino();
-    let info = inode.super_block().info()?;
+    let fs_info = inode.super_block().info()?;
     let end = start.saturating_add(len);
     let mut pos = start;
     loop {
-        let extents = info.with_fs(|fs| fs.extents(ino, pos, end, 64))?;
+        let extents = fs_info.with_fs(|fs| fs.extents(ino, pos, end, 64))?;
         let Some(&(last_off, last)) = extents.last() else {
             return Ok(());
         };
         let next = last_off.saturating_add(last.len);
         // The last extent of the file, when nothing follows it.
-        let after = info.with_fs(|fs| fs.extents(ino, next, u64::MAX, 1))?;
+        let after = fs_info.with_fs(|fs| fs.extents(ino, next, u64::MAX, 1))?;
         for (i, &(off, e)) in extents.iter().enumerate() {
-            let is_last = i.saturating_add(1) == extents.len() && after.is_empty();
-            let item = (off, e.disk, e.len, e.kind == ExtentKind::Prealloc);
             if e.kind == ExtentKind::Inline {
                 continue;
             }
-            if !emit(item, is_last)? {
+            let mut flags = 0;
+            if e.kind == ExtentKind::Prealloc {
+                flags |= inode_ops::FIEMAP_EXTENT_UNWRITTEN;
+            }
+            if i.saturating_add(1) == extents.len() && after.is_empty() {
+                flags |= inode_ops::FIEMAP_EXTENT_LAST;
+            }
+            if !info.fill_next(off, e.disk, e.len, flags)? {
                 return Ok(());
             }
         }
@@ -1165,3 +1203,274 @@ pub(crate) fn fiemap(
         pos = next;
     }
 }
+
+/// `writepages`: the dirty folios, in runs of neighbours written with one engine call
+/// each, under a block plug so that their bios merge.
+fn writepages(mapping: &Mapping, wbc: &WritebackControl) -> Result {
+    let _plug = Plug::start();
+    let mut run = WriteRun::new();
+    let iterated = wbc.for_each_folio(mapping, |folio| run.add(wbc, folio));
+    let flushed = run.flush();
+    iterated.and(flushed)
+}
+
+// ---- the operation tables ----
+
+#[vtable]
+impl SuperOperations for Ferrofs {
+    fn put_super(sb: &SuperBlock) {
+        put_super(sb)
+    }
+
+    fn sync_fs(sb: &SuperBlock, wait: bool) -> Result {
+        sync_fs(sb, wait)
+    }
+
+    fn freeze_fs(sb: &SuperBlock) -> Result {
+        freeze_fs(sb)
+    }
+
+    fn statfs(sb: &SuperBlock) -> Result<StatFs> {
+        statfs(sb)
+    }
+
+    fn show_options(sb: &SuperBlock, seq: &mut SeqFile) -> Result {
+        show_options(sb, seq)
+    }
+
+    fn write_inode(inode: &Inode) -> Result {
+        write_inode(inode)
+    }
+
+    fn evict_inode(inode: &Inode) {
+        evict_inode(inode)
+    }
+}
+
+/// Directories' inode operations.
+pub(crate) struct DirInode;
+
+#[vtable]
+impl InodeOperations for DirInode {
+    fn lookup(dir: &Inode, dentry: &Dentry) -> Result<Option<InodeRef>> {
+        lookup(dir, dentry)
+    }
+
+    fn create(idmap: Idmap, dir: &Inode, dentry: &Dentry, mode: u32, _excl: bool) -> Result {
+        create(idmap, dir, dentry, mode, NewKind::Node(0))
+    }
+
+    fn mknod(idmap: Idmap, dir: &Inode, dentry: &Dentry, mode: u32, rdev: u32) -> Result {
+        create(idmap, dir, dentry, mode, NewKind::Node(u64::from(rdev)))
+    }
+
+    fn mkdir(idmap: Idmap, dir: &Inode, dentry: &Dentry, mode: u32) -> Result {
+        create(idmap, dir, dentry, mode | ei::S_IFDIR, NewKind::Dir)
+    }
+
+    fn symlink(idmap: Idmap, dir: &Inode, dentry: &Dentry, target: &CStr) -> Result {
+        let mode = ei::S_IFLNK | 0o777;
+        create(
+            idmap,
+            dir,
+            dentry,
+            mode,
+            NewKind::Symlink(target.as_bytes()),
+        )
+    }
+
+    fn tmpfile(idmap: Idmap, dir: &Inode, file: &File, mode: u32) -> Result {
+        tmpfile(idmap, dir, file, mode | ei::S_IFREG)
+    }
+
+    fn link(old: &Dentry, dir: &Inode, dentry: &Dentry) -> Result {
+        link(old, dir, dentry)
+    }
+
+    fn unlink(dir: &Inode, dentry: &Dentry) -> Result {
+        unlink(dir, dentry)
+    }
+
+    fn rmdir(dir: &Inode, dentry: &Dentry) -> Result {
+        rmdir(dir, dentry)
+    }
+
+    fn rename(old_dir: &Inode, old: &Dentry, new_dir: &Inode, new: &Dentry, flags: u32) -> Result {
+        rename(old_dir, old, new_dir, new, flags)
+    }
+
+    fn setattr(request: AttrRequest<'_>) -> Result {
+        setattr(request)
+    }
+
+    fn listxattr(dentry: &Dentry, buf: &mut [u8]) -> Result<usize> {
+        xattr_list(dentry, buf)
+    }
+
+    fn fileattr_get(inode: &Inode, attr: &mut FileAttr) -> Result {
+        get_flags(inode, attr)
+    }
+
+    fn fileattr_set(inode: &Inode, attr: &FileAttr) -> Result {
+        set_flags(inode, attr)
+    }
+}
+
+/// Regular files' inode operations.
+pub(crate) struct FileInode;
+
+#[vtable]
+impl InodeOperations for FileInode {
+    fn setattr(request: AttrRequest<'_>) -> Result {
+        setattr(request)
+    }
+
+    fn listxattr(dentry: &Dentry, buf: &mut [u8]) -> Result<usize> {
+        xattr_list(dentry, buf)
+    }
+
+    fn fiemap(inode: &Inode, info: &mut FiemapInfo, start: u64, len: u64) -> Result {
+        fiemap(inode, info, start, len)
+    }
+
+    fn fileattr_get(inode: &Inode, attr: &mut FileAttr) -> Result {
+        get_flags(inode, attr)
+    }
+
+    fn fileattr_set(inode: &Inode, attr: &FileAttr) -> Result {
+        set_flags(inode, attr)
+    }
+}
+
+/// Symbolic links' inode operations.
+pub(crate) struct SymlinkInode;
+
+#[vtable]
+impl InodeOperations for SymlinkInode {
+    fn get_link(inode: &Inode) -> Result<KVec<u8>> {
+        get_link(inode)
+    }
+
+    fn setattr(request: AttrRequest<'_>) -> Result {
+        setattr(request)
+    }
+
+    fn listxattr(dentry: &Dentry, buf: &mut [u8]) -> Result<usize> {
+        xattr_list(dentry, buf)
+    }
+}
+
+/// Device nodes', FIFOs' and sockets' inode operations (their file operations are the
+/// VFS's).
+pub(crate) struct SpecialInode;
+
+#[vtable]
+impl InodeOperations for SpecialInode {
+    fn setattr(request: AttrRequest<'_>) -> Result {
+        setattr(request)
+    }
+
+    fn listxattr(dentry: &Dentry, buf: &mut [u8]) -> Result<usize> {
+        xattr_list(dentry, buf)
+    }
+}
+
+/// Open directories.
+pub(crate) struct DirFile;
+
+#[vtable]
+impl FileOperations for DirFile {
+    const CONTENTS: Contents = Contents::Directory;
+
+    fn read_dir(file: &File, ctx: &mut DirContext) -> Result {
+        readdir(file, ctx)
+    }
+
+    fn fsync(file: &File, start: i64, end: i64, _datasync: bool) -> Result {
+        fsync(file, start, end)
+    }
+}
+
+/// Open regular files.
+pub(crate) struct RegularFile;
+
+#[vtable]
+impl FileOperations for RegularFile {
+    const CONTENTS: Contents = Contents::PageCache;
+
+    fn llseek(file: &File, offset: i64, whence: i32) -> Result<i64> {
+        llseek(file, offset, whence)
+    }
+
+    fn fsync(file: &File, start: i64, end: i64, _datasync: bool) -> Result {
+        fsync(file, start, end)
+    }
+
+    fn fallocate(file: &File, mode: i32, offset: i64, len: i64) -> Result {
+        fallocate(file, mode, offset, len)
+    }
+}
+
+/// Regular files' page cache.
+pub(crate) struct FileData;
+
+#[vtable]
+impl AddressSpaceOperations for FileData {
+    fn read_folio(folio: LockedFolio) -> Result {
+        read_folio(folio)
+    }
+
+    fn readahead(rac: Readahead) {
+        readahead(rac)
+    }
+
+    fn writepages(mapping: &Mapping, wbc: &WritebackControl) -> Result {
+        writepages(mapping, wbc)
+    }
+
+    fn write_begin(mapping: &Mapping, pos: u64, len: usize) -> Result<WriteFolio> {
+        write_begin(mapping, pos, len)
+    }
+
+    fn write_end(folio: &WriteFolio, pos: u64, len: usize, copied: usize) -> usize {
+        write_end(folio, pos, len, copied)
+    }
+}
+
+/// Extended attributes of one name prefix, all kept by the engine alike.
+macro_rules! xattr_namespace {
+    ($name:ident, $prefix:literal) => {
+        #[doc = concat!("The `", $prefix, "` extended attributes.")]
+        pub(crate) struct $name;
+
+        #[vtable]
+        impl XattrHandler for $name {
+            const PREFIX: &'static CStr = c_str!($prefix);
+
+            fn get(inode: &Inode, name: &CStr, buf: &mut [u8]) -> Result<usize> {
+                xattr_get(inode, Self::PREFIX.as_bytes(), name.as_bytes(), buf)
+            }
+
+            fn set(inode: &Inode, name: &CStr, value: Option<&[u8]>, flags: i32) -> Result {
+                xattr_set(
+                    inode,
+                    Self::PREFIX.as_bytes(),
+                    name.as_bytes(),
+                    value,
+                    flags,
+                )
+            }
+        }
+    };
+}
+
+xattr_namespace!(UserXattrs, "user.");
+xattr_namespace!(TrustedXattrs, "trusted.");
+xattr_namespace!(SecurityXattrs, "security.");
+
+/// The extended attribute handlers of every ferrofs super block.
+static XATTR_HANDLERS: XattrHandlers<3> = XattrHandlers::new([
+    xattr::handler::<UserXattrs>(),
+    xattr::handler::<TrustedXattrs>(),
+    xattr::handler::<SecurityXattrs>(),
+]);

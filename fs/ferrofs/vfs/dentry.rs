@@ -7,7 +7,8 @@ use core::ptr::NonNull;
 use kernel::types::Opaque;
 
 use super::bindings;
-use super::inode::{Inode, InodeRef};
+use super::file::File;
+use super::inode::{CreatedInode, Inode, InodeRef};
 
 /// A dentry the VFS passes to an operation.
 #[repr(transparent)]
@@ -51,8 +52,8 @@ impl Dentry {
         NonNull::new(ptr).map(|p| unsafe { Inode::from_raw(p.as_ptr()) })
     }
 
-    /// Makes a negative dentry name a new inode (still locked as new).
-    pub(crate) fn instantiate_new(&self, inode: InodeRef) {
+    /// Makes a negative dentry name a new inode.
+    pub(crate) fn instantiate_new(&self, inode: CreatedInode) {
         // SAFETY: the dentry is negative and ours to fill (the VFS called create and co
         // with it); `d_instantiate_new` takes over the reference and unlocks the inode.
         unsafe { bindings::d_instantiate_new(self.as_ptr(), inode.into_raw()) };
@@ -85,6 +86,13 @@ impl DirContext {
     /// `ptr` must be the live context of the running `iterate_shared` call.
     pub(crate) unsafe fn from_raw(ptr: *mut bindings::dir_context) -> Option<Self> {
         NonNull::new(ptr).map(Self)
+    }
+
+    /// Emits `.` and `..` of the directory `dir` is open on, if the position is before
+    /// them; `false` when the caller's buffer is full.
+    pub(crate) fn emit_dots(&mut self, dir: &File) -> bool {
+        // SAFETY: the context is live (invariant); `dir` is an open directory.
+        unsafe { bindings::ferrofs_dir_emit_dots(dir.as_ptr(), self.0.as_ptr()) }
     }
 
     /// The position to continue from.

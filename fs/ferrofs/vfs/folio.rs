@@ -4,8 +4,10 @@
 
 use core::ptr::NonNull;
 
+use kernel::ffi;
 use kernel::prelude::*;
 
+use super::address_space::Mapping;
 use super::bindings;
 use super::inode::Inode;
 
@@ -201,9 +203,42 @@ impl WritebackControl {
         NonNull::new(ptr).map(Self)
     }
 
-    /// The raw pointer, for `writeback_iter`.
+    /// The raw pointer, for the bindings.
     pub(crate) fn as_ptr(&self) -> *mut bindings::writeback_control {
         self.0.as_ptr()
+    }
+
+    /// Hands `write` each dirty folio of `mapping` the request covers, locked and cleaned
+    /// for I/O (`writeback_iter`); `write` unlocks it (after starting its writeback, or
+    /// giving it back with [`Self::redirty`]). Returns the first error.
+    pub(crate) fn for_each_folio(
+        &self,
+        mapping: &Mapping,
+        mut write: impl FnMut(LockedFolio) -> Result,
+    ) -> Result {
+        let mut folio = core::ptr::null_mut();
+        let mut error: ffi::c_int = 0;
+        let mut first_error: ffi::c_int = 0;
+        loop {
+            // SAFETY: the request and the mapping are live (invariants) and belong
+            // together (`writepages` got both); `writeback_iter` takes back the previous
+            // folio and hands out the next, locked, or NULL at the end.
+            folio = unsafe {
+                bindings::writeback_iter(mapping.as_ptr(), self.as_ptr(), folio, &mut error)
+            };
+            // SAFETY: as just said: a locked page-cache folio of a ferrofs file.
+            let Some(locked) = (unsafe { LockedFolio::from_raw(folio) }) else {
+                break;
+            };
+            error = write(locked).map_or_else(|e| e.to_errno(), |()| 0);
+            if first_error == 0 {
+                first_error = error;
+            }
+        }
+        match if first_error != 0 { first_error } else { error } {
+            0 => Ok(()),
+            err => Err(Error::from_errno(err)),
+        }
     }
 
     /// Gives back a folio `writeback_iter` handed out but that could not be written: dirty

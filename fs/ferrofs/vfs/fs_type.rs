@@ -6,7 +6,7 @@ use core::marker::PhantomData;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use kernel::error::{from_result, to_result};
+use kernel::error::{from_result, to_result, VTABLE_DEFAULT_ERROR};
 use kernel::ffi;
 use kernel::prelude::*;
 use kernel::types::Opaque;
@@ -18,6 +18,7 @@ use super::super_block::{NewSuperBlock, SuperBlock};
 const ENOPARAM: i32 = 519;
 
 /// A block-device filesystem the VFS can mount.
+#[vtable]
 pub(crate) trait FileSystem {
     /// The name given to `mount -t`.
     const NAME: &'static CStr;
@@ -25,16 +26,94 @@ pub(crate) trait FileSystem {
     /// Mount options, parsed one parameter at a time before `fill_super`.
     type Options: Default;
 
-    /// Parses one mount parameter (`key` or `key=value`). `Ok(false)` means it is not one
-    /// of the filesystem's (the VFS then handles it, or refuses it).
-    fn parse_param(opts: &mut Self::Options, key: &CStr, value: Option<&CStr>) -> Result<bool>;
+    /// Parses one mount parameter. `Ok(false)` means it is not one of the filesystem's
+    /// (the VFS then handles it, or refuses it).
+    fn parse_param(opts: &mut Self::Options, param: &FsParameter<'_>) -> Result<bool>;
 
     /// Fills in a new super block for a device; an error fails the mount with that errno.
     fn fill_super(sb: &mut NewSuperBlock<'_>, opts: &Self::Options) -> Result;
 
     /// Applies a remount (`mount -o remount,...`): the options given, and whether the
     /// filesystem is to be read-only. Called with the super block's `s_umount` held.
-    fn reconfigure(sb: &SuperBlock, opts: &Self::Options, read_only: bool) -> Result;
+    /// Without it, a remount that asks for changes fails.
+    fn reconfigure(_sb: &SuperBlock, _opts: &Self::Options, _read_only: bool) -> Result {
+        kernel::build_error!(VTABLE_DEFAULT_ERROR)
+    }
+}
+
+/// A mount parameter (`key` or `key=value`).
+pub(crate) struct FsParameter<'a> {
+    key: &'a CStr,
+    value: Option<&'a CStr>,
+}
+
+impl FsParameter<'_> {
+    /// The key.
+    pub(crate) fn key(&self) -> &CStr {
+        self.key
+    }
+
+    /// The value, for a parameter given as `key=value`.
+    pub(crate) fn value(&self) -> Option<&CStr> {
+        self.value
+    }
+}
+
+/// A mount or remount request being built (`fs_context`), with the options of
+/// filesystem `T` in it.
+///
+/// Only made by the entry points below, for contexts of `T`'s filesystem type, used by
+/// the VFS for nothing else during the call.
+struct FsContext<'a, T: FileSystem> {
+    fc: NonNull<bindings::fs_context>,
+    _type: PhantomData<&'a T>,
+}
+
+impl<'a, T: FileSystem> FsContext<'a, T> {
+    /// Wraps a context passed by the VFS.
+    ///
+    /// # Safety
+    ///
+    /// `fc` must be a live context of `T`'s filesystem type, exclusively the caller's for
+    /// `'a`.
+    unsafe fn from_raw(fc: *mut bindings::fs_context) -> Option<Self> {
+        NonNull::new(fc).map(|fc| FsContext {
+            fc,
+            _type: PhantomData,
+        })
+    }
+
+    /// The slot of the options (`fs_private`).
+    fn private(&mut self) -> &mut *mut ffi::c_void {
+        // SAFETY: the context is live and ours (invariant); the helper returns the
+        // address of its `fs_private` field.
+        unsafe { &mut *bindings::ferrofs_fc_private(self.fc.as_ptr()) }
+    }
+
+    /// The options stored by `init_fs_context`.
+    fn options(&mut self) -> Option<&mut T::Options> {
+        let ptr = (*self.private()).cast::<T::Options>();
+        // SAFETY: a non-NULL `fs_private` of a context of ours came from `KBox::into_raw`
+        // in `init_fs_context` and is freed only in `free`; the context is ours.
+        unsafe { ptr.as_mut() }
+    }
+
+    /// Whether the mount or remount asks for a read-only filesystem.
+    fn read_only(&self) -> bool {
+        // SAFETY: the context is live (invariant).
+        unsafe { bindings::ferrofs_fc_read_only(self.fc.as_ptr()) }
+    }
+
+    /// The super block a remount is for.
+    ///
+    /// # Safety
+    ///
+    /// The context must be a remount's (its `root` set).
+    unsafe fn remount_target(&self) -> &'a SuperBlock {
+        // SAFETY: a remount context's `root` is a live dentry of the mounted super block,
+        // which `s_umount` (held by the VFS) keeps alive.
+        unsafe { SuperBlock::from_raw((*(*self.fc.as_ptr()).root).d_sb) }
+    }
 }
 
 /// Storage for one filesystem type.
@@ -119,7 +198,11 @@ impl<T: FileSystem> Tables<T> {
         parse_param: Some(Self::parse_param),
         parse_monolithic: None,
         get_tree: Some(Self::get_tree),
-        reconfigure: Some(Self::reconfigure),
+        reconfigure: if T::HAS_RECONFIGURE {
+            Some(Self::reconfigure)
+        } else {
+            None
+        },
     };
 
     /// `file_system_type::init_fs_context`.
@@ -137,24 +220,14 @@ impl<T: FileSystem> Tables<T> {
         // SAFETY: the VFS passes a valid context that nothing else uses during this call;
         // `CONTEXT_OPS` is a promoted constant and so lives for `'static`.
         unsafe { (*fc).ops = &Self::CONTEXT_OPS };
-        // SAFETY: as above; the helper returns the address of the context's `fs_private`.
+        // SAFETY: as above; the context is of `T`'s type now.
+        let Some(mut ctx) = (unsafe { FsContext::<T>::from_raw(fc) }) else {
+            return EINVAL.to_errno();
+        };
         // The options are freed by `free`, which the VFS calls for every context it
         // initialised.
-        unsafe { *bindings::ferrofs_fc_private(fc) = KBox::into_raw(opts).cast() };
+        *ctx.private() = KBox::into_raw(opts).cast();
         0
-    }
-
-    /// The options stored in a context by `init_fs_context`.
-    ///
-    /// # Safety
-    ///
-    /// `fc` must be a valid context of this filesystem type, used by nobody else for `'a`.
-    unsafe fn options<'a>(fc: *mut bindings::fs_context) -> Option<&'a mut T::Options> {
-        // SAFETY: valid context (caller); `fs_private` holds our options or NULL.
-        let ptr = unsafe { *bindings::ferrofs_fc_private(fc) }.cast::<T::Options>();
-        // SAFETY: a non-NULL pointer came from `KBox::into_raw` in `init_fs_context` and is
-        // only freed in `free`; the context is exclusively the caller's.
-        unsafe { ptr.as_mut() }
     }
 
     /// `fs_context_operations::free`.
@@ -163,12 +236,14 @@ impl<T: FileSystem> Tables<T> {
     ///
     /// Called by the VFS once, when the context goes.
     unsafe extern "C" fn free(fc: *mut bindings::fs_context) {
-        // SAFETY: valid context, ours during the call.
-        let slot = unsafe { bindings::ferrofs_fc_private(fc) };
-        // SAFETY: `slot` points into the live context.
-        let ptr = unsafe { core::mem::replace(&mut *slot, core::ptr::null_mut()) };
+        // SAFETY: a context of ours, exclusively ours during the call.
+        let Some(mut ctx) = (unsafe { FsContext::<T>::from_raw(fc) }) else {
+            return;
+        };
+        let ptr = core::mem::replace(ctx.private(), core::ptr::null_mut());
         if !ptr.is_null() {
-            // SAFETY: the pointer came from `KBox::into_raw` in `init_fs_context`.
+            // SAFETY: the pointer came from `KBox::into_raw` in `init_fs_context` and the
+            // slot is empty now, so it is freed once.
             drop(unsafe { KBox::from_raw(ptr.cast::<T::Options>()) });
         }
     }
@@ -177,13 +252,16 @@ impl<T: FileSystem> Tables<T> {
     ///
     /// # Safety
     ///
-    /// Called by the VFS with a valid context and parameter.
+    /// Called by the VFS with a valid context of ours and a parameter valid for the call.
     unsafe extern "C" fn parse_param(
         fc: *mut bindings::fs_context,
         param: *mut bindings::fs_parameter,
     ) -> ffi::c_int {
-        // SAFETY: valid context, exclusively ours during the call.
-        let Some(opts) = (unsafe { Self::options(fc) }) else {
+        // SAFETY: see above.
+        let Some(mut ctx) = (unsafe { FsContext::<T>::from_raw(fc) }) else {
+            return EINVAL.to_errno();
+        };
+        let Some(opts) = ctx.options() else {
             return EINVAL.to_errno();
         };
         // SAFETY: the parameter is valid during the call; its key is NUL-terminated.
@@ -196,7 +274,7 @@ impl<T: FileSystem> Tables<T> {
             // SAFETY: non-NULL string values are NUL-terminated and live for the call.
             Some(unsafe { CStr::from_char_ptr(value) })
         };
-        match T::parse_param(opts, key, value) {
+        match T::parse_param(opts, &FsParameter { key, value }) {
             Ok(true) => 0,
             Ok(false) => -ENOPARAM,
             Err(err) => err.to_errno(),
@@ -207,16 +285,16 @@ impl<T: FileSystem> Tables<T> {
     ///
     /// # Safety
     ///
-    /// Called by the VFS for a remount, with a valid context whose `root` is the root of a
-    /// mounted super block of this type, `s_umount` held.
+    /// Called by the VFS for a remount, with a valid context of ours whose `root` is the
+    /// root of a mounted super block of this type, `s_umount` held.
     unsafe extern "C" fn reconfigure(fc: *mut bindings::fs_context) -> ffi::c_int {
         from_result(|| {
-            // SAFETY: valid context, ours during the call.
-            let opts = unsafe { Self::options(fc) }.ok_or(EINVAL)?;
-            // SAFETY: as above: `root` is a live dentry of the mounted super block.
-            let sb = unsafe { SuperBlock::from_raw((*(*fc).root).d_sb) };
-            // SAFETY: as above.
-            let read_only = unsafe { bindings::ferrofs_fc_read_only(fc) };
+            // SAFETY: see above.
+            let mut ctx = unsafe { FsContext::<T>::from_raw(fc) }.ok_or(EINVAL)?;
+            let read_only = ctx.read_only();
+            // SAFETY: a remount's context (see above).
+            let sb = unsafe { ctx.remount_target() };
+            let opts = ctx.options().ok_or(EINVAL)?;
             T::reconfigure(sb, opts, read_only)?;
             Ok(0)
         })
@@ -253,7 +331,8 @@ impl<T: FileSystem> Tables<T> {
     ///
     /// # Safety
     ///
-    /// Called by `get_tree_bdev` with a new super block of the device, locked for us.
+    /// Called by `get_tree_bdev` with a new super block of the device, locked for us, and
+    /// the context of the mount.
     unsafe extern "C" fn fill_super(
         sb: *mut kernel::bindings::super_block,
         fc: *mut bindings::fs_context,
@@ -261,7 +340,8 @@ impl<T: FileSystem> Tables<T> {
         from_result(|| {
             let sb = NonNull::new(sb).ok_or(EINVAL)?;
             // SAFETY: the context is valid during the mount and ours.
-            let opts = unsafe { Self::options(fc) }.ok_or(EINVAL)?;
+            let mut ctx = unsafe { FsContext::<T>::from_raw(fc) }.ok_or(EINVAL)?;
+            let opts = ctx.options().ok_or(EINVAL)?;
             // SAFETY: the super block is new and exclusively ours during `fill_super`.
             let mut sb = unsafe { NewSuperBlock::from_raw(sb) };
             T::fill_super(&mut sb, opts)?;

@@ -3,12 +3,17 @@
 //! Inodes: borrowed ones the VFS passes in, counted references, and new inodes being
 //! created.
 
+use core::ops::Deref;
 use core::ptr::NonNull;
 
+use kernel::error::to_result;
 use kernel::prelude::*;
 use kernel::types::Opaque;
 
+use super::address_space::{AddressSpaceOperations, AddressSpaceTable};
 use super::bindings;
+use super::file::{FileOperations, FileTable};
+use super::inode_ops::{InodeOperations, InodeTable};
 use super::super_block::SuperBlock;
 use crate::engine::inode::{self as ei, Timespec};
 
@@ -188,31 +193,11 @@ impl Inode {
         unsafe { bindings::inode_set_flags(self.as_ptr(), set, mask) };
     }
 
-    /// Sets the operations for the inode's type (and the device number of a device node).
-    pub(crate) fn set_ops(&self, mode: u32, rdev: u64) {
-        let inode = self.as_ptr();
-        // SAFETY: the inode is new (not visible to others yet); the tables are statics.
-        unsafe {
-            match mode & ei::S_IFMT {
-                ei::S_IFREG => {
-                    (*inode).i_op = &super::tables::FILE_INODE_OPS.0;
-                    (*inode).__bindgen_anon_3.i_fop = &super::tables::FILE_OPS.0;
-                    (*(*inode).i_mapping).a_ops = &super::tables::ADDRESS_SPACE_OPS.0;
-                }
-                ei::S_IFDIR => {
-                    (*inode).i_op = &super::tables::DIR_INODE_OPS.0;
-                    (*inode).__bindgen_anon_3.i_fop = &super::tables::DIR_OPS.0;
-                }
-                ei::S_IFLNK => {
-                    (*inode).i_op = &super::tables::SYMLINK_INODE_OPS.0;
-                }
-                _ => {
-                    (*inode).i_op = &super::tables::SPECIAL_INODE_OPS.0;
-                    let dev = bindings::ferrofs_decode_dev(rdev as u32);
-                    bindings::init_special_inode(inode, (mode & 0xffff) as u16, dev);
-                }
-            }
-        }
+    /// Takes the inode lock (`i_rwsem`, exclusive) until the guard goes.
+    pub(crate) fn lock(&self) -> InodeLockGuard<'_> {
+        // SAFETY: the inode is live; the guard releases the lock it takes here.
+        unsafe { bindings::ferrofs_inode_lock(self.as_ptr()) };
+        InodeLockGuard(self)
     }
 
     /// Drops the page cache past `size` and sets the size (`truncate_setsize`).
@@ -300,11 +285,105 @@ impl Inode {
     }
 }
 
-fn to_result(ret: core::ffi::c_int) -> Result {
-    if ret < 0 {
-        Err(Error::from_errno(ret))
-    } else {
-        Ok(())
+/// The inode lock, held (see [`Inode::lock`]).
+pub(crate) struct InodeLockGuard<'a>(&'a Inode);
+
+impl Drop for InodeLockGuard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: taken in `Inode::lock`, released once.
+        unsafe { bindings::ferrofs_inode_unlock(self.0.as_ptr()) };
+    }
+}
+
+/// An inode being set up: new (locked `I_NEW`, or not hashed yet), so not visible to
+/// other threads. Only this state may choose the inode's operations.
+pub(crate) struct InitInode<'a>(&'a Inode);
+
+impl Deref for InitInode<'_> {
+    type Target = Inode;
+
+    fn deref(&self) -> &Inode {
+        self.0
+    }
+}
+
+impl InitInode<'_> {
+    /// A directory: inode operations `I`, file operations `F`.
+    pub(crate) fn set_dir_ops<I: InodeOperations, F: FileOperations>(&self) {
+        let inode = self.as_ptr();
+        // SAFETY: the inode is new and ours (type invariant); the tables are constants
+        // promoted to static memory, which outlives every inode.
+        unsafe {
+            (*inode).i_op = &InodeTable::<I>::OPS;
+            (*inode).__bindgen_anon_3.i_fop = &FileTable::<F>::OPS;
+        }
+    }
+
+    /// A regular file: inode operations `I`, file operations `F`, page-cache operations
+    /// `A`.
+    pub(crate) fn set_file_ops<I: InodeOperations, F: FileOperations, A: AddressSpaceOperations>(
+        &self,
+    ) {
+        let inode = self.as_ptr();
+        // SAFETY: as in `set_dir_ops`; a new inode's `i_mapping` is its own `i_data`.
+        unsafe {
+            (*inode).i_op = &InodeTable::<I>::OPS;
+            (*inode).__bindgen_anon_3.i_fop = &FileTable::<F>::OPS;
+            (*(*inode).i_mapping).a_ops = &AddressSpaceTable::<A>::OPS;
+        }
+    }
+
+    /// A symbolic link: inode operations `I` (with `get_link`).
+    pub(crate) fn set_symlink_ops<I: InodeOperations>(&self) {
+        // SAFETY: as in `set_dir_ops`.
+        unsafe { (*self.as_ptr()).i_op = &InodeTable::<I>::OPS };
+    }
+
+    /// A device node, FIFO or socket (`mode`; `rdev` in the `new_encode_dev` form): inode
+    /// operations `I`, and the VFS's file operations for the kind.
+    pub(crate) fn set_special_ops<I: InodeOperations>(&self, mode: u32, rdev: u32) {
+        let inode = self.as_ptr();
+        // SAFETY: as in `set_dir_ops`; `init_special_inode` sets the VFS's file
+        // operations for the kind and the device number.
+        unsafe {
+            (*inode).i_op = &InodeTable::<I>::OPS;
+            let dev = bindings::ferrofs_decode_dev(rdev);
+            bindings::init_special_inode(inode, (mode & 0xffff) as u16, dev);
+        }
+    }
+}
+
+/// A new inode made by [`NewInode::finish`]: hashed, still locked as new until it is
+/// bound to a name ([`super::dentry::Dentry::instantiate_new`]) or an open file
+/// ([`super::file::File::finish_tmpfile`]). Dropped unbound, it is unlocked and put.
+pub(crate) struct CreatedInode(NonNull<bindings::inode>);
+
+impl Deref for CreatedInode {
+    type Target = Inode;
+
+    fn deref(&self) -> &Inode {
+        // SAFETY: we hold a reference (type invariant), which keeps the inode alive.
+        unsafe { Inode::from_raw(self.0.as_ptr()) }
+    }
+}
+
+impl CreatedInode {
+    /// Gives the reference, and the new-inode lock, to the caller.
+    pub(crate) fn into_raw(self) -> *mut bindings::inode {
+        let ptr = self.0.as_ptr();
+        core::mem::forget(self);
+        ptr
+    }
+}
+
+impl Drop for CreatedInode {
+    fn drop(&mut self) {
+        // SAFETY: the inode is new and locked by us (type invariant): unlocking makes it
+        // an ordinary inode, and then our reference goes.
+        unsafe {
+            bindings::unlock_new_inode(self.0.as_ptr());
+            bindings::iput(self.0.as_ptr());
+        }
     }
 }
 
@@ -340,7 +419,7 @@ impl Drop for InodeRef {
 pub(crate) fn iget(
     sb: &SuperBlock,
     ino: u64,
-    fill: impl FnOnce(&Inode) -> Result,
+    fill: impl FnOnce(&InitInode<'_>) -> Result,
 ) -> Result<InodeRef> {
     let ino = usize::try_from(ino).map_err(|_| EINVAL)?;
     // SAFETY: `sb` is live; `iget_locked` returns a referenced inode or NULL.
@@ -351,8 +430,8 @@ pub(crate) fn iget(
         return Ok(InodeRef(ptr));
     }
     // SAFETY: a new inode is locked (I_NEW) and ours to fill.
-    let inode = unsafe { Inode::from_raw(ptr.as_ptr()) };
-    match fill(inode) {
+    let inode = InitInode(unsafe { Inode::from_raw(ptr.as_ptr()) });
+    match fill(&inode) {
         Ok(()) => {
             // SAFETY: the new inode is filled; this makes it visible.
             unsafe { bindings::unlock_new_inode(ptr.as_ptr()) };
@@ -407,20 +486,26 @@ impl NewInode {
         }
     }
 
-    /// Binds the VFS inode to the engine inode `e` just created, and hashes it.
-    pub(crate) fn finish(self, e: &ei::Inode) -> Result<InodeRef> {
+    /// Binds the VFS inode to the engine inode `ino` just created, set up by `init`
+    /// (operations, attributes), and hashes it.
+    pub(crate) fn finish(
+        self,
+        ino: u64,
+        init: impl FnOnce(&InitInode<'_>),
+    ) -> Result<CreatedInode> {
         let inode = self.0.as_ptr();
-        let ino = usize::try_from(e.ino).map_err(|_| EINVAL)?;
+        let ino = usize::try_from(ino).map_err(|_| EINVAL)?;
         // SAFETY: the inode is new and ours; nothing else knows the number yet.
         unsafe { (*inode).i_ino = ino };
-        self.0.set_ops(e.mode, e.rdev);
-        self.0.refresh(e, Refresh::All);
-        self.0.apply_flags(e.flags);
+        init(&InitInode(&self.0));
         // SAFETY: the inode is set up; `insert_inode_locked` hashes it, locked (I_NEW).
         let ret = unsafe { bindings::insert_inode_locked(inode) };
         if ret != 0 {
             return Err(Error::from_errno(ret));
         }
-        Ok(self.0)
+        // The reference moves from `self` to the result.
+        let ptr = self.0 .0;
+        core::mem::forget(self);
+        Ok(CreatedInode(ptr))
     }
 }

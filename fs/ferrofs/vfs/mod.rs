@@ -1,20 +1,28 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The VFS layer: typed, safe wrappers over the kernel's filesystem API, and the operation
-//! tables the kernel calls.
+//! The VFS layer: typed, safe wrappers over the kernel's filesystem API, and the
+//! operation traits (`#[vtable]`) a filesystem implements, from which the C operation
+//! tables the kernel calls are built: [`fs_type::FileSystem`],
+//! [`super_block::SuperOperations`], [`inode_ops::InodeOperations`],
+//! [`file::FileOperations`], [`address_space::AddressSpaceOperations`] and
+//! [`xattr::XattrHandler`].
 //!
 //! All `unsafe` code of ferrofs lives under this module; the filesystem logic above it
 //! (`fsops`) and the engine below it are safe Rust.
 
+pub(crate) mod address_space;
 pub(crate) mod bindings;
 pub(crate) mod bio;
 pub(crate) mod blockdev;
 pub(crate) mod buffer;
 pub(crate) mod dentry;
 pub(crate) mod error;
+pub(crate) mod file;
 pub(crate) mod folio;
 pub(crate) mod fs_type;
 pub(crate) mod inode;
+pub(crate) mod inode_ops;
 pub(crate) mod super_block;
-pub(crate) mod tables;
+pub(crate) mod task;
 pub(crate) mod thread;
+pub(crate) mod xattr;

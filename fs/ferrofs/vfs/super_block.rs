@@ -2,18 +2,22 @@
 
 //! Super blocks: the one `fill_super` sets up, and live ones the operations are called on.
 
+use core::marker::PhantomData;
 use core::ops::Deref;
 use core::pin::Pin;
 use core::ptr::NonNull;
 
-use kernel::error::{code::*, Result};
+use kernel::error::{code::*, from_result, Result, VTABLE_DEFAULT_ERROR};
+use kernel::ffi;
 use kernel::prelude::*;
 use kernel::str::CStr;
 use kernel::types::{ForeignOwnable, Opaque};
 
 use super::bindings;
 use super::buffer::BufferHead;
-use super::inode::InodeRef;
+use super::dentry::SeqFile;
+use super::inode::{Inode, InodeRef};
+use super::xattr::XattrHandlers;
 use crate::fsops::FsInfo;
 
 /// `SB_RDONLY` (`BIT(0)` in C, which bindgen cannot evaluate).
@@ -154,16 +158,23 @@ impl<'a> NewSuperBlock<'a> {
         Ok(unsafe { BufferHead::from_raw(bh) })
     }
 
-    /// Fills in the fields every ferrofs super block has: magic, operations, limits,
-    /// time granularity, UUID.
-    pub(crate) fn set_params(&mut self, magic: u64, max_bytes: u64, uuid: &[u8; 16]) {
+    /// Fills in the fields every ferrofs super block has: magic, operations `T`, the
+    /// extended attribute handlers, limits, time granularity, UUID.
+    pub(crate) fn set_params<T: SuperOperations, const N: usize>(
+        &mut self,
+        magic: u64,
+        max_bytes: u64,
+        uuid: &[u8; 16],
+        xattr_handlers: &'static XattrHandlers<N>,
+    ) {
         let sb = self.as_ptr();
-        // SAFETY: the new super block is ours alone (type invariant); the operation tables
-        // are statics that outlive every super block.
+        // SAFETY: the new super block is ours alone (type invariant); the operation table
+        // is a constant promoted to static memory and the handlers are a static: both
+        // outlive every super block.
         unsafe {
             (*sb).s_magic = magic as usize;
-            (*sb).s_op = &super::tables::SUPER_OPS.0;
-            (*sb).s_xattr = super::tables::XATTR_HANDLERS.0.as_ptr().cast();
+            (*sb).s_op = &SuperTable::<T>::OPS;
+            (*sb).s_xattr = xattr_handlers.as_ptr().cast();
             (*sb).s_maxbytes = i64::try_from(max_bytes).unwrap_or(i64::MAX);
             (*sb).s_time_gran = 1;
             (*sb).s_time_min = i64::MIN;
@@ -189,5 +200,220 @@ impl<'a> NewSuperBlock<'a> {
         // SAFETY: the new super block is ours alone.
         unsafe { (*self.as_ptr()).s_root = dentry };
         Ok(())
+    }
+}
+
+/// What `statfs` reports.
+pub(crate) struct StatFs {
+    /// The filesystem's magic number.
+    pub(crate) magic: u64,
+    /// Block size in bytes; the counts below are in blocks.
+    pub(crate) block_size: u32,
+    /// Size of the filesystem.
+    pub(crate) blocks: u64,
+    /// Free blocks.
+    pub(crate) free: u64,
+    /// Free blocks an unprivileged user may use.
+    pub(crate) available: u64,
+    /// Inodes there may be (0: no fixed number).
+    pub(crate) files: u64,
+    /// Inodes that may still be made.
+    pub(crate) files_free: u64,
+    /// Longest name.
+    pub(crate) name_len: u32,
+    /// Filesystem id.
+    pub(crate) fsid: [u32; 2],
+}
+
+/// The operations on a filesystem's super blocks (`super_operations`). Each method the
+/// implementation leaves out is absent from the table.
+#[vtable]
+pub(crate) trait SuperOperations {
+    /// `put_super`: the super block goes (unmount); the last chance to write.
+    fn put_super(_sb: &SuperBlock) {
+        kernel::build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// `sync_fs`: make everything written so far durable (`wait`), or start to.
+    fn sync_fs(_sb: &SuperBlock, _wait: bool) -> Result {
+        kernel::build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// `freeze_fs`: bring the filesystem to a consistent state on disk.
+    fn freeze_fs(_sb: &SuperBlock) -> Result {
+        kernel::build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// `statfs`.
+    fn statfs(_sb: &SuperBlock) -> Result<StatFs> {
+        kernel::build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// `show_options`: the mount options for `/proc/mounts`, each with a leading comma.
+    fn show_options(_sb: &SuperBlock, _seq: &mut SeqFile) -> Result {
+        kernel::build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// `write_inode`: the inode's attributes the VFS changed go to the filesystem.
+    fn write_inode(_inode: &Inode) -> Result {
+        kernel::build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// `evict_inode`, after the inode's page cache went and unless the inode is bad: an
+    /// inode without names is freed.
+    fn evict_inode(_inode: &Inode) {
+        kernel::build_error!(VTABLE_DEFAULT_ERROR)
+    }
+}
+
+/// The `super_operations` table of `T`, and its C entry points.
+///
+/// Each entry point is called by the VFS, as the table promises it, with a live super
+/// block of the table's filesystem (`sb`, or the one of `dentry`/`inode`) and live
+/// arguments; that is the `# Safety` contract of each below.
+pub(crate) struct SuperTable<T>(PhantomData<T>);
+
+impl<T: SuperOperations> SuperTable<T> {
+    /// The table, for `s_op`.
+    pub(crate) const OPS: bindings::super_operations = bindings::super_operations {
+        evict_inode: if T::HAS_EVICT_INODE {
+            Some(Self::evict_inode)
+        } else {
+            None
+        },
+        write_inode: if T::HAS_WRITE_INODE {
+            Some(Self::write_inode)
+        } else {
+            None
+        },
+        put_super: if T::HAS_PUT_SUPER {
+            Some(Self::put_super)
+        } else {
+            None
+        },
+        sync_fs: if T::HAS_SYNC_FS {
+            Some(Self::sync_fs)
+        } else {
+            None
+        },
+        freeze_fs: if T::HAS_FREEZE_FS {
+            Some(Self::freeze_fs)
+        } else {
+            None
+        },
+        statfs: if T::HAS_STATFS {
+            Some(Self::statfs)
+        } else {
+            None
+        },
+        show_options: if T::HAS_SHOW_OPTIONS {
+            Some(Self::show_options)
+        } else {
+            None
+        },
+        // SAFETY: an all-zero `super_operations` is valid: every other callback is absent.
+        ..unsafe { core::mem::zeroed() }
+    };
+
+    /// # Safety
+    ///
+    /// See [`SuperTable`].
+    unsafe extern "C" fn put_super(sb: *mut bindings::super_block) {
+        // SAFETY: see [`SuperTable`].
+        T::put_super(unsafe { SuperBlock::from_raw(sb) });
+    }
+
+    /// # Safety
+    ///
+    /// See [`SuperTable`].
+    unsafe extern "C" fn sync_fs(sb: *mut bindings::super_block, wait: ffi::c_int) -> ffi::c_int {
+        // SAFETY: see [`SuperTable`].
+        let sb = unsafe { SuperBlock::from_raw(sb) };
+        T::sync_fs(sb, wait != 0).map_or_else(|e| e.to_errno(), |()| 0)
+    }
+
+    /// # Safety
+    ///
+    /// See [`SuperTable`].
+    unsafe extern "C" fn freeze_fs(sb: *mut bindings::super_block) -> ffi::c_int {
+        // SAFETY: see [`SuperTable`].
+        let sb = unsafe { SuperBlock::from_raw(sb) };
+        T::freeze_fs(sb).map_or_else(|e| e.to_errno(), |()| 0)
+    }
+
+    /// # Safety
+    ///
+    /// See [`SuperTable`]; `buf` is the caller's, ours to fill during the call.
+    unsafe extern "C" fn statfs(
+        dentry: *mut bindings::dentry,
+        buf: *mut kernel::bindings::kstatfs,
+    ) -> ffi::c_int {
+        // `kernel::bindings` declares `kstatfs` opaquely; the module's bindings have its
+        // fields.
+        let buf = buf.cast::<bindings::kstatfs>();
+        from_result(|| {
+            // SAFETY: see [`SuperTable`]: a live dentry's `d_sb` is live.
+            let sb = unsafe { SuperBlock::from_raw((*dentry).d_sb) };
+            let st = T::statfs(sb)?;
+            // SAFETY: see above.
+            unsafe {
+                (*buf).f_type = st.magic as _;
+                (*buf).f_bsize = st.block_size as _;
+                (*buf).f_frsize = st.block_size as _;
+                (*buf).f_blocks = st.blocks;
+                (*buf).f_bfree = st.free;
+                (*buf).f_bavail = st.available;
+                (*buf).f_files = st.files;
+                (*buf).f_ffree = st.files_free;
+                (*buf).f_namelen = st.name_len as _;
+                (*buf).f_fsid.val = [st.fsid[0] as i32, st.fsid[1] as i32];
+            }
+            Ok(0)
+        })
+    }
+
+    /// # Safety
+    ///
+    /// See [`SuperTable`]; `seq` is the live seq_file of the call.
+    unsafe extern "C" fn show_options(
+        seq: *mut bindings::seq_file,
+        root: *mut bindings::dentry,
+    ) -> ffi::c_int {
+        from_result(|| {
+            // SAFETY: see [`SuperTable`]: the root dentry of a mounted super block.
+            let sb = unsafe { SuperBlock::from_raw((*root).d_sb) };
+            // SAFETY: see above.
+            let mut seq = unsafe { SeqFile::from_raw(seq) }.ok_or(EINVAL)?;
+            T::show_options(sb, &mut seq)?;
+            Ok(0)
+        })
+    }
+
+    /// # Safety
+    ///
+    /// See [`SuperTable`]; the inode is referenced or locked for the call.
+    unsafe extern "C" fn write_inode(
+        inode: *mut bindings::inode,
+        _wbc: *mut bindings::writeback_control,
+    ) -> ffi::c_int {
+        // SAFETY: see above.
+        T::write_inode(unsafe { Inode::from_raw(inode) }).map_or_else(|e| e.to_errno(), |()| 0)
+    }
+
+    /// # Safety
+    ///
+    /// See [`SuperTable`]; the inode is being evicted: live, and ours alone.
+    unsafe extern "C" fn evict_inode(inode: *mut bindings::inode) {
+        // What the VFS does itself for filesystems without `evict_inode` comes first and
+        // last.
+        // SAFETY: see above.
+        unsafe { bindings::truncate_inode_pages_final(&mut (*inode).i_data) };
+        // SAFETY: as above.
+        if !unsafe { bindings::is_bad_inode(inode) } {
+            // SAFETY: as above.
+            T::evict_inode(unsafe { Inode::from_raw(inode) });
+        }
+        // SAFETY: as above; the page cache is empty now.
+        unsafe { bindings::clear_inode(inode) };
     }
 }

@@ -1,0 +1,251 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A file's page cache (`address_space`), and the operations that move its folios to and
+//! from the filesystem (`address_space_operations`).
+
+use core::marker::PhantomData;
+use core::ops::Deref;
+
+use kernel::error::VTABLE_DEFAULT_ERROR;
+use kernel::ffi;
+use kernel::prelude::*;
+use kernel::types::Opaque;
+
+use super::bindings;
+use super::folio::{LockedFolio, Readahead, WritebackControl};
+
+/// The page cache of a ferrofs file.
+#[repr(transparent)]
+pub(crate) struct Mapping(Opaque<bindings::address_space>);
+
+impl Mapping {
+    /// Wraps a mapping pointer passed by the VFS.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must be the mapping of a ferrofs file whose inode stays alive for `'a`.
+    pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::address_space) -> &'a Self {
+        // SAFETY: transparent wrapper; validity is the caller's duty.
+        unsafe { &*ptr.cast::<Self>() }
+    }
+
+    /// The raw pointer, for the bindings.
+    pub(crate) fn as_ptr(&self) -> *mut bindings::address_space {
+        self.0.get()
+    }
+
+    /// The folio a buffered write at `pos` goes into, locked and referenced (created if
+    /// not cached).
+    pub(crate) fn grab_write_folio(&self, pos: u64) -> Result<WriteFolio> {
+        let pos = i64::try_from(pos).map_err(|_| EFBIG)?;
+        // SAFETY: the mapping is live (invariant); the helper returns a locked, referenced
+        // folio or an error pointer.
+        let folio = unsafe { bindings::ferrofs_grab_write_folio(self.as_ptr(), pos) };
+        // SAFETY: only inspects the pointer value.
+        if unsafe { bindings::ferrofs_is_err(folio.cast()) } {
+            // SAFETY: as above.
+            let err = unsafe { bindings::ferrofs_ptr_err(folio.cast()) };
+            return Err(Error::from_errno(i32::try_from(err).unwrap_or(-12)));
+        }
+        // SAFETY: the folio is locked and referenced by us (above), in a ferrofs mapping.
+        let locked = unsafe { LockedFolio::from_raw(folio) }.ok_or(ENOMEM)?;
+        Ok(WriteFolio(locked))
+    }
+}
+
+/// A locked folio with a reference of its own: the folio of a buffered write, from
+/// `write_begin` to `write_end`. Dropping it unlocks it and drops the reference.
+pub(crate) struct WriteFolio(LockedFolio);
+
+impl Deref for WriteFolio {
+    type Target = LockedFolio;
+
+    fn deref(&self) -> &LockedFolio {
+        &self.0
+    }
+}
+
+impl WriteFolio {
+    /// Hands the folio, locked and referenced, to the VFS (until `write_end`).
+    fn into_raw(self) -> *mut bindings::folio {
+        let ptr = self.0.as_ptr();
+        core::mem::forget(self);
+        ptr
+    }
+}
+
+impl Drop for WriteFolio {
+    fn drop(&mut self) {
+        let folio = self.0.as_ptr();
+        // SAFETY: we hold the lock and a reference (type invariant) and give both up once.
+        unsafe {
+            bindings::folio_unlock(folio);
+            bindings::ferrofs_folio_put(folio);
+        }
+    }
+}
+
+/// The operations of a file's page cache (`address_space_operations`). Each method the
+/// implementation leaves out is absent from the table.
+#[vtable]
+pub(crate) trait AddressSpaceOperations {
+    /// `read_folio`: fills the folio and unlocks it.
+    fn read_folio(_folio: LockedFolio) -> Result {
+        kernel::build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// `readahead`: fills (and unlocks) the folios of the window it can.
+    fn readahead(_rac: Readahead) {
+        kernel::build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// `writepages`: writes the dirty folios `wbc` asks for.
+    fn writepages(_mapping: &Mapping, _wbc: &WritebackControl) -> Result {
+        kernel::build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// `write_begin`: the folio a buffered write of `len` bytes at `pos` copies into,
+    /// ready for it (what the copy does not overwrite read in).
+    fn write_begin(_mapping: &Mapping, _pos: u64, _len: usize) -> Result<WriteFolio> {
+        kernel::build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// `write_end`: `copied` of `len` bytes arrived at `pos`; returns how many count.
+    fn write_end(_folio: &WriteFolio, _pos: u64, _len: usize, _copied: usize) -> usize {
+        kernel::build_error!(VTABLE_DEFAULT_ERROR)
+    }
+}
+
+/// The `address_space_operations` table of `T`, and its C entry points.
+///
+/// Each entry point is called by the VFS, as the table promises it, for the page cache
+/// of a ferrofs file whose inode is alive for the call; that is the `# Safety` contract
+/// of each below.
+pub(crate) struct AddressSpaceTable<T>(PhantomData<T>);
+
+impl<T: AddressSpaceOperations> AddressSpaceTable<T> {
+    /// The table, for `i_mapping->a_ops`.
+    pub(crate) const OPS: bindings::address_space_operations = bindings::address_space_operations {
+        read_folio: if T::HAS_READ_FOLIO {
+            Some(Self::read_folio)
+        } else {
+            None
+        },
+        readahead: if T::HAS_READAHEAD {
+            Some(Self::readahead)
+        } else {
+            None
+        },
+        writepages: if T::HAS_WRITEPAGES {
+            Some(Self::writepages)
+        } else {
+            None
+        },
+        dirty_folio: Some(bindings::filemap_dirty_folio),
+        write_begin: if T::HAS_WRITE_BEGIN {
+            Some(Self::write_begin)
+        } else {
+            None
+        },
+        write_end: if T::HAS_WRITE_END {
+            Some(Self::write_end)
+        } else {
+            None
+        },
+        error_remove_folio: Some(bindings::generic_error_remove_folio),
+        // SAFETY: an all-zero `address_space_operations` is valid: every other
+        // callback is absent.
+        ..unsafe { core::mem::zeroed() }
+    };
+
+    /// # Safety
+    ///
+    /// See [`AddressSpaceTable`]; `folio` is a locked folio of the page cache.
+    unsafe extern "C" fn read_folio(
+        _file: *mut bindings::file,
+        folio: *mut bindings::folio,
+    ) -> ffi::c_int {
+        // SAFETY: see above.
+        let Some(folio) = (unsafe { LockedFolio::from_raw(folio) }) else {
+            return EINVAL.to_errno();
+        };
+        T::read_folio(folio).map_or_else(|e| e.to_errno(), |()| 0)
+    }
+
+    /// # Safety
+    ///
+    /// See [`AddressSpaceTable`]; `rac` is the request, live for the call.
+    unsafe extern "C" fn readahead(rac: *mut bindings::readahead_control) {
+        // SAFETY: see above.
+        if let Some(rac) = unsafe { Readahead::from_raw(rac) } {
+            T::readahead(rac);
+        }
+    }
+
+    /// # Safety
+    ///
+    /// See [`AddressSpaceTable`]; `wbc` is the request, live for the call.
+    unsafe extern "C" fn writepages(
+        mapping: *mut bindings::address_space,
+        wbc: *mut bindings::writeback_control,
+    ) -> ffi::c_int {
+        // SAFETY: see above.
+        let Some(wbc) = (unsafe { WritebackControl::from_raw(wbc) }) else {
+            return EINVAL.to_errno();
+        };
+        // SAFETY: see above.
+        let mapping = unsafe { Mapping::from_raw(mapping) };
+        T::writepages(mapping, &wbc).map_or_else(|e| e.to_errno(), |()| 0)
+    }
+
+    /// # Safety
+    ///
+    /// See [`AddressSpaceTable`]; `foliop` is the caller's out-parameter.
+    unsafe extern "C" fn write_begin(
+        _file: *mut bindings::file,
+        mapping: *mut bindings::address_space,
+        pos: bindings::loff_t,
+        len: ffi::c_uint,
+        foliop: *mut *mut bindings::folio,
+        _fsdata: *mut *mut ffi::c_void,
+    ) -> ffi::c_int {
+        // SAFETY: see above.
+        let mapping = unsafe { Mapping::from_raw(mapping) };
+        let (Ok(pos), Ok(len)) = (u64::try_from(pos), usize::try_from(len)) else {
+            return EINVAL.to_errno();
+        };
+        match T::write_begin(mapping, pos, len) {
+            Ok(folio) => {
+                // SAFETY: the out-parameter is the caller's; the folio stays locked and
+                // referenced until `write_end`, which takes both back.
+                unsafe { *foliop = folio.into_raw() };
+                0
+            }
+            Err(err) => err.to_errno(),
+        }
+    }
+
+    /// # Safety
+    ///
+    /// See [`AddressSpaceTable`]; `folio` is the one `write_begin` returned, still
+    /// locked and referenced.
+    unsafe extern "C" fn write_end(
+        _file: *mut bindings::file,
+        _mapping: *mut bindings::address_space,
+        pos: bindings::loff_t,
+        len: ffi::c_uint,
+        copied: ffi::c_uint,
+        folio: *mut bindings::folio,
+        _fsdata: *mut ffi::c_void,
+    ) -> ffi::c_int {
+        // SAFETY: see above: the lock and reference `write_begin` handed out come back.
+        let Some(locked) = (unsafe { LockedFolio::from_raw(folio) }) else {
+            return EINVAL.to_errno();
+        };
+        let folio = WriteFolio(locked);
+        let pos = u64::try_from(pos).unwrap_or(0);
+        let counted = T::write_end(&folio, pos, len as usize, copied as usize);
+        drop(folio);
+        ffi::c_int::try_from(counted).unwrap_or(0)
+    }
+}

@@ -1,0 +1,265 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Open files, and the file operations a filesystem provides for them.
+
+use core::marker::PhantomData;
+
+use kernel::error::{from_result, to_result, VTABLE_DEFAULT_ERROR};
+use kernel::ffi;
+use kernel::prelude::*;
+use kernel::types::Opaque;
+
+use super::bindings;
+use super::dentry::DirContext;
+use super::inode::{CreatedInode, Inode};
+
+/// `lseek` whence: the next data at or after the offset.
+pub(crate) const SEEK_DATA: i32 = 3;
+/// `lseek` whence: the next hole at or after the offset.
+pub(crate) const SEEK_HOLE: i32 = 4;
+
+/// An open file the VFS passes to an operation.
+#[repr(transparent)]
+pub(crate) struct File(Opaque<bindings::file>);
+
+impl File {
+    /// Wraps a file pointer passed by the VFS.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must point to a file of a ferrofs inode that stays open for `'a`.
+    pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::file) -> &'a Self {
+        // SAFETY: transparent wrapper; validity is the caller's duty.
+        unsafe { &*ptr.cast::<Self>() }
+    }
+
+    /// The raw pointer, for the bindings.
+    pub(crate) fn as_ptr(&self) -> *mut bindings::file {
+        self.0.get()
+    }
+
+    /// The inode the file is open on.
+    pub(crate) fn inode(&self) -> &Inode {
+        // SAFETY: an open file holds its inode alive (type invariant), a ferrofs one.
+        unsafe { Inode::from_raw(bindings::ferrofs_file_inode(self.as_ptr())) }
+    }
+
+    /// Writes back and waits for the dirty page cache of `[start, end]`, and reports a
+    /// write-back error this file has not seen yet.
+    pub(crate) fn write_and_wait_range(&self, start: i64, end: i64) -> Result {
+        // SAFETY: the file is open (invariant).
+        to_result(unsafe { bindings::file_write_and_wait_range(self.as_ptr(), start, end) })
+    }
+
+    /// Updates the times of a file about to be changed and drops its set-id bits
+    /// (`file_modified`); the caller holds the inode lock.
+    pub(crate) fn modified(&self) -> Result {
+        // SAFETY: the file is open (invariant), for writing: the VFS checked it before
+        // the operations that change contents.
+        to_result(unsafe { bindings::file_modified(self.as_ptr()) })
+    }
+
+    /// The VFS's own `llseek` (`SEEK_SET`, `SEEK_CUR`, `SEEK_END`).
+    pub(crate) fn generic_llseek(&self, offset: i64, whence: i32) -> Result<i64> {
+        // SAFETY: the file is open (invariant).
+        let pos = unsafe { bindings::generic_file_llseek(self.as_ptr(), offset, whence) };
+        if pos < 0 {
+            return Err(Error::from_errno(i32::try_from(pos).unwrap_or(-22)));
+        }
+        Ok(pos)
+    }
+
+    /// Moves the file position to `pos` (checked against the size limit).
+    pub(crate) fn set_pos(&self, pos: u64) -> Result<i64> {
+        let pos = i64::try_from(pos).map_err(|_| EINVAL)?;
+        let file = self.as_ptr();
+        // SAFETY: the file is open (invariant), so its inode and super block are live.
+        let max = unsafe { (*(*bindings::ferrofs_file_inode(file)).i_sb).s_maxbytes };
+        // SAFETY: as above; `vfs_setpos` takes the file's position lock itself.
+        let got = unsafe { bindings::vfs_setpos(file, pos, max) };
+        if got < 0 {
+            return Err(Error::from_errno(i32::try_from(got).unwrap_or(-22)));
+        }
+        Ok(got)
+    }
+
+    /// Binds the new inode of an `O_TMPFILE` open to this file and finishes the open.
+    pub(crate) fn finish_tmpfile(&self, inode: CreatedInode) -> Result {
+        let inode = inode.into_raw();
+        // SAFETY: the file is being opened with O_TMPFILE (only `tmpfile` gets such a
+        // file) and has its dentry; `d_tmpfile` takes over our reference to the new,
+        // still locked inode.
+        unsafe { bindings::d_tmpfile(self.as_ptr(), inode) };
+        // SAFETY: the inode is new and locked, bound to the file's dentry, which keeps it
+        // alive; this makes it visible, as the VFS's tmpfile protocol asks.
+        unsafe { bindings::unlock_new_inode(inode) };
+        // SAFETY: the file is being opened and its dentry is positive now.
+        to_result(unsafe { bindings::ferrofs_finish_open_simple(self.as_ptr()) })
+    }
+}
+
+/// What a file holds, which decides the VFS helpers its table uses.
+pub(crate) enum Contents {
+    /// Directory entries: read with `getdents` only.
+    Directory,
+    /// Regular file data in the page cache: read, written, mapped and spliced by the VFS's
+    /// generic page-cache helpers, over the inode's address-space operations.
+    PageCache,
+}
+
+/// The operations on open files of one kind (`file_operations`). Each method the
+/// implementation leaves out is absent from the table, so the VFS applies its default.
+#[vtable]
+pub(crate) trait FileOperations {
+    /// What the files hold.
+    const CONTENTS: Contents;
+
+    /// `llseek`; without it, the VFS's `generic_file_llseek`.
+    fn llseek(_file: &File, _offset: i64, _whence: i32) -> Result<i64> {
+        kernel::build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// `iterate_shared`: emits directory entries from the context's position.
+    fn read_dir(_file: &File, _ctx: &mut DirContext) -> Result {
+        kernel::build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// `fsync` of `[start, end]`, or of the data only (`datasync`).
+    fn fsync(_file: &File, _start: i64, _end: i64, _datasync: bool) -> Result {
+        kernel::build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// `fallocate` with `mode` (the `FALLOC_FL_*` flags).
+    fn fallocate(_file: &File, _mode: i32, _offset: i64, _len: i64) -> Result {
+        kernel::build_error!(VTABLE_DEFAULT_ERROR)
+    }
+}
+
+/// The `file_operations` table of `T`, and its C entry points.
+pub(crate) struct FileTable<T>(PhantomData<T>);
+
+impl<T: FileOperations> FileTable<T> {
+    /// The table, for `i_fop`.
+    pub(crate) const OPS: bindings::file_operations = {
+        let page_cache = matches!(T::CONTENTS, Contents::PageCache);
+        bindings::file_operations {
+            llseek: if T::HAS_LLSEEK {
+                Some(Self::llseek)
+            } else {
+                Some(bindings::generic_file_llseek)
+            },
+            read: if page_cache {
+                None
+            } else {
+                Some(bindings::generic_read_dir)
+            },
+            read_iter: if page_cache {
+                Some(bindings::generic_file_read_iter)
+            } else {
+                None
+            },
+            write_iter: if page_cache {
+                Some(bindings::generic_file_write_iter)
+            } else {
+                None
+            },
+            mmap: if page_cache {
+                Some(bindings::generic_file_mmap)
+            } else {
+                None
+            },
+            open: if page_cache {
+                Some(bindings::generic_file_open)
+            } else {
+                None
+            },
+            splice_read: if page_cache {
+                Some(bindings::filemap_splice_read)
+            } else {
+                None
+            },
+            splice_write: if page_cache {
+                Some(bindings::iter_file_splice_write)
+            } else {
+                None
+            },
+            iterate_shared: if T::HAS_READ_DIR {
+                Some(Self::iterate_shared)
+            } else {
+                None
+            },
+            fsync: if T::HAS_FSYNC {
+                Some(Self::fsync)
+            } else {
+                None
+            },
+            fallocate: if T::HAS_FALLOCATE {
+                Some(Self::fallocate)
+            } else {
+                None
+            },
+            // SAFETY: an all-zero `file_operations` is valid: every other callback is
+            // absent.
+            ..unsafe { core::mem::zeroed() }
+        }
+    };
+
+    /// # Safety
+    ///
+    /// Called by the VFS with a file of this table, open for the call; the same holds for
+    /// every `file` argument below.
+    unsafe extern "C" fn llseek(
+        file: *mut bindings::file,
+        offset: bindings::loff_t,
+        whence: ffi::c_int,
+    ) -> bindings::loff_t {
+        // SAFETY: see above.
+        let file = unsafe { File::from_raw(file) };
+        T::llseek(file, offset, whence).unwrap_or_else(|e| bindings::loff_t::from(e.to_errno()))
+    }
+
+    /// # Safety
+    ///
+    /// As for `llseek`, with the live iteration context of the call.
+    unsafe extern "C" fn iterate_shared(
+        file: *mut bindings::file,
+        ctx: *mut bindings::dir_context,
+    ) -> ffi::c_int {
+        from_result(|| {
+            // SAFETY: see above.
+            let file = unsafe { File::from_raw(file) };
+            // SAFETY: as above.
+            let mut ctx = unsafe { DirContext::from_raw(ctx) }.ok_or(EINVAL)?;
+            T::read_dir(file, &mut ctx)?;
+            Ok(0)
+        })
+    }
+
+    /// # Safety
+    ///
+    /// As for `llseek`.
+    unsafe extern "C" fn fsync(
+        file: *mut bindings::file,
+        start: bindings::loff_t,
+        end: bindings::loff_t,
+        datasync: ffi::c_int,
+    ) -> ffi::c_int {
+        // SAFETY: see above.
+        let file = unsafe { File::from_raw(file) };
+        T::fsync(file, start, end, datasync != 0).map_or_else(|e| e.to_errno(), |()| 0)
+    }
+
+    /// # Safety
+    ///
+    /// As for `llseek`.
+    unsafe extern "C" fn fallocate(
+        file: *mut bindings::file,
+        mode: ffi::c_int,
+        offset: bindings::loff_t,
+        len: bindings::loff_t,
+    ) -> ffi::c_long {
+        // SAFETY: see above.
+        let file = unsafe { File::from_raw(file) };
+        T::fallocate(file, mode, offset, len).map_or_else(|e| e.to_errno() as ffi::c_long, |()| 0)
+    }
+}

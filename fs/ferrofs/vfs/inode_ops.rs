@@ -1,0 +1,629 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The inode operations a filesystem provides (`inode_operations`), and the requests they
+//! get: attribute changes, inode flags, extent maps.
+
+use core::marker::PhantomData;
+use core::ptr::NonNull;
+
+use kernel::error::{from_result, to_result, VTABLE_DEFAULT_ERROR};
+use kernel::ffi;
+use kernel::prelude::*;
+use kernel::str::CStr;
+
+use super::bindings;
+use super::dentry::Dentry;
+use super::file::File;
+use super::inode::{Idmap, Inode, InodeRef};
+
+/// A FIEMAP extent flag: the last extent of the file.
+pub(crate) const FIEMAP_EXTENT_LAST: u32 = 0x1;
+/// A FIEMAP extent flag: allocated but not written (reads as zeros).
+pub(crate) const FIEMAP_EXTENT_UNWRITTEN: u32 = 0x800;
+
+/// An attribute change (`chmod`, `chown`, `truncate`, `utimes`) not checked yet.
+pub(crate) struct AttrRequest<'a> {
+    idmap: Idmap,
+    dentry: &'a Dentry,
+    attr: NonNull<bindings::iattr>,
+}
+
+impl<'a> AttrRequest<'a> {
+    /// Checks the caller may make the change (`setattr_prepare`).
+    pub(crate) fn prepare(self) -> Result<AttrChange<'a>> {
+        // SAFETY: the dentry is live and its inode locked, `attr` the request of the
+        // running `setattr` (invariants of the values `setattr` builds).
+        let ret = unsafe {
+            bindings::setattr_prepare(
+                self.idmap.as_ptr(),
+                self.dentry.as_ptr(),
+                self.attr.as_ptr(),
+            )
+        };
+        to_result(ret)?;
+        Ok(AttrChange { request: self })
+    }
+
+    /// The file whose attributes change.
+    pub(crate) fn dentry(&self) -> &'a Dentry {
+        self.dentry
+    }
+}
+
+/// An attribute change the caller may make.
+pub(crate) struct AttrChange<'a> {
+    request: AttrRequest<'a>,
+}
+
+impl AttrChange<'_> {
+    /// The new size, if the size changes (negative sizes are refused).
+    pub(crate) fn new_size(&self) -> Result<Option<u64>> {
+        // SAFETY: the request is valid for the call (invariant).
+        let (valid, size) = unsafe {
+            let attr = self.request.attr.as_ptr();
+            ((*attr).ia_valid, (*attr).ia_size)
+        };
+        if valid & bindings::ATTR_SIZE == 0 {
+            return Ok(None);
+        }
+        u64::try_from(size).map(Some).map_err(|_| EINVAL)
+    }
+
+    /// Copies the change into `inode` (`setattr_copy`): mode, owner, times.
+    pub(crate) fn copy_to(&self, inode: &Inode) {
+        let request = &self.request;
+        // SAFETY: the change passed `setattr_prepare`; `inode` is the dentry's, locked by
+        // the VFS around `setattr`.
+        unsafe {
+            bindings::setattr_copy(
+                request.idmap.as_ptr(),
+                inode.as_ptr(),
+                request.attr.as_ptr(),
+            )
+        };
+    }
+}
+
+/// The answer of `FS_IOC_GETFLAGS` (`fileattr_get`), or the request of `FS_IOC_SETFLAGS`.
+pub(crate) struct FileAttr(NonNull<bindings::fileattr>);
+
+impl FileAttr {
+    /// Answers with the inode flags `flags` (`FS_*_FL`).
+    pub(crate) fn fill_flags(&mut self, flags: u32) {
+        // SAFETY: the answer is the caller's, ours to fill during the call (invariant).
+        unsafe { bindings::fileattr_fill_flags(self.0.as_ptr(), flags) };
+    }
+
+    /// The inode flags asked for.
+    pub(crate) fn flags(&self) -> u32 {
+        // SAFETY: the request is valid for the call; `flags` is a plain field.
+        unsafe { (*self.0.as_ptr()).flags }
+    }
+
+    /// Whether the request came through the fsxattr interface (extent size hints,
+    /// project ids).
+    pub(crate) fn is_fsxattr(&self) -> bool {
+        // SAFETY: as above.
+        unsafe { (*self.0.as_ptr()).fsx_valid() }
+    }
+}
+
+/// A FIEMAP request being answered.
+pub(crate) struct FiemapInfo(NonNull<bindings::fiemap_extent_info>);
+
+impl FiemapInfo {
+    /// Checks the request's flags for `inode` and writes back its dirty data
+    /// (`fiemap_prep`); returns the length to map, clamped to the largest file.
+    pub(crate) fn prepare(&mut self, inode: &Inode, start: u64, len: u64) -> Result<u64> {
+        let mut len = len;
+        // SAFETY: the request is live for the call (invariant); `inode` is the live inode
+        // it is about.
+        to_result(unsafe {
+            bindings::fiemap_prep(inode.as_ptr(), self.0.as_ptr(), start, &mut len, 0)
+        })?;
+        Ok(len)
+    }
+
+    /// Adds an extent (`FIEMAP_EXTENT_*` flags); `false` when the user's buffer is full.
+    pub(crate) fn fill_next(
+        &mut self,
+        logical: u64,
+        physical: u64,
+        len: u64,
+        flags: u32,
+    ) -> Result<bool> {
+        // SAFETY: the request is live; the helper copies to user memory safely.
+        let ret = unsafe {
+            bindings::fiemap_fill_next_extent(self.0.as_ptr(), logical, physical, len, flags)
+        };
+        if ret < 0 {
+            return Err(Error::from_errno(ret));
+        }
+        Ok(ret == 0)
+    }
+}
+
+/// The operations on inodes of one kind (`inode_operations`). Each method the
+/// implementation leaves out is absent from the table.
+#[vtable]
+pub(crate) trait InodeOperations {
+    /// `lookup`: the inode `dentry` names in `dir`, or `None` for a negative dentry.
+    fn lookup(_dir: &Inode, _dentry: &Dentry) -> Result<Option<InodeRef>> {
+        kernel::build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// `create`: a regular file.
+    fn create(_idmap: Idmap, _dir: &Inode, _dentry: &Dentry, _mode: u32, _excl: bool) -> Result {
+        kernel::build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// `mknod`: a device node, FIFO, socket or regular file; `rdev` in the 32-bit
+    /// `new_encode_dev` form.
+    fn mknod(_idmap: Idmap, _dir: &Inode, _dentry: &Dentry, _mode: u32, _rdev: u32) -> Result {
+        kernel::build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// `mkdir`.
+    fn mkdir(_idmap: Idmap, _dir: &Inode, _dentry: &Dentry, _mode: u32) -> Result {
+        kernel::build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// `symlink` to `target`.
+    fn symlink(_idmap: Idmap, _dir: &Inode, _dentry: &Dentry, _target: &CStr) -> Result {
+        kernel::build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// `tmpfile`: an unnamed file for the `O_TMPFILE` open of `file`.
+    fn tmpfile(_idmap: Idmap, _dir: &Inode, _file: &File, _mode: u32) -> Result {
+        kernel::build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// `link`: `dentry` in `dir` becomes a new name of the inode of `old`.
+    fn link(_old: &Dentry, _dir: &Inode, _dentry: &Dentry) -> Result {
+        kernel::build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// `unlink`.
+    fn unlink(_dir: &Inode, _dentry: &Dentry) -> Result {
+        kernel::build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// `rmdir`.
+    fn rmdir(_dir: &Inode, _dentry: &Dentry) -> Result {
+        kernel::build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// `rename` with `RENAME_*` flags; the VFS holds both parents locked.
+    fn rename(
+        _old_dir: &Inode,
+        _old: &Dentry,
+        _new_dir: &Inode,
+        _new: &Dentry,
+        _flags: u32,
+    ) -> Result {
+        kernel::build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// `setattr`, with the inode locked.
+    fn setattr(_request: AttrRequest<'_>) -> Result {
+        kernel::build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// `listxattr`: the names, NUL-separated, into `buf`, or their length for an empty
+    /// `buf`.
+    fn listxattr(_dentry: &Dentry, _buf: &mut [u8]) -> Result<usize> {
+        kernel::build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// `get_link`: a symbolic link's target, NUL-terminated.
+    fn get_link(_inode: &Inode) -> Result<KVec<u8>> {
+        kernel::build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// `fiemap` of `[start, start + len)`.
+    fn fiemap(_inode: &Inode, _info: &mut FiemapInfo, _start: u64, _len: u64) -> Result {
+        kernel::build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// `fileattr_get` (`FS_IOC_GETFLAGS`).
+    fn fileattr_get(_inode: &Inode, _attr: &mut FileAttr) -> Result {
+        kernel::build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// `fileattr_set` (`FS_IOC_SETFLAGS`); the VFS checked permission and capabilities and
+    /// holds the inode lock.
+    fn fileattr_set(_inode: &Inode, _attr: &FileAttr) -> Result {
+        kernel::build_error!(VTABLE_DEFAULT_ERROR)
+    }
+}
+
+fn errno(err: Error) -> ffi::c_int {
+    err.to_errno()
+}
+
+fn err_ptr<T>(err: Error) -> *mut T {
+    // SAFETY: builds an error pointer from a negative errno; no memory is touched.
+    unsafe { bindings::ferrofs_err_ptr(err.to_errno() as ffi::c_long) }.cast()
+}
+
+/// The `inode_operations` table of `T`, and its C entry points.
+///
+/// Each entry point is called by the VFS, as the table promises it, with a live inode of
+/// the table's kind, referenced or locked for the call (`inode`, `dir`), live dentries
+/// whose names are stable (the parent locked), and requests valid for the call; that is
+/// the `# Safety` contract of each below.
+pub(crate) struct InodeTable<T>(PhantomData<T>);
+
+impl<T: InodeOperations> InodeTable<T> {
+    /// The table, for `i_op`.
+    pub(crate) const OPS: bindings::inode_operations = bindings::inode_operations {
+        lookup: if T::HAS_LOOKUP {
+            Some(Self::lookup)
+        } else {
+            None
+        },
+        create: if T::HAS_CREATE {
+            Some(Self::create)
+        } else {
+            None
+        },
+        mknod: if T::HAS_MKNOD {
+            Some(Self::mknod)
+        } else {
+            None
+        },
+        mkdir: if T::HAS_MKDIR {
+            Some(Self::mkdir)
+        } else {
+            None
+        },
+        symlink: if T::HAS_SYMLINK {
+            Some(Self::symlink)
+        } else {
+            None
+        },
+        tmpfile: if T::HAS_TMPFILE {
+            Some(Self::tmpfile)
+        } else {
+            None
+        },
+        link: if T::HAS_LINK { Some(Self::link) } else { None },
+        unlink: if T::HAS_UNLINK {
+            Some(Self::unlink)
+        } else {
+            None
+        },
+        rmdir: if T::HAS_RMDIR {
+            Some(Self::rmdir)
+        } else {
+            None
+        },
+        rename: if T::HAS_RENAME {
+            Some(Self::rename)
+        } else {
+            None
+        },
+        setattr: if T::HAS_SETATTR {
+            Some(Self::setattr)
+        } else {
+            None
+        },
+        listxattr: if T::HAS_LISTXATTR {
+            Some(Self::listxattr)
+        } else {
+            None
+        },
+        get_link: if T::HAS_GET_LINK {
+            Some(Self::get_link)
+        } else {
+            None
+        },
+        fiemap: if T::HAS_FIEMAP {
+            Some(Self::fiemap)
+        } else {
+            None
+        },
+        fileattr_get: if T::HAS_FILEATTR_GET {
+            Some(Self::fileattr_get)
+        } else {
+            None
+        },
+        fileattr_set: if T::HAS_FILEATTR_SET {
+            Some(Self::fileattr_set)
+        } else {
+            None
+        },
+        // SAFETY: an all-zero `inode_operations` is valid: every other callback is absent.
+        ..unsafe { core::mem::zeroed() }
+    };
+
+    /// # Safety
+    ///
+    /// See [`InodeTable`].
+    unsafe extern "C" fn lookup(
+        dir: *mut bindings::inode,
+        dentry: *mut bindings::dentry,
+        _flags: ffi::c_uint,
+    ) -> *mut bindings::dentry {
+        // SAFETY: see [`InodeTable`].
+        let (dir, dentry) = unsafe { (Inode::from_raw(dir), Dentry::from_raw(dentry)) };
+        match T::lookup(dir, dentry) {
+            Ok(inode) => dentry.splice(inode),
+            Err(err) => err_ptr(err),
+        }
+    }
+
+    /// # Safety
+    ///
+    /// See [`InodeTable`].
+    unsafe extern "C" fn create(
+        idmap: *mut bindings::mnt_idmap,
+        dir: *mut bindings::inode,
+        dentry: *mut bindings::dentry,
+        mode: bindings::umode_t,
+        excl: bool,
+    ) -> ffi::c_int {
+        // SAFETY: see [`InodeTable`].
+        let (dir, dentry) = unsafe { (Inode::from_raw(dir), Dentry::from_raw(dentry)) };
+        let idmap = Idmap::from_raw(idmap);
+        T::create(idmap, dir, dentry, u32::from(mode), excl).map_or_else(errno, |()| 0)
+    }
+
+    /// # Safety
+    ///
+    /// See [`InodeTable`].
+    unsafe extern "C" fn mknod(
+        idmap: *mut bindings::mnt_idmap,
+        dir: *mut bindings::inode,
+        dentry: *mut bindings::dentry,
+        mode: bindings::umode_t,
+        rdev: bindings::dev_t,
+    ) -> ffi::c_int {
+        // SAFETY: see [`InodeTable`].
+        let (dir, dentry) = unsafe { (Inode::from_raw(dir), Dentry::from_raw(dentry)) };
+        // SAFETY: pure arithmetic on the value.
+        let rdev = unsafe { bindings::ferrofs_encode_dev(rdev) };
+        let idmap = Idmap::from_raw(idmap);
+        T::mknod(idmap, dir, dentry, u32::from(mode), rdev).map_or_else(errno, |()| 0)
+    }
+
+    /// # Safety
+    ///
+    /// See [`InodeTable`].
+    unsafe extern "C" fn mkdir(
+        idmap: *mut bindings::mnt_idmap,
+        dir: *mut bindings::inode,
+        dentry: *mut bindings::dentry,
+        mode: bindings::umode_t,
+    ) -> ffi::c_int {
+        // SAFETY: see [`InodeTable`].
+        let (dir, dentry) = unsafe { (Inode::from_raw(dir), Dentry::from_raw(dentry)) };
+        let idmap = Idmap::from_raw(idmap);
+        T::mkdir(idmap, dir, dentry, u32::from(mode)).map_or_else(errno, |()| 0)
+    }
+
+    /// # Safety
+    ///
+    /// See [`InodeTable`]; `target` is NUL-terminated and alive for the call.
+    unsafe extern "C" fn symlink(
+        idmap: *mut bindings::mnt_idmap,
+        dir: *mut bindings::inode,
+        dentry: *mut bindings::dentry,
+        target: *const ffi::c_char,
+    ) -> ffi::c_int {
+        // SAFETY: see [`InodeTable`] and above.
+        let (dir, dentry, target) = unsafe {
+            (
+                Inode::from_raw(dir),
+                Dentry::from_raw(dentry),
+                CStr::from_char_ptr(target),
+            )
+        };
+        let idmap = Idmap::from_raw(idmap);
+        T::symlink(idmap, dir, dentry, target).map_or_else(errno, |()| 0)
+    }
+
+    /// # Safety
+    ///
+    /// See [`InodeTable`]; `file` is being opened with `O_TMPFILE` in `dir`.
+    unsafe extern "C" fn tmpfile(
+        idmap: *mut bindings::mnt_idmap,
+        dir: *mut bindings::inode,
+        file: *mut bindings::file,
+        mode: bindings::umode_t,
+    ) -> ffi::c_int {
+        // SAFETY: see [`InodeTable`] and above.
+        let (dir, file) = unsafe { (Inode::from_raw(dir), File::from_raw(file)) };
+        let idmap = Idmap::from_raw(idmap);
+        T::tmpfile(idmap, dir, file, u32::from(mode)).map_or_else(errno, |()| 0)
+    }
+
+    /// # Safety
+    ///
+    /// See [`InodeTable`].
+    unsafe extern "C" fn link(
+        old: *mut bindings::dentry,
+        dir: *mut bindings::inode,
+        dentry: *mut bindings::dentry,
+    ) -> ffi::c_int {
+        // SAFETY: see [`InodeTable`].
+        let (old, dir, dentry) = unsafe {
+            (
+                Dentry::from_raw(old),
+                Inode::from_raw(dir),
+                Dentry::from_raw(dentry),
+            )
+        };
+        T::link(old, dir, dentry).map_or_else(errno, |()| 0)
+    }
+
+    /// # Safety
+    ///
+    /// See [`InodeTable`].
+    unsafe extern "C" fn unlink(
+        dir: *mut bindings::inode,
+        dentry: *mut bindings::dentry,
+    ) -> ffi::c_int {
+        // SAFETY: see [`InodeTable`].
+        let (dir, dentry) = unsafe { (Inode::from_raw(dir), Dentry::from_raw(dentry)) };
+        T::unlink(dir, dentry).map_or_else(errno, |()| 0)
+    }
+
+    /// # Safety
+    ///
+    /// See [`InodeTable`].
+    unsafe extern "C" fn rmdir(
+        dir: *mut bindings::inode,
+        dentry: *mut bindings::dentry,
+    ) -> ffi::c_int {
+        // SAFETY: see [`InodeTable`].
+        let (dir, dentry) = unsafe { (Inode::from_raw(dir), Dentry::from_raw(dentry)) };
+        T::rmdir(dir, dentry).map_or_else(errno, |()| 0)
+    }
+
+    /// # Safety
+    ///
+    /// See [`InodeTable`] (the VFS locks both parents).
+    unsafe extern "C" fn rename(
+        _idmap: *mut bindings::mnt_idmap,
+        old_dir: *mut bindings::inode,
+        old: *mut bindings::dentry,
+        new_dir: *mut bindings::inode,
+        new: *mut bindings::dentry,
+        flags: ffi::c_uint,
+    ) -> ffi::c_int {
+        // SAFETY: see [`InodeTable`].
+        let (old_dir, old, new_dir, new) = unsafe {
+            (
+                Inode::from_raw(old_dir),
+                Dentry::from_raw(old),
+                Inode::from_raw(new_dir),
+                Dentry::from_raw(new),
+            )
+        };
+        T::rename(old_dir, old, new_dir, new, flags).map_or_else(errno, |()| 0)
+    }
+
+    /// # Safety
+    ///
+    /// See [`InodeTable`]; the dentry's inode is locked and `attr` is the request.
+    unsafe extern "C" fn setattr(
+        idmap: *mut bindings::mnt_idmap,
+        dentry: *mut bindings::dentry,
+        attr: *mut bindings::iattr,
+    ) -> ffi::c_int {
+        let Some(attr) = NonNull::new(attr) else {
+            return EINVAL.to_errno();
+        };
+        let request = AttrRequest {
+            idmap: Idmap::from_raw(idmap),
+            // SAFETY: see [`InodeTable`].
+            dentry: unsafe { Dentry::from_raw(dentry) },
+            attr,
+        };
+        T::setattr(request).map_or_else(errno, |()| 0)
+    }
+
+    /// # Safety
+    ///
+    /// See [`InodeTable`]; `buf` is NULL or a kernel buffer of `size` bytes.
+    unsafe extern "C" fn listxattr(
+        dentry: *mut bindings::dentry,
+        buf: *mut ffi::c_char,
+        size: usize,
+    ) -> isize {
+        // SAFETY: see [`InodeTable`].
+        let dentry = unsafe { Dentry::from_raw(dentry) };
+        let buf: &mut [u8] = if buf.is_null() || size == 0 {
+            &mut []
+        } else {
+            // SAFETY: the VFS passes a kernel buffer of `size` bytes, ours during the call.
+            unsafe { core::slice::from_raw_parts_mut(buf.cast(), size) }
+        };
+        match T::listxattr(dentry, buf) {
+            Ok(len) => isize::try_from(len).unwrap_or(isize::MAX),
+            Err(err) => err.to_errno() as isize,
+        }
+    }
+
+    /// # Safety
+    ///
+    /// See [`InodeTable`]; `dentry` is NULL in an RCU walk; `done` is the caller's.
+    unsafe extern "C" fn get_link(
+        dentry: *mut bindings::dentry,
+        inode: *mut bindings::inode,
+        done: *mut bindings::delayed_call,
+    ) -> *const ffi::c_char {
+        if dentry.is_null() {
+            // RCU walk: the filesystem may sleep, so ask for the slow path.
+            return err_ptr(ECHILD);
+        }
+        // SAFETY: see [`InodeTable`].
+        let inode = unsafe { Inode::from_raw(inode) };
+        match T::get_link(inode) {
+            Ok(target) if target.last() == Some(&0) => {
+                let (buf, _, _) = target.into_raw_parts();
+                // SAFETY: `buf` is a kmalloc'd, NUL-terminated string now owned by `done`,
+                // which frees it with `kfree_link` when the VFS is done with it.
+                unsafe { bindings::ferrofs_set_delayed_kfree(done, buf.cast()) };
+                buf.cast_const().cast()
+            }
+            Ok(_) => err_ptr(EIO),
+            Err(err) => err_ptr(err),
+        }
+    }
+
+    /// # Safety
+    ///
+    /// See [`InodeTable`]; `info` is the request being filled.
+    unsafe extern "C" fn fiemap(
+        inode: *mut bindings::inode,
+        info: *mut bindings::fiemap_extent_info,
+        start: u64,
+        len: u64,
+    ) -> ffi::c_int {
+        from_result(|| {
+            let mut info = FiemapInfo(NonNull::new(info).ok_or(EINVAL)?);
+            // SAFETY: see [`InodeTable`].
+            let inode = unsafe { Inode::from_raw(inode) };
+            T::fiemap(inode, &mut info, start, len)?;
+            Ok(0)
+        })
+    }
+
+    /// # Safety
+    ///
+    /// See [`InodeTable`]; `fa` is the answer to fill.
+    unsafe extern "C" fn fileattr_get(
+        dentry: *mut bindings::dentry,
+        fa: *mut kernel::bindings::fileattr,
+    ) -> ffi::c_int {
+        from_result(|| {
+            // `kernel::bindings` declares `fileattr` opaquely; the module's bindings have
+            // its fields.
+            let mut attr = FileAttr(NonNull::new(fa.cast()).ok_or(EINVAL)?);
+            // SAFETY: see [`InodeTable`].
+            let inode = unsafe { Dentry::from_raw(dentry) }.inode().ok_or(ENOENT)?;
+            T::fileattr_get(inode, &mut attr)?;
+            Ok(0)
+        })
+    }
+
+    /// # Safety
+    ///
+    /// See [`InodeTable`]; `fa` is the request.
+    unsafe extern "C" fn fileattr_set(
+        _idmap: *mut bindings::mnt_idmap,
+        dentry: *mut bindings::dentry,
+        fa: *mut kernel::bindings::fileattr,
+    ) -> ffi::c_int {
+        from_result(|| {
+            // As in `fileattr_get`.
+            let attr = FileAttr(NonNull::new(fa.cast()).ok_or(EINVAL)?);
+            // SAFETY: see [`InodeTable`].
+            let inode = unsafe { Dentry::from_raw(dentry) }.inode().ok_or(ENOENT)?;
+            T::fileattr_set(inode, &attr)?;
+            Ok(0)
+        })
+    }
+}
