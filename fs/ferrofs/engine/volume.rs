@@ -39,6 +39,9 @@ const BLOCK: u64 = BLOCK_SIZE as u64;
 /// previous one made, and real commits settle within a handful.
 const MAX_COMMIT_PASSES: usize = 64;
 
+/// Tree blocks the cache keeps across commits by default (32 MiB of blocks).
+pub const DEFAULT_CACHE_LIMIT: usize = 8192;
+
 /// A device slot of the volume.
 pub struct DevSlot<D> {
     /// Id within the filesystem.
@@ -181,6 +184,9 @@ pub struct Volume<D: BlockDev> {
     /// Roots of the trees listed in the root tree: (tree id, root block).
     roots: FVec<(u64, u64)>,
     cache: U64Map<Cached>,
+    /// Most tree blocks the cache keeps across a commit: past it, a commit drops the clean
+    /// ones (all of them, once the commit has written its blocks).
+    cache_limit: usize,
     fresh: U64Map<()>,
     delayed: U64Map<i64>,
     pinned: FVec<u64>,
@@ -664,7 +670,17 @@ impl<D: BlockDev> Volume<D> {
             .ok_or(EngineError::Io)
     }
 
-    /// Drops clean cached nodes (all of them if `all`), keeping what the transaction needs.
+    /// Tree blocks in the cache now.
+    pub fn cached_blocks(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Sets how many tree blocks the cache keeps across a commit.
+    pub fn set_cache_limit(&mut self, blocks: usize) {
+        self.cache_limit = blocks;
+    }
+
+    /// Drops clean cached nodes, keeping what the transaction needs.
     pub fn trim_cache(&mut self) -> EngineResult<()> {
         let keys = self.cache.sorted_keys()?;
         for k in keys.iter() {
@@ -1261,8 +1277,9 @@ impl<D: BlockDev> Volume<D> {
         if !settled {
             return Err(EngineError::Invalid("commit did not settle"));
         }
-        // Every dirty block, to every copy.
-        let dirty = self.cache.sorted_keys()?;
+        // Every dirty block, to every copy. Only blocks of this transaction change, so the
+        // dirty ones are among them (the cache may hold many more).
+        let dirty = self.fresh.sorted_keys()?;
         let mut buf = mem::zeroed_bytes(BLOCK_SIZE as usize)?;
         let fsid = self.sb.fsid;
         for &b in dirty.iter() {
@@ -1293,6 +1310,11 @@ impl<D: BlockDev> Volume<D> {
             cached.dirty = false;
         }
         self.fresh.clear();
+        if self.cache.len() > self.cache_limit {
+            // Every cached block is clean and committed now: any of them can be read
+            // again from the devices.
+            self.cache.clear();
+        }
         while let Some(b) = self.pinned.pop() {
             pinned.try_push(b)?;
         }
@@ -1446,6 +1468,7 @@ impl<D: BlockDev> Volume<D> {
             chunk_root: 0,
             roots: FVec::new(),
             cache: U64Map::new(),
+            cache_limit: DEFAULT_CACHE_LIMIT,
             fresh: U64Map::new(),
             delayed: U64Map::new(),
             pinned: FVec::new(),
@@ -1636,6 +1659,7 @@ impl<D: BlockDev> Volume<D> {
             chunk_root: newest.chunk_tree,
             roots: FVec::new(),
             cache: U64Map::new(),
+            cache_limit: DEFAULT_CACHE_LIMIT,
             fresh: U64Map::new(),
             delayed: U64Map::new(),
             pinned: FVec::new(),

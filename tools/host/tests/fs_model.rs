@@ -1230,3 +1230,51 @@ fn striped_data_reads_back_in_runs() {
         }
     }
 }
+
+/// The node cache stays within its limit across commits: past it, a commit drops every
+/// cached block once they are written, and what follows reads them again from the
+/// devices, also while the commit waits for its flush.
+#[test]
+fn the_node_cache_stays_bounded_across_commits() {
+    let disks = MemDisk::set(2, 96 << 20);
+    let mut fs = memdev::mkfs_fs(&disks, Profile::Raid1).unwrap();
+    let limit = 16;
+    fs.vol.set_cache_limit(limit);
+    let mut files = Vec::new();
+    let mut most_cached = 0;
+    for i in 0..300u64 {
+        let name = format!("f{i}");
+        let ino = new_file(&mut fs, name.as_bytes(), i);
+        fs.write(ino, 0, &[i as u8; 5000], now(i)).unwrap();
+        files.push(ino);
+        most_cached = most_cached.max(fs.vol.cached_blocks());
+        if i % 25 == 24 {
+            fs.sync().unwrap();
+            assert!(
+                fs.vol.cached_blocks() <= limit,
+                "{} blocks cached after a commit, limit {limit}",
+                fs.vol.cached_blocks()
+            );
+        }
+    }
+    // The workload needs more blocks than the limit between commits.
+    assert!(
+        most_cached > limit,
+        "only {most_cached} blocks were ever cached"
+    );
+    let ticket = fs.commit_start().unwrap();
+    assert!(fs.vol.cached_blocks() <= limit);
+    for (i, &ino) in files.iter().enumerate() {
+        assert_eq!(fs.read(ino, 0, 5000).unwrap()[..], vec![i as u8; 5000][..]);
+    }
+    fs.write(files[0], 0, &[0xee; 100], now(400)).unwrap();
+    fs.commit_finish(ticket, Ok(())).unwrap();
+    fs.sync().unwrap();
+    drop(fs);
+    let mut fs = reopen(&disks);
+    assert_fsck_clean(&mut fs);
+    assert_eq!(fs.read(files[0], 0, 100).unwrap()[..], [0xee; 100][..]);
+    for (i, &ino) in files.iter().enumerate().skip(1) {
+        assert_eq!(fs.read(ino, 0, 5000).unwrap()[..], vec![i as u8; 5000][..]);
+    }
+}
