@@ -730,7 +730,7 @@ fn setattr(request: AttrRequest<'_>) -> Result {
             size = Some(new);
         }
     }
-    change.copy_to(inode);
+    change.copy_to_inode()?;
     let (atime, mtime, ctime) = inode.times();
     let (uid, gid) = inode.owner();
     let attr = SetAttr {

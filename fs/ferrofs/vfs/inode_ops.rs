@@ -22,6 +22,11 @@ pub(crate) const FIEMAP_EXTENT_LAST: u32 = 0x1;
 pub(crate) const FIEMAP_EXTENT_UNWRITTEN: u32 = 0x800;
 
 /// An attribute change (`chmod`, `chown`, `truncate`, `utimes`) not checked yet.
+///
+/// # Invariants
+///
+/// Made only by `setattr`'s entry point: `dentry` is the live dentry of the call, its inode
+/// locked, and `attr` the request, valid for the call.
 pub(crate) struct AttrRequest<'a> {
     idmap: Idmap,
     dentry: &'a Dentry,
@@ -69,11 +74,12 @@ impl AttrChange<'_> {
         u64::try_from(size).map(Some).map_err(|_| EINVAL)
     }
 
-    /// Copies the change into `inode` (`setattr_copy`): mode, owner, times.
-    pub(crate) fn copy_to(&self, inode: &Inode) {
+    /// Copies the change into the dentry's inode (`setattr_copy`): mode, owner, times.
+    pub(crate) fn copy_to_inode(&self) -> Result {
         let request = &self.request;
-        // SAFETY: the change passed `setattr_prepare`; `inode` is the dentry's, locked by
-        // the VFS around `setattr`.
+        let inode = request.dentry.inode().ok_or(ENOENT)?;
+        // SAFETY: the change passed `setattr_prepare`; the inode is the dentry's, locked
+        // by the VFS around `setattr`.
         unsafe {
             bindings::setattr_copy(
                 request.idmap.as_ptr(),
@@ -81,10 +87,15 @@ impl AttrChange<'_> {
                 request.attr.as_ptr(),
             )
         };
+        Ok(())
     }
 }
 
 /// The answer of `FS_IOC_GETFLAGS` (`fileattr_get`), or the request of `FS_IOC_SETFLAGS`.
+///
+/// # Invariants
+///
+/// Made only by the `fileattr_*` entry points, from the VFS's `fileattr` of the call.
 pub(crate) struct FileAttr(NonNull<bindings::fileattr>);
 
 impl FileAttr {
@@ -109,6 +120,10 @@ impl FileAttr {
 }
 
 /// A FIEMAP request being answered.
+///
+/// # Invariants
+///
+/// Made only by the `fiemap` entry point, from the VFS's request of the call.
 pub(crate) struct FiemapInfo(NonNull<bindings::fiemap_extent_info>);
 
 impl FiemapInfo {
