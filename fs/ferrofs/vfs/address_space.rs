@@ -45,7 +45,9 @@ impl Mapping {
         if unsafe { bindings::ferrofs_is_err(folio.cast()) } {
             // SAFETY: as above.
             let err = unsafe { bindings::ferrofs_ptr_err(folio.cast()) };
-            return Err(Error::from_errno(i32::try_from(err).unwrap_or(-12)));
+            return Err(Error::from_errno(
+                i32::try_from(err).unwrap_or(ENOMEM.to_errno()),
+            ));
         }
         // SAFETY: the folio is locked and referenced by us (above), in a ferrofs mapping.
         let locked = unsafe { LockedFolio::from_raw(folio) }.ok_or(ENOMEM)?;
@@ -126,32 +128,12 @@ pub(crate) struct AddressSpaceTable<T>(PhantomData<T>);
 impl<T: AddressSpaceOperations> AddressSpaceTable<T> {
     /// The table, for `i_mapping->a_ops`.
     pub(crate) const OPS: bindings::address_space_operations = bindings::address_space_operations {
-        read_folio: if T::HAS_READ_FOLIO {
-            Some(Self::read_folio)
-        } else {
-            None
-        },
-        readahead: if T::HAS_READAHEAD {
-            Some(Self::readahead)
-        } else {
-            None
-        },
-        writepages: if T::HAS_WRITEPAGES {
-            Some(Self::writepages)
-        } else {
-            None
-        },
+        read_folio: optional!(T::HAS_READ_FOLIO, Self::read_folio),
+        readahead: optional!(T::HAS_READAHEAD, Self::readahead),
+        writepages: optional!(T::HAS_WRITEPAGES, Self::writepages),
         dirty_folio: Some(bindings::filemap_dirty_folio),
-        write_begin: if T::HAS_WRITE_BEGIN {
-            Some(Self::write_begin)
-        } else {
-            None
-        },
-        write_end: if T::HAS_WRITE_END {
-            Some(Self::write_end)
-        } else {
-            None
-        },
+        write_begin: optional!(T::HAS_WRITE_BEGIN, Self::write_begin),
+        write_end: optional!(T::HAS_WRITE_END, Self::write_end),
         error_remove_folio: Some(bindings::generic_error_remove_folio),
         // SAFETY: an all-zero `address_space_operations` is valid: every other
         // callback is absent.

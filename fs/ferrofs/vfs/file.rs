@@ -64,7 +64,9 @@ impl File {
         // SAFETY: the file is open (invariant).
         let pos = unsafe { bindings::generic_file_llseek(self.as_ptr(), offset, whence) };
         if pos < 0 {
-            return Err(Error::from_errno(i32::try_from(pos).unwrap_or(-22)));
+            return Err(Error::from_errno(
+                i32::try_from(pos).unwrap_or(EINVAL.to_errno()),
+            ));
         }
         Ok(pos)
     }
@@ -78,7 +80,9 @@ impl File {
         // SAFETY: as above; `vfs_setpos` takes the file's position lock itself.
         let got = unsafe { bindings::vfs_setpos(file, pos, max) };
         if got < 0 {
-            return Err(Error::from_errno(i32::try_from(got).unwrap_or(-22)));
+            return Err(Error::from_errno(
+                i32::try_from(got).unwrap_or(EINVAL.to_errno()),
+            ));
         }
         Ok(got)
     }
@@ -86,9 +90,8 @@ impl File {
     /// Binds the new inode of an `O_TMPFILE` open to this file and finishes the open.
     pub(crate) fn finish_tmpfile(&self, inode: CreatedInode) -> Result {
         let inode = inode.into_raw();
-        // SAFETY: the file is being opened with O_TMPFILE (only `tmpfile` gets such a
-        // file) and has its dentry; `d_tmpfile` takes over our reference to the new,
-        // still locked inode.
+        // Only `tmpfile` gets a file being opened with O_TMPFILE, which has its dentry.
+        // SAFETY: as just said; `d_tmpfile` takes our reference to the new, locked inode.
         unsafe { bindings::d_tmpfile(self.as_ptr(), inode) };
         // SAFETY: the inode is new and locked, bound to the file's dentry, which keeps it
         // alive; this makes it visible, as the VFS's tmpfile protocol asks.
@@ -148,56 +151,16 @@ impl<T: FileOperations> FileTable<T> {
             } else {
                 Some(bindings::generic_file_llseek)
             },
-            read: if page_cache {
-                None
-            } else {
-                Some(bindings::generic_read_dir)
-            },
-            read_iter: if page_cache {
-                Some(bindings::generic_file_read_iter)
-            } else {
-                None
-            },
-            write_iter: if page_cache {
-                Some(bindings::generic_file_write_iter)
-            } else {
-                None
-            },
-            mmap: if page_cache {
-                Some(bindings::generic_file_mmap)
-            } else {
-                None
-            },
-            open: if page_cache {
-                Some(bindings::generic_file_open)
-            } else {
-                None
-            },
-            splice_read: if page_cache {
-                Some(bindings::filemap_splice_read)
-            } else {
-                None
-            },
-            splice_write: if page_cache {
-                Some(bindings::iter_file_splice_write)
-            } else {
-                None
-            },
-            iterate_shared: if T::HAS_READ_DIR {
-                Some(Self::iterate_shared)
-            } else {
-                None
-            },
-            fsync: if T::HAS_FSYNC {
-                Some(Self::fsync)
-            } else {
-                None
-            },
-            fallocate: if T::HAS_FALLOCATE {
-                Some(Self::fallocate)
-            } else {
-                None
-            },
+            read: optional!(!page_cache, bindings::generic_read_dir),
+            read_iter: optional!(page_cache, bindings::generic_file_read_iter),
+            write_iter: optional!(page_cache, bindings::generic_file_write_iter),
+            mmap: optional!(page_cache, bindings::generic_file_mmap),
+            open: optional!(page_cache, bindings::generic_file_open),
+            splice_read: optional!(page_cache, bindings::filemap_splice_read),
+            splice_write: optional!(page_cache, bindings::iter_file_splice_write),
+            iterate_shared: optional!(T::HAS_READ_DIR, Self::iterate_shared),
+            fsync: optional!(T::HAS_FSYNC, Self::fsync),
+            fallocate: optional!(T::HAS_FALLOCATE, Self::fallocate),
             // SAFETY: an all-zero `file_operations` is valid: every other callback is
             // absent.
             ..unsafe { core::mem::zeroed() }

@@ -220,9 +220,8 @@ impl WritebackControl {
         let mut error: ffi::c_int = 0;
         let mut first_error: ffi::c_int = 0;
         loop {
-            // SAFETY: the request and the mapping are live (invariants) and belong
-            // together (`writepages` got both); `writeback_iter` takes back the previous
-            // folio and hands out the next, locked, or NULL at the end.
+            // `writeback_iter` takes back the previous folio and hands out the next, locked.
+            // SAFETY: request and mapping are live (invariants), both `writepages`'s.
             folio = unsafe {
                 bindings::writeback_iter(mapping.as_ptr(), self.as_ptr(), folio, &mut error)
             };

@@ -198,11 +198,7 @@ impl<T: FileSystem> Tables<T> {
         parse_param: Some(Self::parse_param),
         parse_monolithic: None,
         get_tree: Some(Self::get_tree),
-        reconfigure: if T::HAS_RECONFIGURE {
-            Some(Self::reconfigure)
-        } else {
-            None
-        },
+        reconfigure: optional!(T::HAS_RECONFIGURE, Self::reconfigure),
     };
 
     /// `file_system_type::init_fs_context`.
@@ -310,9 +306,8 @@ impl<T: FileSystem> Tables<T> {
         unsafe { bindings::kill_block_super(sb) };
         // SAFETY: the super block stays allocated until this call returns and is ours.
         let sb = unsafe { SuperBlock::from_raw(sb) };
-        // SAFETY: after `kill_block_super` no operation runs on it any more, so its state
-        // can go (when `fill_super` failed, `put_super` never ran and this drops the engine
-        // too).
+        // If `fill_super` failed, `put_super` never ran and this drops the engine too.
+        // SAFETY: after `kill_block_super` no operation runs on it: its state can go.
         drop(unsafe { sb.take_info() });
     }
 

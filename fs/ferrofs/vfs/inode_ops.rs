@@ -272,82 +272,22 @@ pub(crate) struct InodeTable<T>(PhantomData<T>);
 impl<T: InodeOperations> InodeTable<T> {
     /// The table, for `i_op`.
     pub(crate) const OPS: bindings::inode_operations = bindings::inode_operations {
-        lookup: if T::HAS_LOOKUP {
-            Some(Self::lookup)
-        } else {
-            None
-        },
-        create: if T::HAS_CREATE {
-            Some(Self::create)
-        } else {
-            None
-        },
-        mknod: if T::HAS_MKNOD {
-            Some(Self::mknod)
-        } else {
-            None
-        },
-        mkdir: if T::HAS_MKDIR {
-            Some(Self::mkdir)
-        } else {
-            None
-        },
-        symlink: if T::HAS_SYMLINK {
-            Some(Self::symlink)
-        } else {
-            None
-        },
-        tmpfile: if T::HAS_TMPFILE {
-            Some(Self::tmpfile)
-        } else {
-            None
-        },
-        link: if T::HAS_LINK { Some(Self::link) } else { None },
-        unlink: if T::HAS_UNLINK {
-            Some(Self::unlink)
-        } else {
-            None
-        },
-        rmdir: if T::HAS_RMDIR {
-            Some(Self::rmdir)
-        } else {
-            None
-        },
-        rename: if T::HAS_RENAME {
-            Some(Self::rename)
-        } else {
-            None
-        },
-        setattr: if T::HAS_SETATTR {
-            Some(Self::setattr)
-        } else {
-            None
-        },
-        listxattr: if T::HAS_LISTXATTR {
-            Some(Self::listxattr)
-        } else {
-            None
-        },
-        get_link: if T::HAS_GET_LINK {
-            Some(Self::get_link)
-        } else {
-            None
-        },
-        fiemap: if T::HAS_FIEMAP {
-            Some(Self::fiemap)
-        } else {
-            None
-        },
-        fileattr_get: if T::HAS_FILEATTR_GET {
-            Some(Self::fileattr_get)
-        } else {
-            None
-        },
-        fileattr_set: if T::HAS_FILEATTR_SET {
-            Some(Self::fileattr_set)
-        } else {
-            None
-        },
+        lookup: optional!(T::HAS_LOOKUP, Self::lookup),
+        create: optional!(T::HAS_CREATE, Self::create),
+        mknod: optional!(T::HAS_MKNOD, Self::mknod),
+        mkdir: optional!(T::HAS_MKDIR, Self::mkdir),
+        symlink: optional!(T::HAS_SYMLINK, Self::symlink),
+        tmpfile: optional!(T::HAS_TMPFILE, Self::tmpfile),
+        link: optional!(T::HAS_LINK, Self::link),
+        unlink: optional!(T::HAS_UNLINK, Self::unlink),
+        rmdir: optional!(T::HAS_RMDIR, Self::rmdir),
+        rename: optional!(T::HAS_RENAME, Self::rename),
+        setattr: optional!(T::HAS_SETATTR, Self::setattr),
+        listxattr: optional!(T::HAS_LISTXATTR, Self::listxattr),
+        get_link: optional!(T::HAS_GET_LINK, Self::get_link),
+        fiemap: optional!(T::HAS_FIEMAP, Self::fiemap),
+        fileattr_get: optional!(T::HAS_FILEATTR_GET, Self::fileattr_get),
+        fileattr_set: optional!(T::HAS_FILEATTR_SET, Self::fileattr_set),
         // SAFETY: an all-zero `inode_operations` is valid: every other callback is absent.
         ..unsafe { core::mem::zeroed() }
     };

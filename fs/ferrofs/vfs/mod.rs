@@ -10,6 +10,18 @@
 //! All `unsafe` code of ferrofs lives under this module; the filesystem logic above it
 //! (`fsops`) and the engine below it are safe Rust.
 
+/// An operation table's entry for an optional callback: `Some(callback)` if `present`
+/// (for a `#[vtable]` trait: `T::HAS_…`), else `None`, so the VFS applies its default.
+macro_rules! optional {
+    ($present:expr, $callback:expr) => {
+        if $present {
+            Some($callback)
+        } else {
+            None
+        }
+    };
+}
+
 pub(crate) mod address_space;
 pub(crate) mod bindings;
 pub(crate) mod bio;

@@ -168,9 +168,8 @@ impl<'a> NewSuperBlock<'a> {
         xattr_handlers: &'static XattrHandlers<N>,
     ) {
         let sb = self.as_ptr();
-        // SAFETY: the new super block is ours alone (type invariant); the operation table
-        // is a constant promoted to static memory and the handlers are a static: both
-        // outlive every super block.
+        // The table is a constant promoted to static memory, the handlers a static.
+        // SAFETY: the new super block is ours alone (invariant); both outlive it.
         unsafe {
             (*sb).s_magic = magic as usize;
             (*sb).s_op = &SuperTable::<T>::OPS;
@@ -276,41 +275,13 @@ pub(crate) struct SuperTable<T>(PhantomData<T>);
 impl<T: SuperOperations> SuperTable<T> {
     /// The table, for `s_op`.
     pub(crate) const OPS: bindings::super_operations = bindings::super_operations {
-        evict_inode: if T::HAS_EVICT_INODE {
-            Some(Self::evict_inode)
-        } else {
-            None
-        },
-        write_inode: if T::HAS_WRITE_INODE {
-            Some(Self::write_inode)
-        } else {
-            None
-        },
-        put_super: if T::HAS_PUT_SUPER {
-            Some(Self::put_super)
-        } else {
-            None
-        },
-        sync_fs: if T::HAS_SYNC_FS {
-            Some(Self::sync_fs)
-        } else {
-            None
-        },
-        freeze_fs: if T::HAS_FREEZE_FS {
-            Some(Self::freeze_fs)
-        } else {
-            None
-        },
-        statfs: if T::HAS_STATFS {
-            Some(Self::statfs)
-        } else {
-            None
-        },
-        show_options: if T::HAS_SHOW_OPTIONS {
-            Some(Self::show_options)
-        } else {
-            None
-        },
+        evict_inode: optional!(T::HAS_EVICT_INODE, Self::evict_inode),
+        write_inode: optional!(T::HAS_WRITE_INODE, Self::write_inode),
+        put_super: optional!(T::HAS_PUT_SUPER, Self::put_super),
+        sync_fs: optional!(T::HAS_SYNC_FS, Self::sync_fs),
+        freeze_fs: optional!(T::HAS_FREEZE_FS, Self::freeze_fs),
+        statfs: optional!(T::HAS_STATFS, Self::statfs),
+        show_options: optional!(T::HAS_SHOW_OPTIONS, Self::show_options),
         // SAFETY: an all-zero `super_operations` is valid: every other callback is absent.
         ..unsafe { core::mem::zeroed() }
     };

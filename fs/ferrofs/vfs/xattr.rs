@@ -46,8 +46,8 @@ impl<T: XattrHandler> HandlerTable<T> {
         prefix: T::PREFIX.as_char_ptr(),
         flags: 0,
         list: None,
-        get: if T::HAS_GET { Some(Self::get) } else { None },
-        set: if T::HAS_SET { Some(Self::set) } else { None },
+        get: optional!(T::HAS_GET, Self::get),
+        set: optional!(T::HAS_SET, Self::set),
     };
 
     /// # Safety
