@@ -19,11 +19,13 @@ use crate::engine::fs::{self as efs, Fs, Owner, SetAttr};
 use crate::engine::inode::{self as ei, ExtentKind};
 use crate::engine::mem::FVec;
 use crate::engine::volume::OpenOptions;
+use crate::vfs::acl::{self, Acl, AclKind, OwnedAcl};
 use crate::vfs::address_space::{AddressSpaceOperations, Mapping, WriteFolio};
 use crate::vfs::bio::Plug;
 use crate::vfs::blockdev::{DevFlusher, KernelDev};
 use crate::vfs::dentry::{Dentry, DirContext, NoFsScope, SeqFile};
-use crate::vfs::error::{eopnotsupp, from_engine};
+use crate::vfs::error::{eopnotsupp, estale, from_engine};
+use crate::vfs::export::ExportOperations;
 use crate::vfs::file::{self, Contents, File, FileOperations};
 use crate::vfs::folio::{LockedFolio, Readahead, WritebackControl, WritebackFolio};
 use crate::vfs::fs_type::{FileSystem, FsParameter};
@@ -245,6 +247,10 @@ fn fill_super(sb: &mut NewSuperBlock<'_>, opts: &MountOptions) -> Result {
             return Err(err);
         }
     };
+    // A damaged primary copy is not fatal: the engine mounts from the newest valid backup,
+    // and the next commit rewrites every copy. A missing magic is: the device may hold
+    // another filesystem now, which a stale backup must not be mounted over.
+    let mut damaged_primary = None;
     match format::probe(block.data()) {
         Probe::NotFerrofs => {
             pr_err!(
@@ -254,15 +260,7 @@ fn fill_super(sb: &mut NewSuperBlock<'_>, opts: &MountOptions) -> Result {
             );
             return Err(EINVAL);
         }
-        Probe::Damaged(err) => {
-            pr_err!(
-                "{}: superblock at byte {} is damaged: {}\n",
-                sb.id(),
-                format::SUPERBLOCK_OFFSET,
-                err.message()
-            );
-            return Err(from_engine(err));
-        }
+        Probe::Damaged(err) => damaged_primary = Some(err),
         Probe::Ferrofs { version: 1 } => {}
         Probe::Ferrofs { version } => {
             pr_err!("{}: format version {} is not supported\n", sb.id(), version);
@@ -292,6 +290,15 @@ fn fill_super(sb: &mut NewSuperBlock<'_>, opts: &MountOptions) -> Result {
     let mut fs = {
         let _nofs = NoFsScope::enter();
         Fs::open(devs, open).map_err(|err| {
+            if let Some(primary) = &damaged_primary {
+                pr_err!(
+                    "{}: superblock at byte {} is damaged ({}), and no backup copy is valid\n",
+                    sb.id(),
+                    format::SUPERBLOCK_OFFSET,
+                    primary.message()
+                );
+                return from_engine(*primary);
+            }
             match err {
                 EngineError::Corrupt { block, reason } => pr_err!(
                     "{}: cannot mount: corrupt metadata in block {}: {}\n",
@@ -304,6 +311,16 @@ fn fill_super(sb: &mut NewSuperBlock<'_>, opts: &MountOptions) -> Result {
             from_engine(err)
         })?
     };
+    if let Some(primary) = &damaged_primary {
+        pr_warn!(
+            "{}: superblock at byte {} is damaged ({}); mounted from the newest valid copy (generation {}){}\n",
+            sb.id(),
+            format::SUPERBLOCK_OFFSET,
+            primary.message(),
+            fs.vol.superblock().generation,
+            if read_only { "" } else { ", the next commit rewrites it" }
+        );
+    }
     fs.set_keep_unlinked(true);
     let uuid = fs.vol.fsid();
     let mut devices = KVec::new();
@@ -330,6 +347,8 @@ fn fill_super(sb: &mut NewSuperBlock<'_>, opts: &MountOptions) -> Result {
         &uuid,
         &XATTR_HANDLERS,
     );
+    sb.set_export_ops::<Ferrofs>();
+    sb.set_posix_acls();
     sb.set_info(state);
     let root = get_inode(sb, ei::ROOT_INO)?;
     sb.set_root(root)?;
@@ -447,13 +466,19 @@ fn statfs(sb: &SuperBlock) -> Result<StatFs> {
         }
         u32::from_le_bytes(w)
     };
-    let free = st.free_bytes / u64::from(st.block_size);
+    // As btrfs counts: used is what the blocks in use take (not the chunks allocated),
+    // free is the rest, and available is what file data can still get (free space of the
+    // data chunks, and what new data chunks can take of the unallocated space): less than
+    // free, which counts the free space of the metadata chunks too.
+    let bs = u64::from(st.block_size);
+    let blocks = st.total_bytes / bs;
+    let free = blocks.saturating_sub(st.used_bytes.div_ceil(bs));
     Ok(StatFs {
         magic: FERROFS_SUPER_MAGIC,
         block_size: st.block_size,
-        blocks: st.total_bytes / u64::from(st.block_size),
+        blocks,
         free,
-        available: free,
+        available: (st.free_bytes / bs).min(free),
         files: 0,
         files_free: 0,
         name_len: ei::NAME_MAX as u32,
@@ -525,6 +550,28 @@ fn evict_inode(inode: &Inode) {
     }
 }
 
+// ---- file handles ----
+
+/// The inode a file handle names: gone, or a later inode of the same number, is `ESTALE`.
+fn handle_inode(sb: &SuperBlock, ino: u64, generation: u32) -> Result<InodeRef> {
+    if ino == 0 {
+        return Err(estale());
+    }
+    let inode = get_inode(sb, ino).map_err(|err| if err == ENOENT { estale() } else { err })?;
+    if inode.generation() != generation {
+        return Err(estale());
+    }
+    Ok(inode)
+}
+
+/// The parent of a directory found from a file handle (`..`).
+fn handle_parent(dir: &Inode) -> Result<InodeRef> {
+    let sb = dir.super_block();
+    let ino = dir.ino();
+    let parent = sb.info()?.with_fs(|fs| fs.parent_dir(ino))?;
+    get_inode(sb, parent)
+}
+
 // ---- names ----
 
 /// `lookup`.
@@ -554,17 +601,18 @@ enum NewKind<'a> {
 /// `create`, `mknod`, `mkdir`, `symlink`.
 fn create(idmap: Idmap, dir: &Inode, dentry: &Dentry, mode: u32, what: NewKind<'_>) -> Result {
     let new = NewInode::new(idmap, dir, mode)?;
+    let acls = InheritedXattrs::of(&new.inherit_acls(dir)?)?;
     let owner = owner_of(&new);
     let mode = new.mode();
     let name = dentry.name();
     let now = dir.now();
     let dino = dir.ino();
     let (e, parent) = dir.super_block().info()?.with_fs(|fs| {
-        let e = match what {
-            NewKind::Node(rdev) => fs.create(dino, name, mode, rdev, owner, now)?,
-            NewKind::Dir => fs.mkdir(dino, name, mode & 0o7777, owner, now)?,
-            NewKind::Symlink(target) => fs.symlink(dino, name, target, owner, now)?,
-        };
+        let e = fs.create_with_xattrs(&acls.list(), now, |fs| match what {
+            NewKind::Node(rdev) => fs.create(dino, name, mode, rdev, owner, now),
+            NewKind::Dir => fs.mkdir(dino, name, mode & 0o7777, owner, now),
+            NewKind::Symlink(target) => fs.symlink(dino, name, target, owner, now),
+        })?;
         Ok((e, fs.getattr(dino)?))
     })?;
     dir.refresh(&parent, Refresh::All);
@@ -576,14 +624,14 @@ fn create(idmap: Idmap, dir: &Inode, dentry: &Dentry, mode: u32, what: NewKind<'
 /// `tmpfile`: an unnamed file, an orphan until linked, bound to the open `file`.
 fn tmpfile(idmap: Idmap, dir: &Inode, file: &File, mode: u32) -> Result {
     let new = NewInode::new(idmap, dir, mode)?;
+    let acls = InheritedXattrs::of(&new.inherit_acls(dir)?)?;
     let owner = owner_of(&new);
     let mode = new.mode();
     let now = dir.now();
     let dino = dir.ino();
-    let e = dir
-        .super_block()
-        .info()?
-        .with_fs(|fs| fs.tmpfile(dino, mode, owner, now))?;
+    let e = dir.super_block().info()?.with_fs(|fs| {
+        fs.create_with_xattrs(&acls.list(), now, |fs| fs.tmpfile(dino, mode, owner, now))
+    })?;
     let inode = new.finish(e.ino, |inode| init_inode(inode, &e))?;
     // `d_tmpfile` drops the one link the VFS expects a new inode to have.
     inode.set_nlink(1);
@@ -636,25 +684,50 @@ fn rmdir(dir: &Inode, dentry: &Dentry) -> Result {
     Ok(())
 }
 
-/// `rename` (plain, `RENAME_NOREPLACE`, `RENAME_EXCHANGE`).
-fn rename(old_dir: &Inode, old: &Dentry, new_dir: &Inode, new: &Dentry, flags: u32) -> Result {
-    if flags & !(efs::RENAME_NOREPLACE | efs::RENAME_EXCHANGE) != 0 {
+/// `rename` (plain, `RENAME_NOREPLACE`, `RENAME_EXCHANGE`, `RENAME_WHITEOUT`).
+fn rename(
+    idmap: Idmap,
+    old_dir: &Inode,
+    old: &Dentry,
+    new_dir: &Inode,
+    new: &Dentry,
+    flags: u32,
+) -> Result {
+    if flags & !(efs::RENAME_NOREPLACE | efs::RENAME_EXCHANGE | efs::RENAME_WHITEOUT) != 0 {
         return Err(EINVAL);
     }
+    // The whiteout's VFS inode first, for the owner the VFS rules give it (as for mknod).
+    let whiteout = if flags & efs::RENAME_WHITEOUT != 0 {
+        Some(NewInode::new(idmap, old_dir, ei::S_IFCHR)?)
+    } else {
+        None
+    };
+    let whiteout_owner = whiteout.as_ref().map(owner_of);
     let moved = old.inode().ok_or(ENOENT)?;
     let target = new.inode();
     let (sdir, ddir) = (old_dir.ino(), new_dir.ino());
     let (sname, dname) = (old.name(), new.name());
     let now = old_dir.now();
     let (mi, ti) = (moved.ino(), target.map(|t| t.ino()));
-    let (s, d, m, t) = old_dir.super_block().info()?.with_fs(|fs| {
-        fs.rename(sdir, sname, ddir, dname, flags, now)?;
+    let (s, d, m, t, w) = old_dir.super_block().info()?.with_fs(|fs| {
+        let w = match whiteout_owner {
+            Some(owner) => fs.rename_whiteout(sdir, sname, ddir, dname, flags, owner, now)?,
+            None => {
+                fs.rename(sdir, sname, ddir, dname, flags, now)?;
+                None
+            }
+        };
         let t = match ti.map(|ino| fs.getattr(ino)) {
             Some(Err(EngineError::NotFound)) | None => None,
             Some(other) => Some(other?),
         };
-        Ok((fs.getattr(sdir)?, fs.getattr(ddir)?, fs.getattr(mi)?, t))
+        Ok((fs.getattr(sdir)?, fs.getattr(ddir)?, fs.getattr(mi)?, t, w))
     })?;
+    // The whiteout needs no dentry (the VFS moves `old` to the new name); its inode is
+    // set up and put, so a lookup finds it like any other.
+    if let (Some(new_inode), Some(w)) = (whiteout, w) {
+        drop(new_inode.finish(w.ino, |inode| init_inode(inode, &w))?);
+    }
     old_dir.refresh(&s, Refresh::All);
     new_dir.refresh(&d, Refresh::All);
     moved.refresh(&m, Refresh::Meta);
@@ -745,6 +818,106 @@ fn setattr(request: AttrRequest<'_>) -> Result {
     };
     let e = info.with_fs(|fs| fs.setattr(ino, &attr, ctime))?;
     inode.refresh(&e, Refresh::Meta);
+    change.update_acl()
+}
+
+// ---- POSIX ACLs ----
+
+/// The ACLs a new inode inherits, in the xattr form they are stored in.
+struct InheritedXattrs {
+    access: Option<KVec<u8>>,
+    default: Option<KVec<u8>>,
+}
+
+impl InheritedXattrs {
+    fn of(acls: &acl::Inherited) -> Result<Self> {
+        Ok(Self {
+            access: acls.access.as_ref().map(|a| a.to_xattr()).transpose()?,
+            default: acls.default.as_ref().map(|a| a.to_xattr()).transpose()?,
+        })
+    }
+
+    /// (name, value) of each, for [`Fs::create_with_xattrs`].
+    fn list(&self) -> FVec<(&'static [u8], &[u8])> {
+        let mut out = FVec::new();
+        for (kind, value) in [
+            (AclKind::Access, &self.access),
+            (AclKind::Default, &self.default),
+        ] {
+            if let Some(v) = value {
+                // Two entries at most: a failed push leaves one out, and the create fails
+                // for the missing one no sooner than it could store it.
+                if out.try_push((kind.xattr_name(), &v[..])).is_err() {
+                    break;
+                }
+            }
+        }
+        out
+    }
+}
+
+/// `get_inode_acl`: the ACL stored in the inode's xattr of that name, if any.
+fn get_acl(inode: &Inode, kind: AclKind) -> Result<Option<OwnedAcl>> {
+    let ino = inode.ino();
+    let value =
+        inode
+            .super_block()
+            .info()?
+            .with_fs(|fs| match fs.get_xattr(ino, kind.xattr_name()) {
+                Ok(v) => Ok(Some(v)),
+                Err(EngineError::NoData) => Ok(None),
+                Err(err) => Err(err),
+            })?;
+    match value {
+        Some(v) => OwnedAcl::from_xattr(&v),
+        None => Ok(None),
+    }
+}
+
+/// `set_acl`: an access ACL also sets the mode (and is not stored when the mode says all
+/// it says); only directories have a default ACL.
+fn set_acl(idmap: Idmap, dentry: &Dentry, acl: Option<&Acl>, kind: AclKind) -> Result {
+    let inode = dentry.inode().ok_or(ENOENT)?;
+    let mut store = acl;
+    let mut mode = None;
+    match kind {
+        AclKind::Default if inode.mode() & ei::S_IFMT != ei::S_IFDIR => {
+            return if acl.is_some() { Err(EACCES) } else { Ok(()) };
+        }
+        AclKind::Default => {}
+        AclKind::Access => {
+            if let Some(a) = acl {
+                let (new_mode, keep) = acl::mode_for_access_acl(idmap, inode, a)?;
+                mode = Some(new_mode);
+                if !keep {
+                    store = None;
+                }
+            }
+        }
+    }
+    let value = store.map(|a| a.to_xattr()).transpose()?;
+    let (ino, now, name) = (inode.ino(), inode.now(), kind.xattr_name());
+    let e = inode.super_block().info()?.with_fs(|fs| {
+        match &value {
+            Some(v) => fs.set_xattr(ino, name, v, now)?,
+            None => match fs.remove_xattr(ino, name, now) {
+                Ok(()) | Err(EngineError::NoData) => {}
+                Err(err) => return Err(err),
+            },
+        }
+        match mode {
+            Some(mode) => {
+                let attr = SetAttr {
+                    mode: Some(mode),
+                    ..SetAttr::default()
+                };
+                fs.setattr(ino, &attr, now)
+            }
+            None => fs.getattr(ino),
+        }
+    })?;
+    inode.refresh(&e, Refresh::Meta);
+    acl::set_cached(inode, kind, store);
     Ok(())
 }
 
@@ -1248,10 +1421,28 @@ impl SuperOperations for Ferrofs {
 }
 
 /// Directories' inode operations.
+impl ExportOperations for Ferrofs {
+    fn inode(sb: &SuperBlock, ino: u64, generation: u32) -> Result<InodeRef> {
+        handle_inode(sb, ino, generation)
+    }
+
+    fn parent(dir: &Inode) -> Result<InodeRef> {
+        handle_parent(dir)
+    }
+}
+
 pub(crate) struct DirInode;
 
 #[vtable]
 impl InodeOperations for DirInode {
+    fn get_inode_acl(inode: &Inode, kind: AclKind) -> Result<Option<OwnedAcl>> {
+        get_acl(inode, kind)
+    }
+
+    fn set_acl(idmap: Idmap, dentry: &Dentry, acl: Option<&Acl>, kind: AclKind) -> Result {
+        set_acl(idmap, dentry, acl, kind)
+    }
+
     fn lookup(dir: &Inode, dentry: &Dentry) -> Result<Option<InodeRef>> {
         lookup(dir, dentry)
     }
@@ -1295,8 +1486,15 @@ impl InodeOperations for DirInode {
         rmdir(dir, dentry)
     }
 
-    fn rename(old_dir: &Inode, old: &Dentry, new_dir: &Inode, new: &Dentry, flags: u32) -> Result {
-        rename(old_dir, old, new_dir, new, flags)
+    fn rename(
+        idmap: Idmap,
+        old_dir: &Inode,
+        old: &Dentry,
+        new_dir: &Inode,
+        new: &Dentry,
+        flags: u32,
+    ) -> Result {
+        rename(idmap, old_dir, old, new_dir, new, flags)
     }
 
     fn setattr(request: AttrRequest<'_>) -> Result {
@@ -1321,6 +1519,14 @@ pub(crate) struct FileInode;
 
 #[vtable]
 impl InodeOperations for FileInode {
+    fn get_inode_acl(inode: &Inode, kind: AclKind) -> Result<Option<OwnedAcl>> {
+        get_acl(inode, kind)
+    }
+
+    fn set_acl(idmap: Idmap, dentry: &Dentry, acl: Option<&Acl>, kind: AclKind) -> Result {
+        set_acl(idmap, dentry, acl, kind)
+    }
+
     fn setattr(request: AttrRequest<'_>) -> Result {
         setattr(request)
     }
@@ -1366,6 +1572,14 @@ pub(crate) struct SpecialInode;
 
 #[vtable]
 impl InodeOperations for SpecialInode {
+    fn get_inode_acl(inode: &Inode, kind: AclKind) -> Result<Option<OwnedAcl>> {
+        get_acl(inode, kind)
+    }
+
+    fn set_acl(idmap: Idmap, dentry: &Dentry, acl: Option<&Acl>, kind: AclKind) -> Result {
+        set_acl(idmap, dentry, acl, kind)
+    }
+
     fn setattr(request: AttrRequest<'_>) -> Result {
         setattr(request)
     }

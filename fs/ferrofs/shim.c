@@ -13,6 +13,8 @@
 #include <linux/kdev_t.h>
 #include <linux/kthread.h>
 #include <linux/pagemap.h>
+#include <linux/posix_acl.h>
+#include <linux/posix_acl_xattr.h>
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
 #include <linux/wait.h>
@@ -519,4 +521,24 @@ struct folio *ferrofs_readahead_folio(struct readahead_control *rac)
 void ferrofs_cond_resched(void)
 {
 	cond_resched();
+}
+
+struct posix_acl *ferrofs_posix_acl_from_xattr(const void *value, size_t size)
+{
+	return posix_acl_from_xattr(&init_user_ns, value, size);
+}
+
+int ferrofs_posix_acl_to_xattr(const struct posix_acl *acl, void *buf, size_t size)
+{
+	return posix_acl_to_xattr(&init_user_ns, acl, buf, size);
+}
+
+size_t ferrofs_posix_acl_xattr_size(const struct posix_acl *acl)
+{
+	return posix_acl_xattr_size(acl->a_count);
+}
+
+void ferrofs_posix_acl_release(struct posix_acl *acl)
+{
+	posix_acl_release(acl);
 }

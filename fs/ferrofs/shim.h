@@ -21,6 +21,7 @@ struct folio;
 struct fs_context;
 struct fs_parameter;
 struct inode;
+struct posix_acl;
 struct super_block;
 struct task_struct;
 struct timespec64;
@@ -119,5 +120,11 @@ void ferrofs_cond_resched(void);
 bool ferrofs_dir_emit_dots(struct file *file, struct dir_context *ctx);
 void ferrofs_inode_lock(struct inode *inode);
 void ferrofs_inode_unlock(struct inode *inode);
+
+/* POSIX ACLs: the xattr form with ids of the initial namespace, as stored on disk. */
+struct posix_acl *ferrofs_posix_acl_from_xattr(const void *value, size_t size);
+int ferrofs_posix_acl_to_xattr(const struct posix_acl *acl, void *buf, size_t size);
+size_t ferrofs_posix_acl_xattr_size(const struct posix_acl *acl);
+void ferrofs_posix_acl_release(struct posix_acl *acl);
 
 #endif /* FERROFS_SHIM_H */

@@ -14,7 +14,7 @@ use super::error::{EngineError, EngineResult};
 use super::format::{tree_id, BLOCK_SIZE};
 use super::inode::{
     self, check_name, kind, name_hash, DirEntry, Extent, ExtentKind, Inode, Timespec, ROOT_INO,
-    S_IFDIR, S_IFLNK, S_IFMT, S_IFREG,
+    S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG,
 };
 use super::key::Key;
 use super::mem::{self, FVec};
@@ -45,6 +45,11 @@ pub const FALLOC_FL_PUNCH_HOLE: u32 = 0x02;
 pub const RENAME_NOREPLACE: u32 = 1;
 /// `rename` flag: swap source and target atomically.
 pub const RENAME_EXCHANGE: u32 = 2;
+/// Device number of a whiteout (`WHITEOUT_DEV`): character device 0:0.
+pub const WHITEOUT_DEV: u64 = 0;
+/// `rename` flag: leave a whiteout (a 0:0 character device) where the source was, in the
+/// same change (overlayfs's upper layer needs it).
+pub const RENAME_WHITEOUT: u32 = 4;
 
 /// Attributes to change in [`Fs::setattr`]; `None` leaves a field alone.
 #[derive(Clone, Copy, Debug, Default)]
@@ -83,6 +88,9 @@ pub struct StatFs {
     pub block_size: u32,
     /// Bytes of all devices, divided by the copies the data profile keeps.
     pub total_bytes: u64,
+    /// Bytes in use: every block in use (data, metadata, system), each copy counted, divided
+    /// by the copies the data profile keeps, so it compares with `total_bytes`.
+    pub used_bytes: u64,
     /// Bytes files could still be given (free data space, by the data profile).
     pub free_bytes: u64,
     /// Highest inode number handed out.
@@ -371,6 +379,28 @@ impl<D: BlockDev> Fs<D> {
         })
     }
 
+    /// Runs `create` (a call that makes a new inode) and gives the new inode the extended
+    /// attributes `xattrs`, in the same change: the ACLs a directory's default ACL passes
+    /// on. Each is checked before anything changes, so one that cannot be stored fails the
+    /// call (ENOSPC for a value too large, as `set_xattr`) and leaves nothing behind.
+    pub fn create_with_xattrs(
+        &mut self,
+        xattrs: &[(&[u8], &[u8])],
+        now: Timespec,
+        create: impl FnOnce(&mut Self) -> EngineResult<Inode>,
+    ) -> EngineResult<Inode> {
+        self.guarded(|fs| {
+            for (name, value) in xattrs.iter() {
+                check_xattr(name, value)?;
+            }
+            let new = create(fs)?;
+            for (name, value) in xattrs.iter() {
+                fs.set_xattr(new.ino, name, value, now)?;
+            }
+            fs.getattr(new.ino)
+        })
+    }
+
     /// Creates a directory.
     pub fn mkdir(
         &mut self,
@@ -578,6 +608,34 @@ impl<D: BlockDev> Fs<D> {
         })
     }
 
+    /// [`Self::rename`] with `RENAME_WHITEOUT` (and optionally `RENAME_NOREPLACE`): also
+    /// creates the whiteout, owned by `owner`, at the source name, in the same change.
+    /// Returns it, or `None` when there was nothing to move (the source and target names
+    /// are links of one inode).
+    #[allow(clippy::too_many_arguments)]
+    pub fn rename_whiteout(
+        &mut self,
+        sdir: u64,
+        sname: &[u8],
+        ddir: u64,
+        dname: &[u8],
+        flags: u32,
+        owner: Owner,
+        now: Timespec,
+    ) -> EngineResult<Option<Inode>> {
+        self.guarded(|fs| {
+            if flags & !(RENAME_NOREPLACE | RENAME_WHITEOUT) != 0 || flags & RENAME_WHITEOUT == 0 {
+                return Err(EngineError::Invalid("bad rename flags"));
+            }
+            fs.rename(sdir, sname, ddir, dname, flags & RENAME_NOREPLACE, now)?;
+            if fs.find_entry(sdir, sname)?.is_some() {
+                return Ok(None);
+            }
+            let (whiteout, _) = fs.new_object(sdir, sname, S_IFCHR, WHITEOUT_DEV, owner, now)?;
+            Ok(Some(whiteout))
+        })
+    }
+
     /// Changes attributes of `ino` (ctime becomes `now`); returns the new inode.
     pub fn setattr(&mut self, ino: u64, attr: &SetAttr, now: Timespec) -> EngineResult<Inode> {
         self.guarded(|fs| {
@@ -618,16 +676,7 @@ impl<D: BlockDev> Fs<D> {
         now: Timespec,
     ) -> EngineResult<()> {
         self.guarded(|fs| {
-            if name.is_empty() || name.contains(&0) {
-                return Err(EngineError::Invalid("invalid attribute name"));
-            }
-            if name.len() > inode::NAME_MAX {
-                return Err(EngineError::NameTooLong);
-            }
-            // Too big for the item that holds it: ENOSPC, as on ext4 and btrfs.
-            if value.len() > inode::XATTR_VALUE_MAX {
-                return Err(EngineError::NoSpace);
-            }
+            check_xattr(name, value)?;
             let mut node = fs.getattr(ino)?;
             let key = Key::new(ino, kind::XATTR, name_hash(name));
             let mut out = FVec::new();
@@ -888,6 +937,26 @@ impl<D: BlockDev> Fs<D> {
         Ok(self.find_entry(dir, name)?.map(|(ino, _)| ino))
     }
 
+    /// The parent directory of directory `dir` (the root is its own parent): what a file
+    /// handle's `..` resolves to.
+    pub fn parent_dir(&mut self, dir: u64) -> EngineResult<u64> {
+        self.dir(dir)?;
+        if dir == ROOT_INO {
+            return Ok(ROOT_INO);
+        }
+        match self.vol.seek(
+            tree_id::FS,
+            &Key::new(dir, kind::INODE_REF, 0),
+            Direction::Forward,
+        )? {
+            Some((k, _)) if k.objectid == dir && k.kind == kind::INODE_REF => Ok(k.offset),
+            _ => Err(EngineError::Corrupt {
+                block: dir,
+                reason: "directory without a parent",
+            }),
+        }
+    }
+
     /// (ino, type) of `name` in `dir`.
     fn find_entry(&mut self, dir: u64, name: &[u8]) -> EngineResult<Option<(u64, u8)>> {
         let key = Key::new(dir, kind::DIR_ITEM, name_hash(name));
@@ -1137,20 +1206,7 @@ impl<D: BlockDev> Fs<D> {
             if cur == ROOT_INO {
                 return Ok(false);
             }
-            let parent = self.vol.seek(
-                tree_id::FS,
-                &Key::new(cur, kind::INODE_REF, 0),
-                Direction::Forward,
-            )?;
-            match parent {
-                Some((k, _)) if k.objectid == cur && k.kind == kind::INODE_REF => cur = k.offset,
-                _ => {
-                    return Err(EngineError::Corrupt {
-                        block: cur,
-                        reason: "directory without a parent",
-                    })
-                }
-            }
+            cur = self.parent_dir(cur)?;
         }
         Err(EngineError::Corrupt {
             block: dir,
@@ -1515,8 +1571,29 @@ impl<D: BlockDev> Fs<D> {
         StatFs {
             block_size: BLOCK_SIZE,
             total_bytes: total,
+            used_bytes: self
+                .vol
+                .used_raw_bytes()
+                .checked_div(copies)
+                .unwrap_or(0)
+                .min(total),
             free_bytes: self.vol.data_free_bytes().min(total),
             inodes: self.next_ino.saturating_sub(1),
         }
     }
+}
+
+/// Whether an extended attribute can be stored: a name of 1 to 255 bytes without NUL, and
+/// a value small enough for the item that holds it (else ENOSPC, as on ext4 and btrfs).
+fn check_xattr(name: &[u8], value: &[u8]) -> EngineResult<()> {
+    if name.is_empty() || name.contains(&0) {
+        return Err(EngineError::Invalid("invalid attribute name"));
+    }
+    if name.len() > inode::NAME_MAX {
+        return Err(EngineError::NameTooLong);
+    }
+    if value.len() > inode::XATTR_VALUE_MAX {
+        return Err(EngineError::NoSpace);
+    }
+    Ok(())
 }

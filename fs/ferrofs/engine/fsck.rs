@@ -125,6 +125,11 @@ pub fn check<D: BlockDev>(vol: &mut Volume<D>, repair: bool) -> EngineResult<Rep
     }
     let mut expected: U64Map<u64> = U64Map::new();
     let mut fixes = Fixes::default();
+    // A repairing check ends with a commit, and a commit writes every superblock copy.
+    for bad in vol.check_superblock_copies()?.iter() {
+        report.add(bad.offset, bad.devid, bad.what, repair)?;
+        fixes.superblock |= repair;
+    }
     let ids = vol.tree_ids()?;
     for &id in ids.iter() {
         let Some(root) = vol.root(id) else { continue };

@@ -42,6 +42,17 @@ const MAX_COMMIT_PASSES: usize = 64;
 /// Tree blocks the cache keeps across commits by default (32 MiB of blocks).
 pub const DEFAULT_CACHE_LIMIT: usize = 8192;
 
+/// A superblock copy that cannot serve as one: where it is and what is wrong with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadSuperblock {
+    /// Device holding the copy.
+    pub devid: u64,
+    /// Byte offset of the copy on that device.
+    pub offset: u64,
+    /// What is wrong with it.
+    pub what: &'static str,
+}
+
 /// A device slot of the volume.
 pub struct DevSlot<D> {
     /// Id within the filesystem.
@@ -355,6 +366,51 @@ impl<D: BlockDev> Volume<D> {
     /// The devices.
     pub fn devices(&self) -> &[DevSlot<D>] {
         &self.devs
+    }
+
+    /// Reads every superblock copy that fits on each present device and says what is wrong
+    /// with it, if anything: fsck's view of the copies the mount chose among. An older copy
+    /// is not wrong (the backups of the last commit may not have reached the media before a
+    /// power cut); a copy that fails to decode, or that names another filesystem or device,
+    /// is.
+    pub fn check_superblock_copies(&mut self) -> EngineResult<FVec<BadSuperblock>> {
+        let mut bad = FVec::new();
+        let mut buf = mem::zeroed_bytes(BLOCK_SIZE as usize)?;
+        let fsid = self.sb.fsid;
+        for slot in self.devs.iter_mut() {
+            let (devid, size) = (slot.devid, slot.size);
+            let Some(dev) = slot.dev.as_mut() else {
+                continue;
+            };
+            for &offset in format::SUPERBLOCK_OFFSETS.iter() {
+                let end = offset.checked_add(BLOCK).ok_or(EngineError::Corrupt {
+                    block: offset,
+                    reason: "superblock offset overflows",
+                })?;
+                if end > size.min(dev.size()) {
+                    continue;
+                }
+                let what = match dev
+                    .read(offset, &mut buf)
+                    .and_then(|()| Superblock::decode(offset, &buf))
+                {
+                    Ok(sb) if sb.fsid != fsid => Some("superblock copy of another filesystem"),
+                    Ok(sb) if sb.devid != devid => Some("superblock copy of another device"),
+                    Ok(_) => None,
+                    Err(EngineError::Corrupt { reason, .. }) => Some(reason),
+                    Err(EngineError::Io) => Some("superblock copy unreadable (I/O error)"),
+                    Err(other) => return Err(other),
+                };
+                if let Some(what) = what {
+                    bad.try_push(BadSuperblock {
+                        devid,
+                        offset,
+                        what,
+                    })?;
+                }
+            }
+        }
+        Ok(bad)
     }
 
     /// Gives back the devices (after unmount, or to reopen them).
@@ -1077,6 +1133,20 @@ impl<D: BlockDev> Volume<D> {
             .zip(self.spaces.iter())
             .filter(|(c, _)| c.kind == kind)
             .map(|(_, s)| s.free_blocks().saturating_mul(BLOCK))
+            .sum()
+    }
+
+    /// Bytes the blocks in use take on the devices: every used block of every chunk, once
+    /// for each copy its profile keeps.
+    pub fn used_raw_bytes(&self) -> u64 {
+        self.chunks
+            .iter()
+            .zip(self.spaces.iter())
+            .map(|(c, s)| {
+                let used = s.blocks.saturating_sub(s.free_blocks());
+                used.saturating_mul(BLOCK)
+                    .saturating_mul(c.profile.copies() as u64)
+            })
             .sum()
     }
 

@@ -9,11 +9,13 @@
 #include <linux/fs.h>
 #include <linux/fs_context.h>
 #include <linux/fs_parser.h>
+#include <linux/exportfs.h>
 #include <linux/fiemap.h>
 #include <linux/fileattr.h>
 #include <linux/fsmap.h>
 #include <linux/kthread.h>
 #include <linux/pagemap.h>
+#include <linux/posix_acl.h>
 #include <linux/sched.h>
 #include <linux/seq_file.h>
 #include <linux/statfs.h>

@@ -27,3 +27,8 @@ pub(crate) fn enametoolong() -> Error {
 pub(crate) fn from_engine(err: EngineError) -> Error {
     Error::from_errno(-err.errno())
 }
+
+/// `ESTALE`: a file handle names an inode that is gone.
+pub(crate) fn estale() -> Error {
+    errno(kernel::bindings::ESTALE)
+}

@@ -85,6 +85,12 @@ impl Inode {
         unsafe { (*self.as_ptr()).i_ino as u64 }
     }
 
+    /// The generation (`i_generation`): which inode of this number it is.
+    pub(crate) fn generation(&self) -> u32 {
+        // SAFETY: the inode is live (invariant); the field is set when the inode is filled.
+        unsafe { (*self.as_ptr()).i_generation }
+    }
+
     /// Type and permission bits.
     pub(crate) fn mode(&self) -> u32 {
         // SAFETY: reading a field of a live inode.
@@ -472,6 +478,13 @@ impl NewInode {
     /// The mode the rules chose.
     pub(crate) fn mode(&self) -> u32 {
         self.0.mode()
+    }
+
+    /// The ACLs the new inode inherits from `dir` (its default ACL, `posix_acl_create`),
+    /// which also narrow its mode (by the default ACL, or by the umask if there is none).
+    pub(crate) fn inherit_acls(&self, dir: &Inode) -> Result<super::acl::Inherited> {
+        // SAFETY: the inode is new and ours alone until `finish` hashes it.
+        unsafe { super::acl::inherit(dir, self.0.as_ptr()) }
     }
 
     /// The owner the rules chose: (uid, gid).

@@ -11,6 +11,7 @@ use kernel::ffi;
 use kernel::prelude::*;
 use kernel::str::CStr;
 
+use super::acl::{Acl, AclKind, OwnedAcl};
 use super::bindings;
 use super::dentry::Dentry;
 use super::file::File;
@@ -72,6 +73,19 @@ impl AttrChange<'_> {
             return Ok(None);
         }
         u64::try_from(size).map(Some).map_err(|_| EINVAL)
+    }
+
+    /// After the change is stored: if it set the mode, the access ACL follows it
+    /// (`posix_acl_chmod`, through the filesystem's `set_acl`).
+    pub(crate) fn update_acl(&self) -> Result {
+        let request = &self.request;
+        // SAFETY: the request is valid for the call (invariant).
+        let valid = unsafe { (*request.attr.as_ptr()).ia_valid };
+        if valid & bindings::ATTR_MODE == 0 {
+            return Ok(());
+        }
+        let inode = request.dentry.inode().ok_or(ENOENT)?;
+        super::acl::chmod(request.idmap, request.dentry, inode.mode())
     }
 
     /// Copies the change into the dentry's inode (`setattr_copy`): mode, owner, times.
@@ -208,8 +222,10 @@ pub(crate) trait InodeOperations {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 
-    /// `rename` with `RENAME_*` flags; the VFS holds both parents locked.
+    /// `rename` with `RENAME_*` flags; the VFS holds both parents locked. `idmap` is the
+    /// mount's, for the owner of a whiteout.
     fn rename(
+        _idmap: Idmap,
         _old_dir: &Inode,
         _old: &Dentry,
         _new_dir: &Inode,
@@ -250,13 +266,25 @@ pub(crate) trait InodeOperations {
     fn fileattr_set(_inode: &Inode, _attr: &FileAttr) -> Result {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
+
+    /// `get_inode_acl`: the inode's ACL of `kind`, read from disk (the VFS caches it);
+    /// never called in RCU walk mode (the entry point answers `ECHILD` there).
+    fn get_inode_acl(_inode: &Inode, _kind: AclKind) -> Result<Option<OwnedAcl>> {
+        kernel::build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// `set_acl`: stores (or with `None`, removes) the ACL of `kind`; the VFS checked the
+    /// caller may and holds the inode lock.
+    fn set_acl(_idmap: Idmap, _dentry: &Dentry, _acl: Option<&Acl>, _kind: AclKind) -> Result {
+        kernel::build_error!(VTABLE_DEFAULT_ERROR)
+    }
 }
 
 fn errno(err: Error) -> ffi::c_int {
     err.to_errno()
 }
 
-fn err_ptr<T>(err: Error) -> *mut T {
+pub(crate) fn err_ptr<T>(err: Error) -> *mut T {
     // SAFETY: builds an error pointer from a negative errno; no memory is touched.
     unsafe { bindings::ferrofs_err_ptr(err.to_errno() as ffi::c_long) }.cast()
 }
@@ -288,6 +316,8 @@ impl<T: InodeOperations> InodeTable<T> {
         fiemap: optional!(T::HAS_FIEMAP, Self::fiemap),
         fileattr_get: optional!(T::HAS_FILEATTR_GET, Self::fileattr_get),
         fileattr_set: optional!(T::HAS_FILEATTR_SET, Self::fileattr_set),
+        get_inode_acl: optional!(T::HAS_GET_INODE_ACL, Self::get_inode_acl),
+        set_acl: optional!(T::HAS_SET_ACL, Self::set_acl),
         // SAFETY: an all-zero `inode_operations` is valid: every other callback is absent.
         ..unsafe { core::mem::zeroed() }
     };
@@ -440,7 +470,7 @@ impl<T: InodeOperations> InodeTable<T> {
     ///
     /// See [`InodeTable`] (the VFS locks both parents).
     unsafe extern "C" fn rename(
-        _idmap: *mut bindings::mnt_idmap,
+        idmap: *mut bindings::mnt_idmap,
         old_dir: *mut bindings::inode,
         old: *mut bindings::dentry,
         new_dir: *mut bindings::inode,
@@ -456,7 +486,8 @@ impl<T: InodeOperations> InodeTable<T> {
                 Dentry::from_raw(new),
             )
         };
-        T::rename(old_dir, old, new_dir, new, flags).map_or_else(errno, |()| 0)
+        let idmap = Idmap::from_raw(idmap);
+        T::rename(idmap, old_dir, old, new_dir, new, flags).map_or_else(errno, |()| 0)
     }
 
     /// # Safety
@@ -580,5 +611,51 @@ impl<T: InodeOperations> InodeTable<T> {
             T::fileattr_set(inode, &attr)?;
             Ok(0)
         })
+    }
+
+    /// # Safety
+    ///
+    /// See [`InodeTable`].
+    unsafe extern "C" fn get_inode_acl(
+        inode: *mut bindings::inode,
+        kind: ffi::c_int,
+        rcu: bool,
+    ) -> *mut bindings::posix_acl {
+        // Reading from disk may sleep: the VFS retries out of RCU walk mode.
+        if rcu {
+            return err_ptr(ECHILD);
+        }
+        let Some(kind) = AclKind::from_raw(kind) else {
+            return err_ptr(EINVAL);
+        };
+        // SAFETY: see [`InodeTable`].
+        let inode = unsafe { Inode::from_raw(inode) };
+        match T::get_inode_acl(inode, kind) {
+            Ok(Some(acl)) => acl.into_raw(),
+            Ok(None) => core::ptr::null_mut(),
+            Err(err) => err_ptr(err),
+        }
+    }
+
+    /// # Safety
+    ///
+    /// See [`InodeTable`]; `acl` is NULL or an ACL the VFS holds for the call.
+    unsafe extern "C" fn set_acl(
+        idmap: *mut bindings::mnt_idmap,
+        dentry: *mut bindings::dentry,
+        acl: *mut bindings::posix_acl,
+        kind: ffi::c_int,
+    ) -> ffi::c_int {
+        let Some(kind) = AclKind::from_raw(kind) else {
+            return EINVAL.to_errno();
+        };
+        // SAFETY: see [`InodeTable`]; a non-NULL `acl` is live for the call.
+        let (dentry, acl) = unsafe {
+            (
+                Dentry::from_raw(dentry),
+                (!acl.is_null()).then(|| Acl::from_raw(acl)),
+            )
+        };
+        T::set_acl(Idmap::from_raw(idmap), dentry, acl, kind).map_or_else(errno, |()| 0)
     }
 }

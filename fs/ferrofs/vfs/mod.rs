@@ -5,7 +5,7 @@
 //! tables the kernel calls are built: [`fs_type::FileSystem`],
 //! [`super_block::SuperOperations`], [`inode_ops::InodeOperations`],
 //! [`file::FileOperations`], [`address_space::AddressSpaceOperations`] and
-//! [`xattr::XattrHandler`].
+//! [`xattr::XattrHandler`] and [`export::ExportOperations`].
 //!
 //! All `unsafe` code of ferrofs lives under this module; the filesystem logic above it
 //! (`fsops`) and the engine below it are safe Rust.
@@ -22,6 +22,7 @@ macro_rules! optional {
     };
 }
 
+pub(crate) mod acl;
 pub(crate) mod address_space;
 pub(crate) mod bindings;
 pub(crate) mod bio;
@@ -29,6 +30,7 @@ pub(crate) mod blockdev;
 pub(crate) mod buffer;
 pub(crate) mod dentry;
 pub(crate) mod error;
+pub(crate) mod export;
 pub(crate) mod file;
 pub(crate) mod folio;
 pub(crate) mod fs_type;

@@ -16,12 +16,16 @@ use kernel::types::{ForeignOwnable, Opaque};
 use super::bindings;
 use super::buffer::BufferHead;
 use super::dentry::SeqFile;
+use super::export::{ExportOperations, ExportTable};
 use super::inode::{Inode, InodeRef};
 use super::xattr::XattrHandlers;
 use crate::fsops::FsInfo;
 
 /// `SB_RDONLY` (`BIT(0)` in C, which bindgen cannot evaluate).
 const SB_RDONLY: usize = 1;
+/// `SB_POSIXACL` (`BIT(16)`): the VFS checks POSIX ACLs and leaves the umask to the
+/// filesystem's `posix_acl_create`.
+const SB_POSIXACL: usize = 1 << 16;
 
 /// A live ferrofs super block.
 ///
@@ -181,6 +185,22 @@ impl<'a> NewSuperBlock<'a> {
             (*sb).s_uuid.b = *uuid;
             (*sb).s_uuid_len = 16;
         }
+    }
+
+    /// Lets the filesystem's inodes be found from file handles (NFS export,
+    /// `open_by_handle_at`) through `T`.
+    pub(crate) fn set_export_ops<T: ExportOperations>(&mut self) {
+        // The table is a constant promoted to static memory.
+        // SAFETY: the new super block is ours alone (invariant); the table outlives it.
+        unsafe { (*self.as_ptr()).s_export_op = &ExportTable::<T>::OPS };
+    }
+
+    /// Turns POSIX ACLs on: the inode operations' `get_inode_acl` and `set_acl` store them,
+    /// and every create applies the directory's default ACL or the umask through
+    /// [`super::inode::NewInode::inherit_acls`].
+    pub(crate) fn set_posix_acls(&mut self) {
+        // SAFETY: the new super block is ours alone (invariant).
+        unsafe { (*self.as_ptr()).s_flags |= SB_POSIXACL };
     }
 
     /// Hands the filesystem's state to the super block (freed in `kill_sb`).

@@ -1037,7 +1037,7 @@ fn unlinked_open_files_live_until_evicted_or_remounted() {
 
 /// statfs counts what files could still get: free blocks of the data chunks plus what new
 /// data chunks could take from unallocated space, with the copies the profile keeps; and
-/// it goes down by what a write takes.
+/// it goes down by what a write takes. Used space is the blocks in use, not the chunks.
 #[test]
 fn statfs_free_space_follows_the_profile() {
     for (n, profile, copies) in [
@@ -1056,6 +1056,10 @@ fn statfs_free_space_follows_the_profile() {
             "{profile:?} x{n}: {st:?}"
         );
         assert!(st.free_bytes <= st.total_bytes);
+        // Used counts the blocks in use, not the chunks: a new filesystem uses little of
+        // its metadata chunk.
+        assert!(st.used_bytes < 1 << 20, "{profile:?} x{n}: {st:?}");
+        assert!(st.free_bytes <= st.total_bytes - st.used_bytes);
         let f = new_file(&mut fs, b"f", 1);
         fs.write(f, 0, &vec![1u8; 16 << 20], now(2)).unwrap();
         fs.sync().unwrap();
@@ -1064,6 +1068,11 @@ fn statfs_free_space_follows_the_profile() {
         assert!(
             (16 << 20..=(16 << 20) + (4 << 20)).contains(&taken),
             "{profile:?} x{n}: took {taken}"
+        );
+        let used = after.used_bytes - st.used_bytes;
+        assert!(
+            (16 << 20..=(16 << 20) + (1 << 20)).contains(&used),
+            "{profile:?} x{n}: used grew by {used}"
         );
     }
 }
@@ -1277,4 +1286,125 @@ fn the_node_cache_stays_bounded_across_commits() {
     for (i, &ino) in files.iter().enumerate().skip(1) {
         assert_eq!(fs.read(ino, 0, 5000).unwrap()[..], vec![i as u8; 5000][..]);
     }
+}
+
+/// `RENAME_WHITEOUT`: the source moves and a whiteout (character device 0:0, owned by the
+/// caller) takes its name, in one change; with `RENAME_NOREPLACE` an existing target stops
+/// both; the flags it cannot take are refused before any change; links of one inode move
+/// nothing and leave no whiteout.
+#[test]
+fn rename_whiteout_leaves_a_whiteout_in_the_same_change() {
+    use ferrofs_engine::fs::{RENAME_WHITEOUT, WHITEOUT_DEV};
+    use ferrofs_engine::inode::S_IFCHR;
+    let disks = MemDisk::set(1, 96 << 20);
+    let mut fs = memdev::mkfs_fs(&disks, Profile::Single).unwrap();
+    let t = now(1);
+    let caller = Owner {
+        uid: 1000,
+        gid: 100,
+    };
+    let a = new_file(&mut fs, b"a", 1);
+    fs.write(a, 0, b"moved", t).unwrap();
+    let w = fs
+        .rename_whiteout(ROOT_INO, b"a", ROOT_INO, b"b", RENAME_WHITEOUT, caller, t)
+        .unwrap()
+        .expect("a whiteout");
+    assert_eq!(fs.lookup(ROOT_INO, b"b").unwrap(), Some(a));
+    assert_eq!(fs.lookup(ROOT_INO, b"a").unwrap(), Some(w.ino));
+    let got = fs.getattr(w.ino).unwrap();
+    assert_eq!((got.mode, got.rdev), (S_IFCHR, WHITEOUT_DEV));
+    assert_eq!((got.uid, got.gid, got.nlink), (1000, 100, 1));
+    // Over an existing target, into another directory.
+    let d = fs
+        .mkdir(ROOT_INO, b"d", 0o755, Owner::default(), t)
+        .unwrap();
+    let c = new_file(&mut fs, b"c", 2);
+    fs.create(d.ino, b"old", S_IFREG | 0o644, 0, Owner::default(), t)
+        .unwrap();
+    fs.rename_whiteout(ROOT_INO, b"c", d.ino, b"old", RENAME_WHITEOUT, caller, t)
+        .unwrap()
+        .expect("a whiteout");
+    assert_eq!(fs.lookup(d.ino, b"old").unwrap(), Some(c));
+    // NOREPLACE with a target there: nothing changes.
+    let e = new_file(&mut fs, b"e", 3);
+    let flags = RENAME_WHITEOUT | RENAME_NOREPLACE;
+    let err = fs
+        .rename_whiteout(ROOT_INO, b"e", ROOT_INO, b"b", flags, caller, t)
+        .unwrap_err();
+    assert_eq!(err.errno(), 17);
+    assert_eq!(fs.lookup(ROOT_INO, b"e").unwrap(), Some(e));
+    // EXCHANGE cannot leave a whiteout; plain rename does not take the flag.
+    let flags = RENAME_WHITEOUT | RENAME_EXCHANGE;
+    let err = fs
+        .rename_whiteout(ROOT_INO, b"e", ROOT_INO, b"b", flags, caller, t)
+        .unwrap_err();
+    assert_eq!(err.errno(), 22);
+    let err = fs
+        .rename(ROOT_INO, b"e", ROOT_INO, b"f", RENAME_WHITEOUT, t)
+        .unwrap_err();
+    assert_eq!(err.errno(), 22);
+    // Two links of one inode: nothing to do.
+    fs.link(e, ROOT_INO, b"e2", t).unwrap();
+    let none = fs
+        .rename_whiteout(ROOT_INO, b"e", ROOT_INO, b"e2", RENAME_WHITEOUT, caller, t)
+        .unwrap();
+    assert!(none.is_none());
+    assert_eq!(fs.lookup(ROOT_INO, b"e").unwrap(), Some(e));
+    assert!(!fs.vol.is_read_only());
+    fs.sync().unwrap();
+    let mut fs = reopen(&disks);
+    assert_eq!(fs.lookup(ROOT_INO, b"a").unwrap(), Some(w.ino));
+    assert_eq!(&fs.read(a, 0, 5).unwrap()[..], b"moved");
+    assert_fsck_clean(&mut fs);
+}
+
+/// Extended attributes given to a new inode with its creation (inherited ACLs): there
+/// after a remount; one too large fails the create with ENOSPC and leaves no inode, no
+/// name and a writable filesystem.
+#[test]
+fn create_with_xattrs_is_one_change() {
+    let disks = MemDisk::set(1, 96 << 20);
+    let mut fs = memdev::mkfs_fs(&disks, Profile::Single).unwrap();
+    let t = now(1);
+    let acl = [2u8, 0, 0, 0, 1, 0, 6, 0, 0xff, 0xff, 0xff, 0xff];
+    let xattrs: [(&[u8], &[u8]); 2] = [
+        (b"system.posix_acl_access", &acl),
+        (b"system.posix_acl_default", &acl),
+    ];
+    let d = fs
+        .create_with_xattrs(&xattrs, t, |fs| {
+            fs.mkdir(ROOT_INO, b"d", 0o755, Owner::default(), t)
+        })
+        .unwrap();
+    let f = fs
+        .create_with_xattrs(&xattrs[..1], t, |fs| {
+            fs.create(d.ino, b"f", S_IFREG | 0o640, 0, Owner::default(), t)
+        })
+        .unwrap();
+    let big = vec![7u8; 4096];
+    let err = fs
+        .create_with_xattrs(&[(b"system.posix_acl_access", &big)], t, |fs| {
+            fs.create(d.ino, b"g", S_IFREG | 0o640, 0, Owner::default(), t)
+        })
+        .unwrap_err();
+    assert_eq!(err.errno(), 28);
+    assert_eq!(fs.lookup(d.ino, b"g").unwrap(), None);
+    assert!(!fs.vol.is_read_only());
+    fs.sync().unwrap();
+    let mut fs = reopen(&disks);
+    assert_eq!(
+        &fs.get_xattr(d.ino, b"system.posix_acl_default").unwrap()[..],
+        &acl
+    );
+    assert_eq!(
+        &fs.get_xattr(f.ino, b"system.posix_acl_access").unwrap()[..],
+        &acl
+    );
+    assert_eq!(
+        fs.get_xattr(f.ino, b"system.posix_acl_default")
+            .unwrap_err()
+            .errno(),
+        61
+    );
+    assert_fsck_clean(&mut fs);
 }

@@ -1,7 +1,8 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# fsx: 100000 random reads, writes, mmap reads and writes, truncates, fallocates, hole
+# fsx: FERROFS_FSX_OPS (default 100000; scripts/test runs 20000, or 100000 with --long)
+# random reads, writes, mmap reads and writes, truncates, fallocates, hole
 # punches, fsyncs and reopens of one file, each read checked against fsx's model of the
 # file; on a single device and on raid1 (side by side, on other devices), then a small
 # file. fsck after each.

@@ -106,7 +106,7 @@ if [ -b "$disk" ]; then
 	expect_mount_failure "blank device" EINVAL "ferrofs: $(basename "$disk"): no ferrofs superblock found"
 	# The magic of a ferrofs superblock at 64 KiB, with no valid checksum.
 	printf 'FERROFS\0' | dd of="$disk" bs=1 seek=$((65536 + 8)) conv=notrunc,fsync status=none
-	expect_mount_failure "damaged superblock" EUCLEAN "ferrofs: $(basename "$disk"): superblock at byte 65536 is damaged: superblock checksum mismatch"
+	expect_mount_failure "damaged superblock" EUCLEAN "ferrofs: $(basename "$disk"): superblock at byte 65536 is damaged (superblock checksum mismatch), and no backup copy is valid"
 	# A superblock with a valid header (magic, version 1, CRC-32C computed independently
 	# here) whose fields say nothing sensible: no device id, count or generation.
 	python3 -c '

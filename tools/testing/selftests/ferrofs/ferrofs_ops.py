@@ -23,6 +23,7 @@ AT_FDCWD = -100
 AT_SYMLINK_FOLLOW = 0x400
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
+RENAME_WHITEOUT = 4
 FALLOC_FL_KEEP_SIZE = 1
 FALLOC_FL_PUNCH_HOLE = 2
 FALLOC_FL_COLLAPSE_RANGE = 8
@@ -497,7 +498,198 @@ def long_symlink_verify(top):
                f"{length}-byte symlink after the remount")
 
 
+def whiteout_setup(top):
+    a, b, c = (os.path.join(top, n) for n in ("wo-a", "wo-b", "wo-c"))
+    write_at(a, 0, b"W")
+    renameat2(a, b, RENAME_WHITEOUT)
+    write_at(c, 0, b"C")
+    expect_errno(errno.EEXIST, "RENAME_WHITEOUT | RENAME_NOREPLACE onto a file", renameat2,
+                 c, b, RENAME_WHITEOUT | RENAME_NOREPLACE)
+    expect(open(c, "rb").read() == b"C", "a refused RENAME_WHITEOUT moved the file")
+    expect_errno(errno.EINVAL, "RENAME_WHITEOUT | RENAME_EXCHANGE", renameat2, c, b,
+                 RENAME_WHITEOUT | RENAME_EXCHANGE)
+    whiteout_verify(top)
+
+
+def whiteout_verify(top):
+    st = os.lstat(os.path.join(top, "wo-a"))
+    expect(stat.S_ISCHR(st.st_mode) and st.st_rdev == 0,
+           f"wo-a is not a whiteout (0:0 character device): mode {oct(st.st_mode)}, "
+           f"device {os.major(st.st_rdev)}:{os.minor(st.st_rdev)}")
+    expect(open(os.path.join(top, "wo-b"), "rb").read() == b"W", "wo-b lost the moved data")
+
+
+# POSIX ACLs in their xattr form (include/uapi/linux/posix_acl_xattr.h): a version, then
+# (tag, permissions, id) entries.
+ACL_USER_OBJ, ACL_USER, ACL_GROUP_OBJ, ACL_GROUP, ACL_MASK, ACL_OTHER = 1, 2, 4, 8, 0x10, 0x20
+NO_ID = 0xFFFFFFFF
+NOBODY = 65534
+ACCESS, DEFAULT = "system.posix_acl_access", "system.posix_acl_default"
+
+
+def acl(*entries):
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", t, p, i) for t, p, i in entries)
+
+
+def acl_entries(path, name):
+    value = os.getxattr(path, name)
+    expect(len(value) >= 4 and (len(value) - 4) % 8 == 0, f"{name}: {len(value)} bytes")
+    return sorted(struct.unpack_from("<HHI", value, 4 + 8 * k) for k in range((len(value) - 4) // 8))
+
+
+def readable_by(path, uid):
+    """Whether `uid` (no supplementary groups) may open `path` for reading."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            os.close(os.open(path, os.O_RDONLY))
+            os._exit(0)
+        except PermissionError:
+            os._exit(13)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    expect(code in (0, 13), f"the child checking {path} failed ({code})")
+    return code == 0
+
+
+# A file's access ACL that grants nobody read; a directory's default ACL passed on.
+GRANT = acl((ACL_USER_OBJ, 6, NO_ID), (ACL_USER, 4, NOBODY), (ACL_GROUP_OBJ, 0, NO_ID),
+            (ACL_MASK, 4, NO_ID), (ACL_OTHER, 0, NO_ID))
+INHERIT = acl((ACL_USER_OBJ, 7, NO_ID), (ACL_USER, 6, NOBODY), (ACL_GROUP_OBJ, 5, NO_ID),
+              (ACL_MASK, 7, NO_ID), (ACL_OTHER, 0, NO_ID))
+
+
+def acl_setup(top):
+    os.umask(0o022)
+    f = os.path.join(top, "acl-file")
+    write_at(f, 0, b"secret")
+    os.chmod(f, 0o600)
+    expect(not readable_by(f, NOBODY), "nobody reads a 0600 file without an ACL")
+    os.setxattr(f, ACCESS, GRANT)
+    expect(readable_by(f, NOBODY), "the access ACL does not let nobody read")
+    expect(stat.S_IMODE(os.stat(f).st_mode) == 0o640,
+           f"the group bits are not the ACL mask: {oct(os.stat(f).st_mode)}")
+    # chmod changes the mask: nobody's entry is masked off.
+    os.chmod(f, 0o600)
+    expect(not readable_by(f, NOBODY), "chmod g-r does not mask the ACL")
+    mask = [e for e in acl_entries(f, ACCESS) if e[0] == ACL_MASK]
+    expect(mask == [(ACL_MASK, 0, NO_ID)], f"the mask after chmod: {mask}")
+    os.chmod(f, 0o640)
+    # An ACL the mode says all of is not kept.
+    g = os.path.join(top, "acl-plain")
+    write_at(g, 0, b"plain")
+    os.setxattr(g, ACCESS, acl((ACL_USER_OBJ, 7, NO_ID), (ACL_GROUP_OBJ, 5, NO_ID),
+                                (ACL_OTHER, 1, NO_ID)))
+    expect(stat.S_IMODE(os.stat(g).st_mode) == 0o751, f"mode from ACL: {oct(os.stat(g).st_mode)}")
+    expect_errno(errno.ENODATA, "an ACL equal to the mode is stored", os.getxattr, g, ACCESS)
+    expect_errno(errno.EACCES, "a default ACL on a file", os.setxattr, g, DEFAULT, INHERIT)
+    # Without a default ACL the umask applies; with one, the ACL does instead.
+    write_at(os.path.join(top, "acl-umask"), 0, b"u")
+    d = os.path.join(top, "acl-dir")
+    os.mkdir(d, 0o755)
+    os.setxattr(d, DEFAULT, INHERIT)
+    write_at(os.path.join(d, "inherited"), 0, b"inherited")
+    os.mkdir(os.path.join(d, "sub"), 0o777)
+    os.mknod(os.path.join(d, "fifo"), stat.S_IFIFO | 0o666)
+    fd = os.open(d, os.O_TMPFILE | os.O_WRONLY, 0o666)
+    link_fd(fd, os.path.join(d, "tmpfile"))
+    os.close(fd)
+    acl_verify(top)
+
+
+def acl_verify(top):
+    f, d = os.path.join(top, "acl-file"), os.path.join(top, "acl-dir")
+    expect(acl_entries(f, ACCESS) == sorted(struct.unpack_from("<HHI", GRANT, 4 + 8 * k)
+                                            for k in range(5)), "the file's ACL changed")
+    expect(readable_by(f, NOBODY), "nobody cannot read through the ACL")
+    mode = stat.S_IMODE(os.stat(os.path.join(top, "acl-umask")).st_mode)
+    expect(mode == 0o644, f"umask 022 not applied without a default ACL: {oct(mode)}")
+    expect(os.getxattr(d, DEFAULT) == INHERIT, "the directory's default ACL changed")
+    sub = os.path.join(d, "sub")
+    expect(acl_entries(sub, DEFAULT) == acl_entries(d, DEFAULT), "the subdirectory's default ACL")
+    for name, want in (("inherited", 0o660), ("sub", 0o770), ("fifo", 0o660), ("tmpfile", 0o660)):
+        path = os.path.join(d, name)
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        expect(mode == want, f"{name}: mode {oct(mode)} from the default ACL, want {oct(want)} "
+               "(the umask does not apply)")
+        users = [e for e in acl_entries(path, ACCESS) if e[0] == ACL_USER]
+        expect(users == [(ACL_USER, 6, NOBODY)], f"{name}: inherited user entries {users}")
+    expect(readable_by(os.path.join(d, "inherited"), NOBODY), "the inherited ACL does not grant")
+    names = os.listxattr(f)
+    expect(ACCESS in names, f"listxattr does not list the ACL: {names}")
+
+
+class FileHandle(ctypes.Structure):
+    _fields_ = [("handle_bytes", ctypes.c_uint), ("handle_type", ctypes.c_int),
+                ("f_handle", ctypes.c_ubyte * 128)]
+
+
+def name_to_handle(path):
+    fh = FileHandle(handle_bytes=128)
+    mount_id = ctypes.c_int()
+    call(libc.name_to_handle_at, AT_FDCWD, os.fsencode(path), ctypes.byref(fh),
+         ctypes.byref(mount_id), 0)
+    return f"{fh.handle_type} {bytes(fh.f_handle[:fh.handle_bytes]).hex()}"
+
+
+def open_by_handle(top, saved, flags=os.O_RDONLY):
+    kind, data = saved.split()
+    raw = bytes.fromhex(data)
+    fh = FileHandle(handle_bytes=len(raw), handle_type=int(kind))
+    ctypes.memmove(fh.f_handle, raw, len(raw))
+    mount_fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return call(libc.open_by_handle_at, mount_fd, ctypes.byref(fh), flags)
+    finally:
+        os.close(mount_fd)
+
+
+HANDLES = "fh-handles"
+
+
+def handle_setup(top):
+    os.makedirs(os.path.join(top, "fh-dir", "sub"))
+    write_at(os.path.join(top, "fh-dir", "sub", "file"), 0, b"by handle")
+    write_at(os.path.join(top, "fh-gone"), 0, b"gone")
+    saved = {n: name_to_handle(os.path.join(top, *p)) for n, p in (
+        ("file", ("fh-dir", "sub", "file")), ("sub", ("fh-dir", "sub")), ("gone", ("fh-gone",)))}
+    os.unlink(os.path.join(top, "fh-gone"))
+    with open(os.path.join(top, HANDLES), "w") as out:
+        for name, value in saved.items():
+            out.write(f"{name} {value}\n")
+    handle_verify(top)
+
+
+def handle_verify(top):
+    saved = {}
+    for line in open(os.path.join(top, HANDLES)):
+        name, kind, data = line.split()
+        saved[name] = f"{kind} {data}"
+    fd = open_by_handle(top, saved["file"])
+    expect(os.read(fd, 100) == b"by handle", "the file opened by handle reads wrong")
+    os.close(fd)
+    # A directory is reconnected to its path through its parents (get_parent).
+    fd = open_by_handle(top, saved["sub"], os.O_RDONLY | os.O_DIRECTORY)
+    path = os.readlink(f"/proc/self/fd/{fd}")
+    os.close(fd)
+    expect(path == os.path.join(os.path.realpath(top), "fh-dir", "sub"),
+           f"the directory opened by handle is at {path}")
+    expect_errno(errno.ESTALE, "open_by_handle_at of a removed file", open_by_handle, top,
+                 saved["gone"])
+    kind, data = saved["file"].split()
+    expect_errno(errno.ESTALE, "a handle with another generation", open_by_handle, top,
+                 f"{kind} {data[:16]}{'%08x' % (int(data[16:24], 16) ^ 1)}")
+
+
 CHECKS = {
+    "whiteout-setup": whiteout_setup, "whiteout-verify": whiteout_verify,
+    "acl-setup": acl_setup, "acl-verify": acl_verify,
+    "handle-setup": handle_setup, "handle-verify": handle_verify,
     "xattr-setup": xattr_setup, "xattr-verify": xattr_verify,
     "seek": seek, "fiemap": fiemap, "fallocate": falloc, "fallocate-large": falloc_large,
     "rename-setup": rename_setup, "rename-verify": rename_verify,

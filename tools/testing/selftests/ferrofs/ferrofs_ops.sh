@@ -3,11 +3,12 @@
 #
 # Single operations, each against what a Linux filesystem must do (ferrofs_ops.py): extended
 # attributes, SEEK_DATA/SEEK_HOLE, FIEMAP, fallocate modes, RENAME_NOREPLACE and
-# RENAME_EXCHANGE, special files, O_TMPFILE with linkat, open unlinked files, telldir and
+# RENAME_EXCHANGE, RENAME_WHITEOUT, POSIX ACLs, file handles (name_to_handle_at and
+# open_by_handle_at), special files, O_TMPFILE with linkat, open unlinked files, telldir and
 # seekdir across unlinks, long symlinks, read-only remount with an unlinked file open; what
 # they left is read again after a remount.
 
-ntests=22
+ntests=28
 . "$(dirname "$0")/lib.sh"
 begin_test 1
 
@@ -22,6 +23,9 @@ check "fallocate: default, KEEP_SIZE, PUNCH_HOLE; unsupported modes refused" ops
 check "fallocate of 512 MiB at once, and its space back after unlink" ops fallocate-large
 check "rename: RENAME_NOREPLACE, RENAME_EXCHANGE of a file and a directory" ops rename-setup
 check "mknod: fifo, socket, character and block devices" ops mknod-setup
+check "RENAME_WHITEOUT: a 0:0 character device takes the old name" ops whiteout-setup
+check "POSIX ACLs: access and default ACLs, mask and chmod, inheritance, umask" ops acl-setup
+check "file handles: open_by_handle_at of a file and a directory; ESTALE once removed" ops handle-setup
 check "O_TMPFILE: linkat names it; unnamed, its space returns at close" ops tmpfile-setup
 check "open unlinked file: usable until the last close, then its space returns" ops unlinked-open
 check "readdir: telldir/seekdir positions survive unlinks meanwhile" ops readdir
@@ -47,6 +51,9 @@ check "mount again" mount_ferrofs "$d0"
 check "after the remount: xattrs" ops xattr-verify
 check "after the remount: renamed and exchanged names" ops rename-verify
 check "after the remount: special files" ops mknod-verify
+check "after the remount: the whiteout" ops whiteout-verify
+check "after the remount: ACLs" ops acl-verify
+check "after the remount (no inode cached): file handles" ops handle-verify
 check "after the remount: the linked O_TMPFILE" ops tmpfile-verify
 check "after the remount: symlinks" ops symlink-verify
 umount "$mnt"
