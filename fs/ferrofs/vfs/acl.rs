@@ -83,14 +83,16 @@ impl Acl {
     pub(crate) fn to_xattr(&self) -> Result<KVec<u8>> {
         // SAFETY: the ACL is live (invariant).
         let size = unsafe { bindings::ferrofs_posix_acl_xattr_size(self.as_ptr()) };
-        let mut buf = KVec::with_capacity(size, GFP_KERNEL)?;
-        buf.resize(size, 0, GFP_KERNEL)?;
+        let mut buf = KVec::from_elem(0u8, size, GFP_KERNEL)?;
         // SAFETY: the ACL is live; `buf` holds `size` writable bytes.
         let len = unsafe {
             bindings::ferrofs_posix_acl_to_xattr(self.as_ptr(), buf.as_mut_ptr().cast(), size)
         };
         to_result(len)?;
-        buf.truncate(usize::try_from(len).map_err(|_| EINVAL)?);
+        // The form has the size computed above, exactly.
+        if usize::try_from(len) != Ok(size) {
+            return Err(EINVAL);
+        }
         Ok(buf)
     }
 }

@@ -76,15 +76,19 @@ impl AttrChange<'_> {
     }
 
     /// After the change is stored: if it set the mode, the access ACL follows it
-    /// (`posix_acl_chmod`, through the filesystem's `set_acl`).
+    /// (`posix_acl_chmod`, through the filesystem's `set_acl`). Symbolic links have no
+    /// ACLs.
     pub(crate) fn update_acl(&self) -> Result {
+        // `S_IFMT` and `S_IFLNK` (include/uapi/linux/stat.h).
+        const S_IFMT: u32 = 0o170_000;
+        const S_IFLNK: u32 = 0o120_000;
         let request = &self.request;
         // SAFETY: the request is valid for the call (invariant).
         let valid = unsafe { (*request.attr.as_ptr()).ia_valid };
-        if valid & bindings::ATTR_MODE == 0 {
+        let inode = request.dentry.inode().ok_or(ENOENT)?;
+        if valid & bindings::ATTR_MODE == 0 || inode.mode() & S_IFMT == S_IFLNK {
             return Ok(());
         }
-        let inode = request.dentry.inode().ok_or(ENOENT)?;
         super::acl::chmod(request.idmap, request.dentry, inode.mode())
     }
 

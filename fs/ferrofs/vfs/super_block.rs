@@ -190,9 +190,11 @@ impl<'a> NewSuperBlock<'a> {
     /// Lets the filesystem's inodes be found from file handles (NFS export,
     /// `open_by_handle_at`) through `T`.
     pub(crate) fn set_export_ops<T: ExportOperations>(&mut self) {
-        // The table is a constant promoted to static memory.
+        // The table is a constant promoted to static memory; the super block names the
+        // type as the kernel crate declares it (opaque), the table has its fields.
+        let table: *const bindings::export_operations = &ExportTable::<T>::OPS;
         // SAFETY: the new super block is ours alone (invariant); the table outlives it.
-        unsafe { (*self.as_ptr()).s_export_op = &ExportTable::<T>::OPS };
+        unsafe { (*self.as_ptr()).s_export_op = table.cast() };
     }
 
     /// Turns POSIX ACLs on: the inode operations' `get_inode_acl` and `set_acl` store them,

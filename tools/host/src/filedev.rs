@@ -22,6 +22,14 @@ impl FileDev {
     /// Opens `path` read-write (or read-only).
     pub fn open(path: &Path, writable: bool) -> io::Result<Self> {
         let file = OpenOptions::new().read(true).write(writable).open(path)?;
+        // The kernel module writes its devices with bios of its own, around their page
+        // cache: pages an earlier reader left there may be stale now (a check of a
+        // filesystem mounted read-only, as xfstests does after every test). Dropping them
+        // makes every read here come from the device.
+        if std::os::unix::fs::FileTypeExt::is_block_device(&file.metadata()?.file_type()) {
+            // A length of 0: up to the end of the device.
+            rustix::fs::fadvise(&file, 0, 0, rustix::fs::Advice::DontNeed)?;
+        }
         // Works for block devices too, where the metadata length is 0.
         let size = file_size(&file)?;
         Ok(Self {
