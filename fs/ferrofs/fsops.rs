@@ -602,13 +602,14 @@ enum NewKind<'a> {
 fn create(idmap: Idmap, dir: &Inode, dentry: &Dentry, mode: u32, what: NewKind<'_>) -> Result {
     let new = NewInode::new(idmap, dir, mode)?;
     let acls = InheritedXattrs::of(&new.inherit_acls(dir)?)?;
+    let xattrs = acls.list()?;
     let owner = owner_of(&new);
     let mode = new.mode();
     let name = dentry.name();
     let now = dir.now();
     let dino = dir.ino();
     let (e, parent) = dir.super_block().info()?.with_fs(|fs| {
-        let e = fs.create_with_xattrs(&acls.list(), now, |fs| match what {
+        let e = fs.create_with_xattrs(&xattrs, now, |fs| match what {
             NewKind::Node(rdev) => fs.create(dino, name, mode, rdev, owner, now),
             NewKind::Dir => fs.mkdir(dino, name, mode & 0o7777, owner, now),
             NewKind::Symlink(target) => fs.symlink(dino, name, target, owner, now),
@@ -625,12 +626,13 @@ fn create(idmap: Idmap, dir: &Inode, dentry: &Dentry, mode: u32, what: NewKind<'
 fn tmpfile(idmap: Idmap, dir: &Inode, file: &File, mode: u32) -> Result {
     let new = NewInode::new(idmap, dir, mode)?;
     let acls = InheritedXattrs::of(&new.inherit_acls(dir)?)?;
+    let xattrs = acls.list()?;
     let owner = owner_of(&new);
     let mode = new.mode();
     let now = dir.now();
     let dino = dir.ino();
     let e = dir.super_block().info()?.with_fs(|fs| {
-        fs.create_with_xattrs(&acls.list(), now, |fs| fs.tmpfile(dino, mode, owner, now))
+        fs.create_with_xattrs(&xattrs, now, |fs| fs.tmpfile(dino, mode, owner, now))
     })?;
     let inode = new.finish(e.ino, |inode| init_inode(inode, &e))?;
     // `d_tmpfile` drops the one link the VFS expects a new inode to have.
@@ -838,21 +840,18 @@ impl InheritedXattrs {
     }
 
     /// (name, value) of each, for [`Fs::create_with_xattrs`].
-    fn list(&self) -> FVec<(&'static [u8], &[u8])> {
+    fn list(&self) -> Result<FVec<(&'static [u8], &[u8])>> {
         let mut out = FVec::new();
         for (kind, value) in [
             (AclKind::Access, &self.access),
             (AclKind::Default, &self.default),
         ] {
             if let Some(v) = value {
-                // Two entries at most: a failed push leaves one out, and the create fails
-                // for the missing one no sooner than it could store it.
-                if out.try_push((kind.xattr_name(), &v[..])).is_err() {
-                    break;
-                }
+                out.try_push((kind.xattr_name(), &v[..]))
+                    .map_err(from_engine)?;
             }
         }
-        out
+        Ok(out)
     }
 }
 

@@ -214,14 +214,10 @@ pub(crate) fn mode_for_access_acl(idmap: Idmap, inode: &Inode, acl: &Acl) -> Res
 
 /// Updates the VFS's cached ACL of `inode` after a change (`None`: it has none).
 pub(crate) fn set_cached(inode: &Inode, kind: AclKind, acl: Option<&Acl>) {
-    match acl {
-        // SAFETY: the inode and the ACL are live; the cache takes a reference of its own.
-        Some(acl) => unsafe { bindings::set_cached_acl(inode.as_ptr(), kind.raw(), acl.as_ptr()) },
-        // SAFETY: the inode is live; caching NULL means "no ACL".
-        None => unsafe {
-            bindings::set_cached_acl(inode.as_ptr(), kind.raw(), core::ptr::null_mut())
-        },
-    }
+    let acl = acl.map_or(core::ptr::null_mut(), Acl::as_ptr);
+    // SAFETY: the inode is live and `acl` NULL ("no ACL") or a live ACL, of which the
+    // cache takes a reference of its own.
+    unsafe { bindings::set_cached_acl(inode.as_ptr(), kind.raw(), acl) };
 }
 
 /// After a chmod of `dentry`'s inode to `mode`: the access ACL follows the new mode

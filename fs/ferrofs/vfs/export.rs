@@ -125,23 +125,36 @@ impl<T: ExportOperations> ExportTable<T> {
         kind
     }
 
-    /// The words of a handle of `fh_len` words at `fid`, if it has our type.
+    /// The dentry of the inode whose number and generation are the three words at `at` of
+    /// a handle of `fh_len` words at `fid`; NULL (which exportfs reports as `ESTALE`) for a
+    /// handle that is not ours or too short.
     ///
     /// # Safety
     ///
-    /// `fid` holds `fh_len` words.
-    unsafe fn words<'a>(
+    /// `sb` is live and `fid` holds `fh_len` words.
+    unsafe fn find(
+        sb: *mut bindings::super_block,
         fid: *mut bindings::fid,
         fh_len: ffi::c_int,
         fh_type: ffi::c_int,
-    ) -> Option<&'a [u32]> {
-        if fh_type != FILEID_INO64_GEN && fh_type != FILEID_INO64_GEN_PARENT {
-            return None;
-        }
-        let len = usize::try_from(fh_len).ok()?;
+        at: usize,
+    ) -> *mut bindings::dentry {
+        let len = match usize::try_from(fh_len) {
+            Ok(len) if fh_type == FILEID_INO64_GEN || fh_type == FILEID_INO64_GEN_PARENT => len,
+            _ => return core::ptr::null_mut(),
+        };
         // SAFETY: the handle's words start at `fid` (its `raw` member, at offset 0) and
-        // `fh_len` of them are there (this function's contract).
-        Some(unsafe { core::slice::from_raw_parts(fid.cast::<u32>(), len) })
+        // `fh_len` of them are there; `sb` is live (this function's contract).
+        let (sb, words) = unsafe {
+            (
+                SuperBlock::from_raw(sb),
+                core::slice::from_raw_parts(fid.cast::<u32>(), len),
+            )
+        };
+        match decode(words, at) {
+            Some((ino, generation)) => obtain_alias(T::inode(sb, ino, generation)),
+            None => core::ptr::null_mut(),
+        }
     }
 
     /// # Safety
@@ -154,12 +167,7 @@ impl<T: ExportOperations> ExportTable<T> {
         fh_type: ffi::c_int,
     ) -> *mut bindings::dentry {
         // SAFETY: see [`ExportTable`].
-        let (sb, words) = unsafe { (SuperBlock::from_raw(sb), Self::words(fid, fh_len, fh_type)) };
-        // A handle that is not ours, or too short: NULL, which exportfs reports as ESTALE.
-        let Some((ino, generation)) = words.and_then(|w| decode(w, 0)) else {
-            return core::ptr::null_mut();
-        };
-        obtain_alias(T::inode(sb, ino, generation))
+        unsafe { Self::find(sb, fid, fh_len, fh_type, 0) }
     }
 
     /// # Safety
@@ -175,11 +183,7 @@ impl<T: ExportOperations> ExportTable<T> {
             return core::ptr::null_mut();
         }
         // SAFETY: see [`ExportTable`].
-        let (sb, words) = unsafe { (SuperBlock::from_raw(sb), Self::words(fid, fh_len, fh_type)) };
-        let Some((ino, generation)) = words.and_then(|w| decode(w, WORDS)) else {
-            return core::ptr::null_mut();
-        };
-        obtain_alias(T::inode(sb, ino, generation))
+        unsafe { Self::find(sb, fid, fh_len, fh_type, WORDS) }
     }
 
     /// # Safety
