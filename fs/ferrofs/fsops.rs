@@ -26,7 +26,7 @@ use crate::vfs::blockdev::{DevFlusher, KernelDev};
 use crate::vfs::dentry::{Dentry, DirContext, NoFsScope, SeqFile};
 use crate::vfs::error::{eopnotsupp, estale, from_engine};
 use crate::vfs::export::ExportOperations;
-use crate::vfs::file::{self, Contents, File, FileOperations};
+use crate::vfs::file::{self, Contents, File, FileOperations, IoctlCaller};
 use crate::vfs::folio::{LockedFolio, Readahead, WritebackControl, WritebackFolio};
 use crate::vfs::fs_type::{FileSystem, FsParameter};
 use crate::vfs::inode::{self, Idmap, InitInode, Inode, InodeRef, NewInode, Refresh};
@@ -35,6 +35,8 @@ use crate::vfs::super_block::{NewSuperBlock, StatFs, SuperBlock, SuperOperations
 use crate::vfs::task::capable_sys_admin;
 use crate::vfs::thread::CommitThread;
 use crate::vfs::xattr::{self, XattrHandler, XattrHandlers};
+
+mod ioctl;
 
 /// `statfs` magic of ferrofs.
 pub(crate) const FERROFS_SUPER_MAGIC: u64 = 0x4645_5252;
@@ -261,9 +263,14 @@ fn fill_super(sb: &mut NewSuperBlock<'_>, opts: &MountOptions) -> Result {
             return Err(EINVAL);
         }
         Probe::Damaged(err) => damaged_primary = Some(err),
-        Probe::Ferrofs { version: 1 } => {}
+        Probe::Ferrofs { version } if version == format::FORMAT_VERSION => {}
         Probe::Ferrofs { version } => {
-            pr_err!("{}: format version {} is not supported\n", sb.id(), version);
+            pr_err!(
+                "{}: format version {} is not supported (this module mounts version {})\n",
+                sb.id(),
+                version,
+                format::FORMAT_VERSION
+            );
             return Err(eopnotsupp());
         }
     }
@@ -1602,6 +1609,10 @@ impl FileOperations for DirFile {
     fn fsync(file: &File, start: i64, end: i64, _datasync: bool) -> Result {
         fsync(file, start, end)
     }
+
+    fn ioctl(file: &File, cmd: u32, arg: usize, caller: IoctlCaller) -> Result<i64> {
+        ioctl::ioctl(file, cmd, arg, caller)
+    }
 }
 
 /// Open regular files.
@@ -1621,6 +1632,10 @@ impl FileOperations for RegularFile {
 
     fn fallocate(file: &File, mode: i32, offset: i64, len: i64) -> Result {
         fallocate(file, mode, offset, len)
+    }
+
+    fn ioctl(file: &File, cmd: u32, arg: usize, caller: IoctlCaller) -> Result<i64> {
+        ioctl::ioctl(file, cmd, arg, caller)
     }
 }
 

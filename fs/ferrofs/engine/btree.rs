@@ -20,23 +20,29 @@ use super::error::{EngineError, EngineResult};
 use super::key::Key;
 use super::mem::FVec;
 use super::node::{
-    Body, Child, Item, Node, CHILD_SIZE, MAX_CHILDREN, MAX_ITEM_DATA, MAX_LEVEL, NODE_CAPACITY,
+    Body, Child, Item, Node, NodeRef, CHILD_SIZE, MAX_CHILDREN, MAX_ITEM_DATA, MAX_LEVEL,
+    NODE_CAPACITY,
 };
 
 /// Where b-tree nodes live: a transaction's block cache over the devices, or memory in
 /// tests. Addresses are logical block addresses.
 pub trait NodeStore {
-    /// The node at `block`, read and verified if needed.
-    fn node(&mut self, block: u64) -> EngineResult<&Node>;
+    /// The node `at` points at, read if needed, and checked against `at` (generation,
+    /// level, owner, first key: see [`Node::verify`]).
+    fn node(&mut self, at: &NodeRef) -> EngineResult<&Node>;
+    /// A node of the current transaction ([`Self::shadow`]ed or [`Self::alloc`]ated in
+    /// it), which is always at hand and may be mid-change.
+    fn own_node(&mut self, block: u64) -> EngineResult<&Node>;
     /// The node at `block` for changing in place. Only valid for blocks returned by
     /// [`Self::shadow`] or [`Self::alloc`] in the current transaction.
     fn node_mut(&mut self, block: u64) -> EngineResult<&mut Node>;
-    /// A block holding the node at `block` that this transaction may change in place:
-    /// `block` itself if it is already private to the transaction, else a copy.
-    fn shadow(&mut self, block: u64) -> EngineResult<u64>;
+    /// A block holding the node `at` points at that this transaction may change in place:
+    /// the block itself if it is already private to the transaction, else a copy.
+    fn shadow(&mut self, at: &NodeRef) -> EngineResult<u64>;
     /// Stores a new node, returning its address.
     fn alloc(&mut self, node: Node) -> EngineResult<u64>;
-    /// Drops this tree's reference to the node at `block` (freeing it at the last one).
+    /// Drops this tree's reference to `block`, a node of the current transaction (freeing
+    /// it, and its references to its children, at the last one).
     fn free(&mut self, block: u64) -> EngineResult<()>;
     /// The current transaction's generation, stamped on new nodes.
     fn generation(&self) -> u64;
@@ -59,11 +65,33 @@ fn corrupt_structure(block: u64, reason: &'static str) -> EngineError {
     EngineError::Corrupt { block, reason }
 }
 
+/// The level of a child of `parent`, a node at `level` (which is above 0).
+fn child_level(block: u64, level: u8) -> EngineResult<u8> {
+    level
+        .checked_sub(1)
+        .ok_or(corrupt_structure(block, "leaf where a node was expected"))
+}
+
+/// The root reference of a tree whose root is `block`, a node of this transaction.
+fn own_root<S: NodeStore>(store: &mut S, block: u64) -> EngineResult<NodeRef> {
+    let node = store.own_node(block)?;
+    Ok(NodeRef {
+        block,
+        generation: node.generation,
+        level: node.level,
+        first_key: None,
+    })
+}
+
 /// Reads the value stored under `key` in the tree rooted at `root`.
-pub fn lookup<S: NodeStore>(store: &mut S, root: u64, key: &Key) -> EngineResult<Option<FVec<u8>>> {
-    let mut block = root;
+pub fn lookup<S: NodeStore>(
+    store: &mut S,
+    root: &NodeRef,
+    key: &Key,
+) -> EngineResult<Option<FVec<u8>>> {
+    let mut at = *root;
     for _ in 0..=MAX_LEVEL {
-        let node = store.node(block)?;
+        let node = store.node(&at)?;
         match &node.body {
             Body::Leaf(items) => {
                 return match items.binary_search_by(|i| i.key.cmp(key)) {
@@ -76,91 +104,249 @@ pub fn lookup<S: NodeStore>(store: &mut S, root: u64, key: &Key) -> EngineResult
             }
             Body::Internal(children) => {
                 let Some(child) = children.get(child_index(children, key)) else {
-                    return Err(corrupt_structure(block, "empty internal node"));
+                    return Err(corrupt_structure(at.block, "empty internal node"));
                 };
-                block = child.block;
+                at = NodeRef::child(child, child_level(at.block, node.level)?);
             }
         }
     }
     Err(corrupt_structure(
-        root,
+        root.block,
         "tree deeper than the maximum level",
     ))
 }
 
-/// Direction of a neighbour search.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Direction {
-    /// The first item with a key at or after the given one.
-    Forward,
-    /// The last item with a key at or before the given one.
-    Backward,
+/// A position in a tree, between two items or on one: the path from the root to a leaf
+/// slot. Stepping to the next or previous item reads only the nodes on the way from one
+/// leaf to its neighbour, so a walk over `n` items reads `O(n + depth)` nodes however the
+/// tree is shaped, and every step checks that keys keep their order: a crafted tree that
+/// repeats a subtree or points at empty leaves is reported, never walked at length.
+///
+/// A cursor holds no borrow: each call takes the store. It is only valid while the tree
+/// is unchanged (a change may move or copy any node on its path).
+pub struct Cursor {
+    /// (node, index) from the root down: the child taken, and at the leaf the slot, which
+    /// may be one past the last item.
+    path: FVec<(NodeRef, usize)>,
+    /// The key of the item the cursor last stood on, to check the order of the next.
+    last: Option<Key>,
 }
 
-/// The first item at or after `key` (forward) or the last at or before it (backward).
-pub fn seek<S: NodeStore>(
-    store: &mut S,
-    root: u64,
-    key: &Key,
-    dir: Direction,
-) -> EngineResult<Option<(Key, FVec<u8>)>> {
-    seek_in(store, root, key, dir, 0)
-}
-
-fn seek_in<S: NodeStore>(
-    store: &mut S,
-    block: u64,
-    key: &Key,
-    dir: Direction,
-    depth: u8,
-) -> EngineResult<Option<(Key, FVec<u8>)>> {
-    if depth > MAX_LEVEL {
-        return Err(corrupt_structure(
-            block,
+impl Cursor {
+    /// A cursor on the first item at or after `key` (or past the end of the tree).
+    pub fn seek<S: NodeStore>(store: &mut S, root: &NodeRef, key: &Key) -> EngineResult<Self> {
+        let mut path = FVec::new();
+        let mut at = *root;
+        for _ in 0..=MAX_LEVEL {
+            let node = store.node(&at)?;
+            match &node.body {
+                Body::Leaf(items) => {
+                    let slot = match items.binary_search_by(|i| i.key.cmp(key)) {
+                        Ok(i) | Err(i) => i,
+                    };
+                    let len = items.len();
+                    path.try_push((at, slot))?;
+                    let mut cursor = Self { path, last: None };
+                    if slot >= len {
+                        // Everything in this leaf is smaller: the next leaf starts after.
+                        cursor.next_leaf(store, Side::First)?;
+                    }
+                    return Ok(cursor);
+                }
+                Body::Internal(children) => {
+                    let index = child_index(children, key);
+                    let child = children
+                        .get(index)
+                        .ok_or(corrupt_structure(at.block, "empty internal node"))?;
+                    let next = NodeRef::child(child, child_level(at.block, node.level)?);
+                    path.try_push((at, index))?;
+                    at = next;
+                }
+            }
+        }
+        Err(corrupt_structure(
+            root.block,
             "tree deeper than the maximum level",
-        ));
+        ))
     }
-    let node = store.node(block)?;
-    match &node.body {
-        Body::Leaf(items) => {
-            let found = match (items.binary_search_by(|i| i.key.cmp(key)), dir) {
-                (Ok(i), _) => items.get(i),
-                (Err(i), Direction::Forward) => items.get(i),
-                (Err(i), Direction::Backward) => i.checked_sub(1).and_then(|i| items.get(i)),
+
+    /// The item the cursor stands on (`None` past the end).
+    pub fn item<S: NodeStore>(&mut self, store: &mut S) -> EngineResult<Option<(Key, FVec<u8>)>> {
+        let Some(&(at, slot)) = self.path.last() else {
+            return Ok(None);
+        };
+        let node = store.node(&at)?;
+        let Body::Leaf(items) = &node.body else {
+            return Err(corrupt_structure(
+                at.block,
+                "node where a leaf was expected",
+            ));
+        };
+        let Some(item) = items.get(slot) else {
+            return Ok(None);
+        };
+        let key = item.key;
+        let data = item.data.try_clone()?;
+        self.last = Some(key);
+        Ok(Some((key, data)))
+    }
+
+    /// Steps to the next item (or past the end).
+    pub fn next<S: NodeStore>(&mut self, store: &mut S) -> EngineResult<()> {
+        let Some((at, slot)) = self.path.last_mut() else {
+            return Ok(());
+        };
+        let len = store.node(at)?.len();
+        if *slot < len {
+            *slot = slot.saturating_add(1);
+        }
+        if *slot < len {
+            return self.check_order(store, Side::First);
+        }
+        self.next_leaf(store, Side::First).map(|_| ())
+    }
+
+    /// Steps to the previous item; `false` (and the cursor unchanged) if there is none.
+    pub fn prev<S: NodeStore>(&mut self, store: &mut S) -> EngineResult<bool> {
+        let Some((_, slot)) = self.path.last_mut() else {
+            return Ok(false);
+        };
+        if let Some(before) = slot.checked_sub(1) {
+            *slot = before;
+            return self.check_order(store, Side::Last).map(|()| true);
+        }
+        self.next_leaf(store, Side::Last)
+    }
+
+    /// Moves to the first slot of the next leaf (`Side::First`) or the last item of the
+    /// previous one (`Side::Last`): up to the nearest node with a neighbour on that side,
+    /// across, and down its near edge. At the end of the tree the cursor stays past the
+    /// end (forward) or where it was (backward, returning `false`).
+    fn next_leaf<S: NodeStore>(&mut self, store: &mut S, side: Side) -> EngineResult<bool> {
+        // The deepest level with a neighbour on that side.
+        let mut depth = self.path.len().saturating_sub(1);
+        let turn = loop {
+            let Some(up) = depth.checked_sub(1) else {
+                return Ok(false);
             };
-            match found {
-                Some(item) => Ok(Some((item.key, item.data.try_clone()?))),
-                None => Ok(None),
+            let &(at, index) = self
+                .path
+                .get(up)
+                .ok_or(EngineError::Invalid("cursor path"))?;
+            let len = store.node(&at)?.len();
+            let neighbour = match side {
+                Side::First => index.checked_add(1).filter(|&i| i < len),
+                Side::Last => index.checked_sub(1),
+            };
+            if let Some(i) = neighbour {
+                break (up, i);
+            }
+            depth = up;
+        };
+        let saved = self.path.try_clone()?;
+        let (up, index) = turn;
+        self.path.truncate(up);
+        let mut at = saved
+            .get(up)
+            .map(|p| p.0)
+            .ok_or(EngineError::Invalid("cursor path"))?;
+        let mut index = index;
+        for _ in 0..=MAX_LEVEL {
+            let node = store.node(&at)?;
+            match &node.body {
+                Body::Internal(children) => {
+                    let child = children
+                        .get(index)
+                        .ok_or(corrupt_structure(at.block, "child index out of range"))?;
+                    let next = NodeRef::child(child, child_level(at.block, node.level)?);
+                    self.path.try_push((at, index))?;
+                    let below = store.node(&next)?;
+                    index = match side {
+                        Side::First => 0,
+                        Side::Last => below.len().saturating_sub(1),
+                    };
+                    at = next;
+                }
+                Body::Leaf(items) => {
+                    if items.is_empty() {
+                        self.path = saved;
+                        return Err(corrupt_structure(at.block, "empty non-root tree block"));
+                    }
+                    self.path.try_push((at, index))?;
+                    self.check_order(store, side)?;
+                    return Ok(true);
+                }
             }
         }
-        Body::Internal(children) => {
-            // The child that would hold `key`, then its neighbours in the search direction:
-            // the match may be in a later (forward) or earlier (backward) subtree.
-            let start = child_index(children, key);
-            let mut order: FVec<u64> = FVec::new();
-            match dir {
-                Direction::Forward => {
-                    for c in children.get(start..).unwrap_or(&[]) {
-                        order.try_push(c.block)?;
-                    }
-                }
-                Direction::Backward => {
-                    if children.first().is_some_and(|c| c.key > *key) {
-                        return Ok(None);
-                    }
-                    for c in children.get(..=start).unwrap_or(&[]).iter().rev() {
-                        order.try_push(c.block)?;
-                    }
-                }
-            }
-            let next_depth = depth.saturating_add(1);
-            for child in order.iter() {
-                if let Some(found) = seek_in(store, *child, key, dir, next_depth)? {
-                    return Ok(Some(found));
-                }
-            }
-            Ok(None)
+        self.path = saved;
+        Err(corrupt_structure(
+            at.block,
+            "tree deeper than the maximum level",
+        ))
+    }
+
+    /// Checks that the item now under the cursor comes after (or, backward, before) the
+    /// one it last stood on.
+    fn check_order<S: NodeStore>(&mut self, store: &mut S, side: Side) -> EngineResult<()> {
+        let Some(last) = self.last else {
+            return Ok(());
+        };
+        let Some(&(at, slot)) = self.path.last() else {
+            return Ok(());
+        };
+        let node = store.node(&at)?;
+        let key = match &node.body {
+            Body::Leaf(items) => items.get(slot).map(|i| i.key),
+            Body::Internal(_) => None,
+        };
+        let in_order = match (key, side) {
+            (None, _) => true,
+            (Some(k), Side::First) => k > last,
+            (Some(k), Side::Last) => k < last,
+        };
+        if in_order {
+            Ok(())
+        } else {
+            Err(corrupt_structure(
+                at.block,
+                "tree keys out of order across blocks",
+            ))
         }
+    }
+}
+
+/// Which way a cursor moves to a neighbouring leaf.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    First,
+    Last,
+}
+
+/// The first item at or after `key`.
+pub fn first_at_or_after<S: NodeStore>(
+    store: &mut S,
+    root: &NodeRef,
+    key: &Key,
+) -> EngineResult<Option<(Key, FVec<u8>)>> {
+    Cursor::seek(store, root, key)?.item(store)
+}
+
+/// The last item at or before `key`.
+pub fn last_at_or_before<S: NodeStore>(
+    store: &mut S,
+    root: &NodeRef,
+    key: &Key,
+) -> EngineResult<Option<(Key, FVec<u8>)>> {
+    let mut cursor = Cursor::seek(store, root, key)?;
+    if let Some((k, v)) = cursor.item(store)? {
+        if k == *key {
+            return Ok(Some((k, v)));
+        }
+    }
+    if cursor.prev(store)? {
+        cursor.item(store)
+    } else {
+        Ok(None)
     }
 }
 
@@ -175,33 +361,33 @@ struct Step {
 /// the shadowed leaf.
 fn shadow_path<S: NodeStore>(
     store: &mut S,
-    root: u64,
+    root: &NodeRef,
     key: &Key,
 ) -> EngineResult<(u64, FVec<Step>, u64)> {
     let new_root = store.shadow(root)?;
     let mut path = FVec::new();
     let mut block = new_root;
     for _ in 0..=MAX_LEVEL {
-        let node = store.node(block)?;
+        let node = store.own_node(block)?;
         let (index, child) = match &node.body {
             Body::Leaf(_) => return Ok((new_root, path, block)),
             Body::Internal(children) => {
                 let index = child_index(children, key);
                 match children.get(index) {
-                    Some(c) => (index, c.block),
+                    Some(c) => (index, NodeRef::child(c, child_level(block, node.level)?)),
                     None => return Err(corrupt_structure(block, "empty internal node")),
                 }
             }
         };
-        let shadowed = store.shadow(child)?;
-        if shadowed != child {
+        let shadowed = store.shadow(&child)?;
+        if shadowed != child.block {
             set_child_block(store, block, index, shadowed)?;
         }
         path.try_push(Step { block, index })?;
         block = shadowed;
     }
     Err(corrupt_structure(
-        root,
+        root.block,
         "tree deeper than the maximum level",
     ))
 }
@@ -239,7 +425,7 @@ fn set_child_block<S: NodeStore>(
 /// `root` is updated to the tree's new root.
 pub fn insert<S: NodeStore>(
     store: &mut S,
-    root: &mut u64,
+    root: &mut NodeRef,
     key: Key,
     value: &[u8],
 ) -> EngineResult<Option<FVec<u8>>> {
@@ -247,8 +433,8 @@ pub fn insert<S: NodeStore>(
         return Err(EngineError::Invalid("b-tree item too large"));
     }
     let data = FVec::try_from_slice(value)?;
-    let (new_root, path, leaf) = shadow_path(store, *root, &key)?;
-    *root = new_root;
+    let (new_root, path, leaf) = shadow_path(store, root, &key)?;
+    let mut root_block = new_root;
     let items = items_mut(store, leaf)?;
     let old = match items.binary_search_by(|i| i.key.cmp(&key)) {
         Ok(i) => match items.get_mut(i) {
@@ -260,7 +446,8 @@ pub fn insert<S: NodeStore>(
             None
         }
     };
-    fix_up_after_insert(store, root, &path, leaf)?;
+    fix_up_after_insert(store, &mut root_block, &path, leaf)?;
+    *root = own_root(store, root_block)?;
     Ok(old)
 }
 
@@ -273,13 +460,13 @@ fn fix_up_after_insert<S: NodeStore>(
     leaf: u64,
 ) -> EngineResult<()> {
     let mut block = leaf;
-    let mut split_off = if store.node(leaf)?.used() > NODE_CAPACITY {
+    let mut split_off = if store.own_node(leaf)?.used() > NODE_CAPACITY {
         Some(split(store, leaf)?)
     } else {
         None
     };
     for step in path.iter().rev() {
-        let first = store.node(block)?.first_key();
+        let first = store.own_node(block)?.first_key();
         let children = children_mut(store, step.block)?;
         if let (Some(first), Some(entry)) = (first, children.get_mut(step.index)) {
             entry.key = first;
@@ -287,26 +474,27 @@ fn fix_up_after_insert<S: NodeStore>(
         if let Some(right) = split_off.take() {
             children.try_insert(step.index.saturating_add(1), right)?;
         }
-        if store.node(step.block)?.used() > NODE_CAPACITY {
+        if store.own_node(step.block)?.used() > NODE_CAPACITY {
             split_off = Some(split(store, step.block)?);
         }
         block = step.block;
     }
     // `block` is now the root; if it split, grow a new root above both halves.
     if let Some(right) = split_off {
-        let left = store.node(block)?;
+        let left = store.own_node(block)?;
         let level = left.level.saturating_add(1);
         if level > MAX_LEVEL {
             return Err(EngineError::NoSpace);
         }
         let owner = left.owner;
         let left_key = left.first_key().unwrap_or(Key::MIN);
+        let left_generation = left.generation;
         let generation = store.generation();
         let mut children = FVec::try_with_capacity(2)?;
         children.try_push(Child {
             key: left_key,
             block,
-            generation,
+            generation: left_generation,
         })?;
         children.try_push(right)?;
         *root = store.alloc(Node::new_internal(owner, generation, level, children))?;
@@ -361,14 +549,14 @@ fn split<S: NodeStore>(store: &mut S, block: u64) -> EngineResult<Child> {
 /// new root; an absent key changes nothing.
 pub fn remove<S: NodeStore>(
     store: &mut S,
-    root: &mut u64,
+    root: &mut NodeRef,
     key: &Key,
 ) -> EngineResult<Option<FVec<u8>>> {
-    if lookup(store, *root, key)?.is_none() {
+    if lookup(store, root, key)?.is_none() {
         return Ok(None);
     }
-    let (new_root, path, leaf) = shadow_path(store, *root, key)?;
-    *root = new_root;
+    let (new_root, path, leaf) = shadow_path(store, root, key)?;
+    let mut root_block = new_root;
     let items = items_mut(store, leaf)?;
     let removed = match items.binary_search_by(|i| i.key.cmp(key)) {
         Ok(i) => items.remove(i).map(|item| item.data),
@@ -377,27 +565,32 @@ pub fn remove<S: NodeStore>(
     // Walk up: fix keys, rebalance underfull children.
     let mut block = leaf;
     for step in path.iter().rev() {
-        let first = store.node(block)?.first_key();
+        let first = store.own_node(block)?.first_key();
         if let (Some(first), Some(entry)) =
             (first, children_mut(store, step.block)?.get_mut(step.index))
         {
             entry.key = first;
         }
-        if is_underfull(store.node(block)?) {
+        if is_underfull(store.own_node(block)?) {
             rebalance(store, step.block, step.index)?;
         }
         block = step.block;
     }
-    collapse_root(store, root)?;
+    collapse_root(store, &mut root_block)?;
+    *root = own_root(store, root_block)?;
     Ok(removed)
 }
 
 /// Replaces a root that has a single child by that child, repeatedly.
 fn collapse_root<S: NodeStore>(store: &mut S, root: &mut u64) -> EngineResult<()> {
     for _ in 0..=MAX_LEVEL {
-        let node = store.node(*root)?;
+        let node = store.own_node(*root)?;
+        let child_at = child_level(*root, node.level);
         let only = match &node.body {
-            Body::Internal(children) if children.len() == 1 => children.first().map(|c| c.block),
+            Body::Internal(children) if children.len() == 1 => match children.first() {
+                Some(c) => Some(NodeRef::child(c, child_at?)),
+                None => None,
+            },
             Body::Internal(children) if children.is_empty() => {
                 return Err(corrupt_structure(*root, "empty internal node"));
             }
@@ -408,7 +601,7 @@ fn collapse_root<S: NodeStore>(store: &mut S, root: &mut u64) -> EngineResult<()
         };
         // The parent is private to this transaction (it was shadowed), so dropping it also
         // drops its reference to the child; take a reference for the new root first.
-        let child = store.shadow(child)?;
+        let child = store.shadow(&child)?;
         set_child_block(store, *root, 0, child)?;
         children_mut(store, *root)?.clear();
         store.free(*root)?;
@@ -420,10 +613,12 @@ fn collapse_root<S: NodeStore>(store: &mut S, root: &mut u64) -> EngineResult<()
 /// Pools the entries of the child at `index` of `parent` with its neighbours and spreads
 /// them again over as few nodes as keep each under capacity.
 fn rebalance<S: NodeStore>(store: &mut S, parent: u64, index: usize) -> EngineResult<()> {
-    let count = store.node(parent)?.len();
+    let parent_node = store.own_node(parent)?;
+    let count = parent_node.len();
     if count < 2 {
         return Ok(());
     }
+    let level = child_level(parent, parent_node.level)?;
     let first = index.saturating_sub(1);
     let last = index.saturating_add(1).min(count.saturating_sub(1));
     // Shadow the neighbours that will change and collect everyone's entries in order.
@@ -431,10 +626,10 @@ fn rebalance<S: NodeStore>(store: &mut S, parent: u64, index: usize) -> EngineRe
     for i in first..=last {
         let child = children_mut(store, parent)?
             .get(i)
-            .map(|c| c.block)
+            .map(|c| NodeRef::child(c, level))
             .ok_or(corrupt_structure(parent, "child index out of range"))?;
-        let shadowed = store.shadow(child)?;
-        if shadowed != child {
+        let shadowed = store.shadow(&child)?;
+        if shadowed != child.block {
             set_child_block(store, parent, i, shadowed)?;
         }
         blocks.try_push(shadowed)?;
@@ -589,24 +784,25 @@ impl Pool {
 /// Checks the structure of the tree rooted at `root`: key order within and across nodes,
 /// exact parent keys, consistent levels, no empty or overfull nodes, and non-root nodes at
 /// least a quarter full minus one entry. Returns the number of items.
-pub fn check<S: NodeStore>(store: &mut S, root: u64) -> EngineResult<u64> {
-    let level = store.node(root)?.level;
+///
+/// Each node is read through its parent's reference, so generations, levels and owners are
+/// checked too; the walk visits every node once (a repeated node breaks key order).
+pub fn check<S: NodeStore>(store: &mut S, root: &NodeRef) -> EngineResult<u64> {
     let mut count = 0u64;
-    check_node(store, root, level, None, None, true, &mut count)?;
+    check_node(store, root, None, true, &mut count)?;
     Ok(count)
 }
 
 fn check_node<S: NodeStore>(
     store: &mut S,
-    block: u64,
-    level: u8,
-    low: Option<Key>,
+    at: &NodeRef,
     high: Option<Key>,
     is_root: bool,
     count: &mut u64,
 ) -> EngineResult<()> {
+    let (block, level, low) = (at.block, at.level, at.first_key);
     let bad = |reason| corrupt_structure(block, reason);
-    let node = store.node(block)?;
+    let node = store.node(at)?;
     if node.level != level {
         return Err(bad("node level does not match its position"));
     }
@@ -656,15 +852,8 @@ fn check_node<S: NodeStore>(
                 if next.is_some_and(|n| c.key >= n) {
                     return Err(bad("node keys out of order"));
                 }
-                check_node(
-                    store,
-                    c.block,
-                    level.saturating_sub(1),
-                    Some(c.key),
-                    next,
-                    false,
-                    count,
-                )?;
+                let child = NodeRef::child(c, child_level(block, level)?);
+                check_node(store, &child, next, false, count)?;
             }
             Ok(())
         }

@@ -84,7 +84,7 @@ pub const RESERVED_RANGES: [(u64, u64); 3] =
     [(0, 1 << 20), (64 << 20, 64 << 10), (256 << 30, 64 << 10)];
 
 /// The format version this engine writes and mounts.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Longest label, in bytes.
 pub const LABEL_MAX: usize = 255;
@@ -151,6 +151,14 @@ pub struct Superblock {
     pub root_tree: u64,
     /// Logical address of the chunk tree's root.
     pub chunk_tree: u64,
+    /// Generation of the root tree's root block (checked when it is read).
+    pub root_tree_generation: u64,
+    /// Level of the root tree's root block.
+    pub root_tree_level: u8,
+    /// Generation of the chunk tree's root block.
+    pub chunk_tree_generation: u64,
+    /// Level of the chunk tree's root block.
+    pub chunk_tree_level: u8,
     /// Sum of the sizes of all devices.
     pub total_bytes: u64,
     /// Bytes referenced by at least one tree.
@@ -190,6 +198,10 @@ mod sb_off {
     pub(super) const SYS_CHUNKS_LEN: usize = 144;
     pub(super) const LABEL: usize = 152;
     pub(super) const BYTENR: usize = 408;
+    pub(super) const ROOT_TREE_GENERATION: usize = 416;
+    pub(super) const CHUNK_TREE_GENERATION: usize = 424;
+    pub(super) const ROOT_TREE_LEVEL: usize = 432;
+    pub(super) const CHUNK_TREE_LEVEL: usize = 433;
     pub(super) const SYS_CHUNKS: usize = 448;
 }
 
@@ -204,6 +216,10 @@ impl Superblock {
             generation: 0,
             root_tree: 0,
             chunk_tree: 0,
+            root_tree_generation: 0,
+            root_tree_level: 0,
+            chunk_tree_generation: 0,
+            chunk_tree_level: 0,
             total_bytes: 0,
             bytes_used: 0,
             dev_total_bytes: 0,
@@ -238,7 +254,7 @@ impl Superblock {
 
     /// Encodes the copy that lives at byte `bytenr` of its device into `block`.
     pub fn encode(&self, bytenr: u64, block: &mut [u8]) -> Result<(), EngineError> {
-        use super::bytes::{put, put_u32, put_u64};
+        use super::bytes::{put, put_u32, put_u64, put_u8};
         let bad = EngineError::Invalid("superblock does not encode");
         if block.len() != BLOCK_SIZE as usize || self.sys_chunks_len > SYS_CHUNK_ARRAY_MAX {
             return Err(bad);
@@ -266,6 +282,20 @@ impl Superblock {
                 .is_some()
             && put(block, sb_off::LABEL, self.label_bytes()).is_some()
             && put_u64(block, sb_off::BYTENR, bytenr).is_some()
+            && put_u64(
+                block,
+                sb_off::ROOT_TREE_GENERATION,
+                self.root_tree_generation,
+            )
+            .is_some()
+            && put_u64(
+                block,
+                sb_off::CHUNK_TREE_GENERATION,
+                self.chunk_tree_generation,
+            )
+            .is_some()
+            && put_u8(block, sb_off::ROOT_TREE_LEVEL, self.root_tree_level).is_some()
+            && put_u8(block, sb_off::CHUNK_TREE_LEVEL, self.chunk_tree_level).is_some()
             && put(block, sb_off::SYS_CHUNKS, self.sys_chunk_bytes()).is_some();
         let csum = superblock_csum(block);
         if ok && put_u32(block, CSUM_RANGE.start, csum).is_some() {
@@ -277,7 +307,7 @@ impl Superblock {
 
     /// Decodes and verifies the copy read from byte `bytenr` of a device.
     pub fn decode(bytenr: u64, block: &[u8]) -> Result<Self, EngineError> {
-        use super::bytes::{array, u32_at, u64_at};
+        use super::bytes::{array, u32_at, u64_at, u8_at};
         let corrupt = |reason| EngineError::Corrupt {
             block: bytenr,
             reason,
@@ -311,6 +341,11 @@ impl Superblock {
         sb.generation = u64_at(block, sb_off::GENERATION).ok_or_else(short)?;
         sb.root_tree = u64_at(block, sb_off::ROOT_TREE).ok_or_else(short)?;
         sb.chunk_tree = u64_at(block, sb_off::CHUNK_TREE).ok_or_else(short)?;
+        sb.root_tree_generation = u64_at(block, sb_off::ROOT_TREE_GENERATION).ok_or_else(short)?;
+        sb.chunk_tree_generation =
+            u64_at(block, sb_off::CHUNK_TREE_GENERATION).ok_or_else(short)?;
+        sb.root_tree_level = u8_at(block, sb_off::ROOT_TREE_LEVEL).ok_or_else(short)?;
+        sb.chunk_tree_level = u8_at(block, sb_off::CHUNK_TREE_LEVEL).ok_or_else(short)?;
         sb.total_bytes = u64_at(block, sb_off::TOTAL_BYTES).ok_or_else(short)?;
         sb.bytes_used = u64_at(block, sb_off::BYTES_USED).ok_or_else(short)?;
         sb.dev_total_bytes = u64_at(block, sb_off::DEV_TOTAL_BYTES).ok_or_else(short)?;
@@ -333,6 +368,9 @@ impl Superblock {
             return Err(corrupt(
                 "superblock has a zero device id, device count or generation",
             ));
+        }
+        if sb.root_tree_generation > sb.generation || sb.chunk_tree_generation > sb.generation {
+            return Err(corrupt("superblock tree root newer than the superblock"));
         }
         if sb.incompat != 0 {
             return Err(corrupt("superblock has unknown incompatible features"));

@@ -8,7 +8,6 @@
 //! 4096-byte blocks: a write puts new blocks in place of the old ones, whose references
 //! are dropped, so a crash leaves the data of the last commit.
 
-use super::btree::Direction;
 use super::dev::BlockDev;
 use super::error::{EngineError, EngineResult};
 use super::format::{tree_id, BLOCK_SIZE};
@@ -148,7 +147,10 @@ impl<D: BlockDev> Fs<D> {
         let mut vol = Volume::open_with(devs, opts)?;
         // The highest inode number: the last item below the orphan items.
         let below_orphans = Key::new(inode::ORPHAN_OBJECTID, 0, 0);
-        let last = vol.seek(tree_id::FS, &below_orphans, Direction::Backward)?;
+        let last = match below_orphans.predecessor() {
+            Some(key) => vol.last_at_or_before(tree_id::FS, &key)?,
+            None => None,
+        };
         let next_ino = last
             .map(|(k, _)| k.objectid)
             .filter(|&o| o < inode::ORPHAN_OBJECTID)
@@ -178,13 +180,12 @@ impl<D: BlockDev> Fs<D> {
     /// Nothing is open after a mount: inodes left unlinked but open go now.
     fn free_orphans(&mut self) -> EngineResult<()> {
         self.guarded(|fs| {
-            while let Some((k, _)) =
-                fs.vol
-                    .seek(tree_id::FS, &inode::orphan_key(0), Direction::Forward)?
-            {
-                if k.objectid != inode::ORPHAN_OBJECTID || k.kind != kind::ORPHAN {
-                    break;
-                }
+            let mut orphans = fs.vol.range(
+                tree_id::FS,
+                inode::orphan_key(0),
+                inode::orphan_key(u64::MAX),
+            );
+            while let Some((k, _)) = fs.vol.next_in(&mut orphans)? {
                 fs.evict(k.offset)?;
             }
             Ok(())
@@ -910,7 +911,7 @@ impl<D: BlockDev> Fs<D> {
             .vol
             .lookup(tree_id::FS, &ikey(ino))?
             .ok_or(EngineError::NotFound)?;
-        let root = self.vol.root(tree_id::FS).unwrap_or(0);
+        let root = self.vol.root_block(tree_id::FS).unwrap_or(0);
         Inode::decode(ino, &data, root)
     }
 
@@ -944,11 +945,10 @@ impl<D: BlockDev> Fs<D> {
         if dir == ROOT_INO {
             return Ok(ROOT_INO);
         }
-        match self.vol.seek(
-            tree_id::FS,
-            &Key::new(dir, kind::INODE_REF, 0),
-            Direction::Forward,
-        )? {
+        match self
+            .vol
+            .first_at_or_after(tree_id::FS, &Key::new(dir, kind::INODE_REF, 0))?
+        {
             Some((k, _)) if k.objectid == dir && k.kind == kind::INODE_REF => Ok(k.offset),
             _ => Err(EngineError::Corrupt {
                 block: dir,
@@ -1063,14 +1063,15 @@ impl<D: BlockDev> Fs<D> {
     pub fn readdir(&mut self, dir: u64, pos: u64, max: usize) -> EngineResult<FVec<DirEntry>> {
         self.dir(dir)?;
         let mut out = FVec::new();
-        let mut key = Key::new(dir, kind::DIR_INDEX, pos);
+        let mut entries_left = self.vol.range(
+            tree_id::FS,
+            Key::new(dir, kind::DIR_INDEX, pos),
+            Key::new(dir, kind::DIR_INDEX, u64::MAX),
+        );
         while out.len() < max {
-            let Some((k, v)) = self.vol.seek(tree_id::FS, &key, Direction::Forward)? else {
+            let Some((k, v)) = self.vol.next_in(&mut entries_left)? else {
                 break;
             };
-            if k.objectid != dir || k.kind != kind::DIR_INDEX {
-                break;
-            }
             let mut entries = inode::decode_dirents(&v, dir)?;
             let (ino, file_type, name) = entries.pop().ok_or(EngineError::Corrupt {
                 block: dir,
@@ -1082,10 +1083,6 @@ impl<D: BlockDev> Fs<D> {
                 index: k.offset,
                 name,
             })?;
-            match k.successor() {
-                Some(n) => key = n,
-                None => break,
-            }
         }
         Ok(out)
     }
@@ -1184,13 +1181,12 @@ impl<D: BlockDev> Fs<D> {
     /// Drops every item of inode `ino` and the references of its data.
     fn delete_inode(&mut self, ino: u64) -> EngineResult<()> {
         self.drop_extents(ino, 0, u64::MAX)?;
-        while let Some((k, _)) =
-            self.vol
-                .seek(tree_id::FS, &Key::new(ino, 0, 0), Direction::Forward)?
-        {
-            if k.objectid != ino {
-                break;
-            }
+        let mut items = self.vol.range(
+            tree_id::FS,
+            Key::new(ino, 0, 0),
+            Key::new(ino, u8::MAX, u64::MAX),
+        );
+        while let Some((k, _)) = self.vol.next_in(&mut items)? {
             self.vol.remove(tree_id::FS, &k)?;
         }
         Ok(())
@@ -1287,18 +1283,15 @@ impl<D: BlockDev> Fs<D> {
     pub fn list_xattr(&mut self, ino: u64) -> EngineResult<FVec<u8>> {
         self.getattr(ino)?;
         let mut out = FVec::new();
-        let mut key = Key::new(ino, kind::XATTR, 0);
-        while let Some((k, v)) = self.vol.seek(tree_id::FS, &key, Direction::Forward)? {
-            if k.objectid != ino || k.kind != kind::XATTR {
-                break;
-            }
-            for (n, _) in inode::decode_xattrs(&v, ino)?.iter() {
+        let mut xattrs = self.vol.range(
+            tree_id::FS,
+            Key::new(ino, kind::XATTR, 0),
+            Key::new(ino, kind::XATTR, u64::MAX),
+        );
+        while let Some((k, v)) = self.vol.next_in(&mut xattrs)? {
+            for (n, _) in inode::decode_xattrs(&v, k.objectid)?.iter() {
                 out.try_extend_from_slice(n)?;
                 out.try_push(0)?;
-            }
-            match k.successor() {
-                Some(n) => key = n,
-                None => break,
             }
         }
         Ok(out)
@@ -1309,12 +1302,10 @@ impl<D: BlockDev> Fs<D> {
     /// The extent of `ino` that covers byte `pos`, or the next one after it:
     /// (file offset, extent).
     fn extent_at_or_after(&mut self, ino: u64, pos: u64) -> EngineResult<Option<(u64, Extent)>> {
-        let root = self.vol.root(tree_id::FS).unwrap_or(0);
-        let before = self.vol.seek(
-            tree_id::FS,
-            &Key::new(ino, kind::EXTENT_DATA, pos),
-            Direction::Backward,
-        )?;
+        let root = self.vol.root_block(tree_id::FS).unwrap_or(0);
+        let before = self
+            .vol
+            .last_at_or_before(tree_id::FS, &Key::new(ino, kind::EXTENT_DATA, pos))?;
         if let Some((k, v)) = before {
             if k.objectid == ino && k.kind == kind::EXTENT_DATA {
                 let e = Extent::decode(&v, root)?;
@@ -1323,11 +1314,9 @@ impl<D: BlockDev> Fs<D> {
                 }
             }
         }
-        let after = self.vol.seek(
-            tree_id::FS,
-            &Key::new(ino, kind::EXTENT_DATA, pos),
-            Direction::Forward,
-        )?;
+        let after = self
+            .vol
+            .first_at_or_after(tree_id::FS, &Key::new(ino, kind::EXTENT_DATA, pos))?;
         match after {
             Some((k, v)) if k.objectid == ino && k.kind == kind::EXTENT_DATA => {
                 Ok(Some((k.offset, Extent::decode(&v, root)?)))
@@ -1546,6 +1535,16 @@ impl<D: BlockDev> Fs<D> {
             pos = off.saturating_add(e.len).max(pos.saturating_add(1));
         }
         Ok(out)
+    }
+
+    /// The filesystem label.
+    pub fn label(&self) -> &[u8] {
+        self.vol.label()
+    }
+
+    /// Sets the filesystem label (at most 255 bytes, no NUL), durable at the next commit.
+    pub fn set_label(&mut self, label: &[u8]) -> EngineResult<()> {
+        self.guarded(|fs| fs.vol.set_label(label))
     }
 
     /// Whether changes wait for a commit.

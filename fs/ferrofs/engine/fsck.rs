@@ -8,7 +8,7 @@
 //! per-chunk and total usage. Each problem names the block (or chunk, or device offset)
 //! it is about.
 
-use super::btree::{self, Direction};
+use super::btree;
 use super::bytes;
 use super::chunk::Kind;
 use super::dev::BlockDev;
@@ -18,9 +18,9 @@ use super::inode::{self, kind, Extent, ExtentKind, Inode};
 use super::key::Key;
 use super::map::U64Map;
 use super::mem::FVec;
-use super::node::Body;
+use super::node::NodeRef;
 use super::spacemap;
-use super::volume::Volume;
+use super::volume::{child_refs, Volume};
 
 const BLOCK: u64 = BLOCK_SIZE as u64;
 
@@ -133,9 +133,9 @@ pub fn check<D: BlockDev>(vol: &mut Volume<D>, repair: bool) -> EngineResult<Rep
     let ids = vol.tree_ids()?;
     for &id in ids.iter() {
         let Some(root) = vol.root(id) else { continue };
-        bump(&mut expected, root)?;
-        walk_tree(vol, root, repair, &mut expected, &mut report)?;
-        match btree::check(&mut vol.store(id), root) {
+        bump(&mut expected, root.block)?;
+        walk_tree(vol, &root, id, repair, &mut expected, &mut report)?;
+        match btree::check(&mut vol.store(id), &root) {
             Ok(items) => report.items = report.items.saturating_add(items),
             Err(err) => note_corruption(&mut report, err)?,
         }
@@ -236,18 +236,21 @@ fn bump(map: &mut U64Map<u64>, block: u64) -> EngineResult<bool> {
     Ok(first)
 }
 
-/// Visits every block below `root` once, verifying every copy and counting references.
+/// Visits every block below `root` (of tree `owner`) once, verifying every copy against
+/// what its parent says of it, and counting references.
 fn walk_tree<D: BlockDev>(
     vol: &mut Volume<D>,
-    root: u64,
+    root: &NodeRef,
+    owner: u64,
     repair: bool,
     expected: &mut U64Map<u64>,
     report: &mut Report,
 ) -> EngineResult<()> {
-    let mut stack: FVec<u64> = FVec::new();
+    let mut stack: FVec<NodeRef> = FVec::new();
     let mut visited: U64Map<()> = U64Map::new();
-    stack.try_push(root)?;
-    while let Some(block) = stack.pop() {
+    stack.try_push(*root)?;
+    while let Some(at) = stack.pop() {
+        let block = at.block;
         if visited.insert(block, ())?.is_some() {
             continue;
         }
@@ -262,7 +265,7 @@ fn walk_tree<D: BlockDev>(
         let mut any_good = false;
         let mut any_bad = false;
         for copy in copies.iter() {
-            match vol.read_copy(block, copy) {
+            match vol.read_copy(&at, owner, copy) {
                 Ok(Some(_)) => any_good = true,
                 Ok(None) => {}
                 Err(err) => {
@@ -271,7 +274,7 @@ fn walk_tree<D: BlockDev>(
                 }
             }
         }
-        if any_bad && any_good && repair && vol.repair_block(block).is_ok() {
+        if any_bad && any_good && repair && vol.repair_block(&at, owner).is_ok() {
             for p in report.problems.iter_mut().filter(|p| p.block == block) {
                 p.repaired = true;
             }
@@ -279,22 +282,13 @@ fn walk_tree<D: BlockDev>(
         if !any_good {
             continue;
         }
-        let children: FVec<u64> = match vol.node(block) {
-            Ok(node) => match &node.body {
-                Body::Internal(children) => {
-                    let mut out = FVec::try_with_capacity(children.len())?;
-                    for c in children.iter() {
-                        out.try_push(c.block)?;
-                    }
-                    out
-                }
-                Body::Leaf(_) => FVec::new(),
-            },
+        let children = match vol.read_node(&at, owner) {
+            Ok(node) => child_refs(node)?,
             Err(_) => FVec::new(),
         };
-        for &child in children.iter() {
-            if bump(expected, child)? {
-                stack.try_push(child)?;
+        for child in children.iter() {
+            if bump(expected, child.block)? {
+                stack.try_push(*child)?;
             }
         }
     }
@@ -341,11 +335,12 @@ fn check_refcounts<D: BlockDev>(
     let mut total_used = 0u64;
     for &(logical, length, _) in chunks.iter() {
         let mut used = 0u64;
-        let mut key = Key::new(logical, item::BITMAP, 0);
-        while let Some((k, v)) = vol.seek(tree_id::SPACE, &key, Direction::Forward)? {
-            if k.objectid != logical || k.kind != item::BITMAP {
-                break;
-            }
+        let mut bitmaps = vol.range(
+            tree_id::SPACE,
+            Key::new(logical, item::BITMAP, 0),
+            Key::new(logical, item::BITMAP, u64::MAX),
+        );
+        while let Some((k, v)) = vol.next_in(&mut bitmaps)? {
             if v.len() != spacemap::BITMAP_BYTES {
                 report.add(logical, 0, "space map bitmap item of the wrong size", false)?;
             }
@@ -374,10 +369,6 @@ fn check_refcounts<D: BlockDev>(
                         "block counted in the space map but not referenced (leak)",
                     )?;
                 }
-            }
-            match k.successor() {
-                Some(next) => key = next,
-                None => break,
             }
         }
         let bg = vol.lookup(tree_id::SPACE, &Key::new(logical, item::BLOCK_GROUP, 0))?;
@@ -414,19 +405,12 @@ fn check_csums<D: BlockDev>(
     fixes: &mut Fixes,
     report: &mut Report,
 ) -> EngineResult<()> {
-    let mut key = inode::csum_key(0);
-    while let Some((k, _)) = vol.seek(tree_id::CSUM, &key, Direction::Forward)? {
-        if k.objectid != inode::CSUM_OBJECTID || k.kind != inode::EXTENT_CSUM {
-            break;
-        }
+    let mut csums = vol.range(tree_id::CSUM, inode::csum_key(0), inode::csum_key(u64::MAX));
+    while let Some((k, _)) = vol.next_in(&mut csums)? {
         if !expected.contains_key(k.offset) {
             fixes.refcount_problems.try_push(report.problems.len())?;
             fixes.stray_csums.try_push(k.offset)?;
             report.add(k.offset, 0, "checksum item of an unreferenced block", false)?;
-        }
-        match k.successor() {
-            Some(next) => key = next,
-            None => break,
         }
     }
     Ok(())
@@ -436,17 +420,13 @@ fn check_csums<D: BlockDev>(
 /// other, the reserved areas or the end of their device, and there are no orphans.
 fn check_chunks<D: BlockDev>(vol: &mut Volume<D>, report: &mut Report) -> EngineResult<()> {
     let mut extents: FVec<(u64, u64, u64, u64)> = FVec::new(); // devid, physical, chunk, len
-    let mut key = Key::MIN;
-    while let Some((k, v)) = vol.seek(tree_id::DEV, &key, Direction::Forward)? {
+    let mut items = vol.range(tree_id::DEV, Key::MIN, Key::MAX);
+    while let Some((k, v)) = vol.next_in(&mut items)? {
         if k.kind == item::DEV_EXTENT {
             match (bytes::u64_at(&v, 0), bytes::u64_at(&v, 8)) {
                 (Some(chunk), Some(len)) => extents.try_push((k.objectid, k.offset, chunk, len))?,
                 _ => report.add(k.offset, k.objectid, "short device extent item", false)?,
             }
-        }
-        match k.successor() {
-            Some(next) => key = next,
-            None => break,
         }
     }
     let mut matched: FVec<bool> = FVec::new();
@@ -531,24 +511,24 @@ fn check_fs_tree<D: BlockDev>(
 ) -> EngineResult<()> {
     // Orphans (unlinked while open) first: the inodes they name may have no names.
     let mut orphans: U64Map<bool> = U64Map::new();
-    let mut key = inode::orphan_key(0);
-    while let Some((k, _)) = vol.seek(tree_id::FS, &key, Direction::Forward)? {
-        if k.objectid != inode::ORPHAN_OBJECTID || k.kind != kind::ORPHAN {
-            break;
-        }
+    let mut orphan_items = vol.range(
+        tree_id::FS,
+        inode::orphan_key(0),
+        inode::orphan_key(u64::MAX),
+    );
+    while let Some((k, _)) = vol.next_in(&mut orphan_items)? {
         orphans.insert(k.offset, false)?;
-        match k.successor() {
-            Some(next) => key = next,
-            None => break,
-        }
     }
-    let mut key = Key::MIN;
+    let mut items = vol.range(
+        tree_id::FS,
+        Key::MIN,
+        Key::new(inode::ORPHAN_OBJECTID, 0, 0)
+            .predecessor()
+            .unwrap_or(Key::MIN),
+    );
     let mut facts = InodeFacts::default();
     let mut current: Option<u64> = None;
-    while let Some((k, v)) = vol.seek(tree_id::FS, &key, Direction::Forward)? {
-        if k.objectid == inode::ORPHAN_OBJECTID {
-            break;
-        }
+    while let Some((k, v)) = vol.next_in(&mut items)? {
         if current != Some(k.objectid) {
             if let Some(ino) = current {
                 let orphan = orphans.get_mut(ino).map(|seen| *seen = true).is_some();
@@ -648,10 +628,6 @@ fn check_fs_tree<D: BlockDev>(
                 }
             }
             _ => {}
-        }
-        match k.successor() {
-            Some(next) => key = next,
-            None => break,
         }
     }
     if let Some(ino) = current {

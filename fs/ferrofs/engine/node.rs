@@ -62,6 +62,34 @@ pub struct Item {
     pub data: FVec<u8>,
 }
 
+/// What the pointer to a tree block (a parent's entry, a root item, the superblock) says
+/// about the block: checked whenever the block is read, so that a lost or misdirected
+/// write, or a stale mirror copy, all with valid checksums, is not taken as the node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeRef {
+    /// Logical address of the block.
+    pub block: u64,
+    /// Generation the block was written in.
+    pub generation: u64,
+    /// The node's level.
+    pub level: u8,
+    /// The parent's key for the node, which is the node's first key; `None` for a tree's
+    /// root, the only node that may be empty.
+    pub first_key: Option<Key>,
+}
+
+impl NodeRef {
+    /// The reference a parent's entry makes to a child at `level`.
+    pub fn child(entry: &Child, level: u8) -> Self {
+        Self {
+            block: entry.block,
+            generation: entry.generation,
+            level,
+            first_key: Some(entry.key),
+        }
+    }
+}
+
 /// An internal node entry: the smallest key below a child, and where the child is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Child {
@@ -149,6 +177,32 @@ impl Node {
         match &self.body {
             Body::Leaf(items) => items.first().map(|i| i.key),
             Body::Internal(children) => children.first().map(|c| c.key),
+        }
+    }
+
+    /// Checks the node against what its pointer `at` says, for a node of tree `owner`; the
+    /// reason it does not match, if it does not.
+    pub fn verify(&self, at: &NodeRef, owner: u64) -> Result<(), &'static str> {
+        if self.generation != at.generation {
+            return Err(
+                "tree block generation differs from its parent's record (lost or stale write)",
+            );
+        }
+        if self.level != at.level {
+            return Err("tree block level differs from its parent's record");
+        }
+        if self.owner != owner {
+            return Err("tree block belongs to another tree (misdirected write)");
+        }
+        match at.first_key {
+            // A root may be empty only if it is a leaf: an empty internal node leads nowhere.
+            None if self.level > 0 && self.is_empty() => Err("empty internal node"),
+            None => Ok(()),
+            Some(_) if self.is_empty() => Err("empty non-root tree block"),
+            Some(key) if self.first_key() != Some(key) => {
+                Err("tree block first key differs from its parent's key")
+            }
+            Some(_) => Ok(()),
         }
     }
 
@@ -268,6 +322,9 @@ impl Node {
             if n > MAX_CHILDREN {
                 return Err(corrupt("too many children in a node"));
             }
+            if n == 0 {
+                return Err(corrupt("empty internal node"));
+            }
             let mut children = FVec::try_with_capacity(n)?;
             let mut off = HEADER_SIZE;
             for _ in 0..n {
@@ -282,8 +339,14 @@ impl Node {
                 if children.last().is_some_and(|prev: &Child| prev.key >= key) {
                     return Err(corrupt("node keys out of order"));
                 }
+                if child.generation > generation {
+                    return Err(corrupt("child newer than its parent"));
+                }
                 children.try_push(child)?;
                 off = off.saturating_add(CHILD_SIZE);
+            }
+            if has_repeated_child(&children)? {
+                return Err(corrupt("node points at the same child twice"));
             }
             Body::Internal(children)
         } else {
@@ -331,4 +394,15 @@ impl Node {
         }
         Ok(node)
     }
+}
+
+/// Whether two entries point at the same block (a node fans out to distinct children; a
+/// crafted node that repeats one could make a walk visit it over and over).
+fn has_repeated_child(children: &[Child]) -> EngineResult<bool> {
+    let mut blocks: FVec<u64> = FVec::try_with_capacity(children.len())?;
+    for c in children.iter() {
+        blocks.try_push(c.block)?;
+    }
+    blocks.sort_unstable();
+    Ok(blocks.windows(2).any(|w| w.first() == w.get(1)))
 }

@@ -29,7 +29,7 @@ use super::format::{self, item, tree_id, Superblock, BLOCK_SIZE};
 use super::key::Key;
 use super::map::U64Map;
 use super::mem::{self, FVec};
-use super::node::{Body, Node};
+use super::node::{Body, Node, NodeRef};
 use super::spacemap;
 use crate::platform;
 
@@ -190,10 +190,10 @@ pub struct Volume<D: BlockDev> {
     chunks: FVec<Chunk>,
     spaces: FVec<ChunkSpace>,
     generation: u64,
-    root_tree: u64,
-    chunk_root: u64,
-    /// Roots of the trees listed in the root tree: (tree id, root block).
-    roots: FVec<(u64, u64)>,
+    root_tree: NodeRef,
+    chunk_root: NodeRef,
+    /// Roots of the trees listed in the root tree: (tree id, root).
+    roots: FVec<(u64, NodeRef)>,
     cache: U64Map<Cached>,
     /// Most tree blocks the cache keeps across a commit: past it, a commit drops the clean
     /// ones (all of them, once the commit has written its blocks).
@@ -238,6 +238,17 @@ pub struct CommitTicket {
     generation: u64,
 }
 
+/// A walk over a range of one tree's items ([`Volume::range`], [`Volume::next_in`]).
+pub struct Range {
+    tree: u64,
+    /// The smallest key the walk may still return; `None` once it is over.
+    next: Option<Key>,
+    /// The largest key it returns.
+    last: Key,
+    /// Where the walk stands, with the volume's change count and the tree's root then.
+    at: Option<(btree::Cursor, u64, NodeRef)>,
+}
+
 /// The node store of one tree of a volume: allocations go to the tree's kind of chunk.
 pub struct TreeStore<'a, D: BlockDev> {
     vol: &'a mut Volume<D>,
@@ -245,8 +256,12 @@ pub struct TreeStore<'a, D: BlockDev> {
 }
 
 impl<D: BlockDev> NodeStore for TreeStore<'_, D> {
-    fn node(&mut self, block: u64) -> EngineResult<&Node> {
-        self.vol.node(block)
+    fn node(&mut self, at: &NodeRef) -> EngineResult<&Node> {
+        self.vol.read_node(at, self.owner)
+    }
+
+    fn own_node(&mut self, block: u64) -> EngineResult<&Node> {
+        self.vol.own_node(block)
     }
 
     fn node_mut(&mut self, block: u64) -> EngineResult<&mut Node> {
@@ -264,7 +279,8 @@ impl<D: BlockDev> NodeStore for TreeStore<'_, D> {
         Ok(&mut cached.node)
     }
 
-    fn shadow(&mut self, block: u64) -> EngineResult<u64> {
+    fn shadow(&mut self, at: &NodeRef) -> EngineResult<u64> {
+        let block = at.block;
         let count = if self.may_share() {
             self.vol.refcount(block)?
         } else {
@@ -273,7 +289,7 @@ impl<D: BlockDev> NodeStore for TreeStore<'_, D> {
         if count == 1 && self.vol.fresh.contains_key(block) {
             return Ok(block);
         }
-        let mut copy = self.vol.node(block)?.try_clone()?;
+        let mut copy = self.vol.read_node(at, self.owner)?.try_clone()?;
         copy.generation = self.vol.generation;
         let children = internal_children(&copy)?;
         let new = self.alloc(copy)?;
@@ -308,7 +324,8 @@ impl<D: BlockDev> NodeStore for TreeStore<'_, D> {
 
     fn free(&mut self, block: u64) -> EngineResult<()> {
         let shared = self.may_share();
-        self.vol.drop_tree_ref(block, 0, shared)
+        let at = self.vol.own_ref(block)?;
+        self.vol.drop_tree_ref(&at, self.owner, 0, shared)
     }
 
     fn generation(&self) -> u64 {
@@ -338,6 +355,69 @@ fn internal_children(node: &Node) -> EngineResult<FVec<u64>> {
     Ok(out)
 }
 
+/// What an internal node says about each of its children (empty for a leaf).
+pub fn child_refs(node: &Node) -> EngineResult<FVec<NodeRef>> {
+    let mut out = FVec::new();
+    if let Body::Internal(children) = &node.body {
+        let level = node
+            .level
+            .checked_sub(1)
+            .ok_or(EngineError::Invalid("internal leaf"))?;
+        out.try_reserve(children.len())?;
+        for c in children.iter() {
+            out.try_push(NodeRef::child(c, level))?;
+        }
+    }
+    Ok(out)
+}
+
+/// Encoded size of a root item: root block (8), its generation (8), its level (1).
+pub const ROOT_ITEM_SIZE: usize = 17;
+
+/// A root item's value.
+fn encode_root_item(root: &NodeRef) -> [u8; ROOT_ITEM_SIZE] {
+    let mut out = [0u8; ROOT_ITEM_SIZE];
+    bytes::put_u64(&mut out, 0, root.block);
+    bytes::put_u64(&mut out, 8, root.generation);
+    bytes::put_u8(&mut out, 16, root.level);
+    out
+}
+
+/// Decodes a root item read from root tree block `from`.
+fn decode_root_item(data: &[u8], from: u64) -> EngineResult<NodeRef> {
+    let corrupt = EngineError::Corrupt {
+        block: from,
+        reason: "root item has the wrong size",
+    };
+    if data.len() != ROOT_ITEM_SIZE {
+        return Err(corrupt);
+    }
+    match (
+        bytes::u64_at(data, 0),
+        bytes::u64_at(data, 8),
+        bytes::u8_at(data, 16),
+    ) {
+        (Some(block), Some(generation), Some(level)) => Ok(NodeRef {
+            block,
+            generation,
+            level,
+            first_key: None,
+        }),
+        _ => Err(corrupt),
+    }
+}
+
+/// Decodes tree block `at` of tree `owner` from `buf` and checks it against `at`.
+fn decode_checked(fsid: &[u8; 16], at: &NodeRef, owner: u64, buf: &[u8]) -> EngineResult<Node> {
+    let node = Node::decode(fsid, at.block, buf)?;
+    node.verify(at, owner)
+        .map_err(|reason| EngineError::Corrupt {
+            block: at.block,
+            reason,
+        })?;
+    Ok(node)
+}
+
 fn u64_value(data: &[u8]) -> Option<u64> {
     bytes::u64_at(data, 0)
 }
@@ -356,6 +436,33 @@ impl<D: BlockDev> Volume<D> {
     /// The superblock as last committed (per-device fields of the first device).
     pub fn superblock(&self) -> &Superblock {
         &self.sb
+    }
+
+    /// The filesystem label (at most [`format::LABEL_MAX`] bytes, no NUL).
+    pub fn label(&self) -> &[u8] {
+        self.sb.label_bytes()
+    }
+
+    /// Sets the label; the next commit writes it into every superblock copy.
+    pub fn set_label(&mut self, label: &[u8]) -> EngineResult<()> {
+        if self.read_only {
+            return Err(EngineError::ReadOnly);
+        }
+        if label.len() > format::LABEL_MAX {
+            return Err(EngineError::NameTooLong);
+        }
+        if label.contains(&0) {
+            return Err(EngineError::Invalid("label contains a NUL byte"));
+        }
+        self.sb.label.fill(0);
+        let dst = self
+            .sb
+            .label
+            .get_mut(..label.len())
+            .ok_or(EngineError::NameTooLong)?;
+        dst.copy_from_slice(label);
+        self.changed();
+        Ok(())
     }
 
     /// The chunks, ordered by logical address.
@@ -418,8 +525,8 @@ impl<D: BlockDev> Volume<D> {
         self.devs
     }
 
-    /// Root block of tree `id`.
-    pub fn root(&self, id: u64) -> Option<u64> {
+    /// Root of tree `id`.
+    pub fn root(&self, id: u64) -> Option<NodeRef> {
         match id {
             tree_id::ROOT => Some(self.root_tree),
             tree_id::CHUNK => Some(self.chunk_root),
@@ -427,7 +534,12 @@ impl<D: BlockDev> Volume<D> {
         }
     }
 
-    fn set_root(&mut self, id: u64, root: u64) -> EngineResult<()> {
+    /// Root block of tree `id` (to name the tree in reports).
+    pub fn root_block(&self, id: u64) -> Option<u64> {
+        self.root(id).map(|r| r.block)
+    }
+
+    fn set_root(&mut self, id: u64, root: NodeRef) -> EngineResult<()> {
         match id {
             tree_id::ROOT => self.root_tree = root,
             tree_id::CHUNK => self.chunk_root = root,
@@ -521,18 +633,76 @@ impl<D: BlockDev> Volume<D> {
     /// Looks up `key` in tree `id`.
     pub fn lookup(&mut self, id: u64, key: &Key) -> EngineResult<Option<FVec<u8>>> {
         let root = self.root(id).ok_or(EngineError::Invalid("no such tree"))?;
-        btree::lookup(&mut self.store(id), root, key)
+        btree::lookup(&mut self.store(id), &root, key)
     }
 
-    /// The first item of tree `id` at or after `key` (or at or before it, backward).
-    pub fn seek(
+    /// The first item of tree `id` at or after `key`.
+    pub fn first_at_or_after(
         &mut self,
         id: u64,
         key: &Key,
-        dir: btree::Direction,
     ) -> EngineResult<Option<(Key, FVec<u8>)>> {
         let root = self.root(id).ok_or(EngineError::Invalid("no such tree"))?;
-        btree::seek(&mut self.store(id), root, key, dir)
+        btree::first_at_or_after(&mut self.store(id), &root, key)
+    }
+
+    /// The last item of tree `id` at or before `key`.
+    pub fn last_at_or_before(
+        &mut self,
+        id: u64,
+        key: &Key,
+    ) -> EngineResult<Option<(Key, FVec<u8>)>> {
+        let root = self.root(id).ok_or(EngineError::Invalid("no such tree"))?;
+        btree::last_at_or_before(&mut self.store(id), &root, key)
+    }
+
+    /// A walk over the items of tree `id` with keys in `first..=last`, in key order: see
+    /// [`Self::next_in`].
+    pub fn range(&self, id: u64, first: Key, last: Key) -> Range {
+        Range {
+            tree: id,
+            next: Some(first),
+            last,
+            at: None,
+        }
+    }
+
+    /// The next item of the walk `range`. Each step reads only the nodes between one item
+    /// and the next; if the volume changed since the last step (the caller may change the
+    /// tree as it goes), the walk finds its place again from the last key it returned.
+    pub fn next_in(&mut self, range: &mut Range) -> EngineResult<Option<(Key, FVec<u8>)>> {
+        let Some(from) = range.next else {
+            return Ok(None);
+        };
+        if from > range.last {
+            range.next = None;
+            return Ok(None);
+        }
+        let tree = range.tree;
+        let root = self
+            .root(tree)
+            .ok_or(EngineError::Invalid("no such tree"))?;
+        let changes = self.changes;
+        let mut store = self.store(tree);
+        let mut cursor = match range.at.take() {
+            Some((mut cursor, seen, seen_root)) if seen == changes && seen_root == root => {
+                cursor.next(&mut store)?;
+                cursor
+            }
+            _ => btree::Cursor::seek(&mut store, &root, &from)?,
+        };
+        let found = cursor.item(&mut store)?;
+        match found {
+            Some((k, v)) if k <= range.last => {
+                range.next = k.successor();
+                range.at = Some((cursor, changes, root));
+                Ok(Some((k, v)))
+            }
+            _ => {
+                range.next = None;
+                Ok(None)
+            }
+        }
     }
 
     /// Inserts or replaces an item of tree `id`.
@@ -556,11 +726,12 @@ impl<D: BlockDev> Volume<D> {
     /// Creates an empty tree `id`.
     pub fn create_tree(&mut self, id: u64) -> EngineResult<()> {
         self.changed();
-        if self.root(id).is_some_and(|r| r != 0) {
+        if self.root(id).is_some() {
             return Err(EngineError::Invalid("tree exists"));
         }
         let generation = self.generation;
         let root = self.store(id).alloc(Node::new_leaf(id, generation))?;
+        let root = self.own_ref(root)?;
         self.set_root(id, root)
     }
 
@@ -600,9 +771,11 @@ impl<D: BlockDev> Volume<D> {
             .ok_or(EngineError::Io)
     }
 
-    /// Reads and verifies the tree block at `logical`, trying each copy in turn and
-    /// rewriting copies that failed from the first good one.
-    fn load(&mut self, logical: u64) -> EngineResult<Node> {
+    /// Reads and verifies the tree block `at` points at, of tree `owner`, trying each copy
+    /// in turn and rewriting copies that failed (a bad checksum, or contents other than
+    /// the pointer says: a lost, misdirected or stale write) from the first good one.
+    fn load(&mut self, at: &NodeRef, owner: u64) -> EngineResult<Node> {
+        let logical = at.block;
         let copies = self.map_block(logical)?;
         let mut buf = mem::zeroed_bytes(BLOCK_SIZE as usize)?;
         let mut first_err = None;
@@ -614,7 +787,7 @@ impl<D: BlockDev> Volume<D> {
             };
             let result = dev
                 .read(copy.physical, &mut buf)
-                .and_then(|()| Node::decode(&fsid, logical, &buf));
+                .and_then(|()| decode_checked(&fsid, at, owner, &buf));
             match result {
                 Ok(node) => {
                     if !self.read_only {
@@ -637,16 +810,21 @@ impl<D: BlockDev> Volume<D> {
         Err(first_err.unwrap_or(EngineError::Io))
     }
 
-    /// Reads one copy of tree block `logical` and verifies it. `Ok(None)` if the copy's
-    /// device is missing.
-    pub fn read_copy(&mut self, logical: u64, copy: &Copy) -> EngineResult<Option<Node>> {
+    /// Reads one copy of the tree block `at` points at, of tree `owner`, and verifies it.
+    /// `Ok(None)` if the copy's device is missing.
+    pub fn read_copy(
+        &mut self,
+        at: &NodeRef,
+        owner: u64,
+        copy: &Copy,
+    ) -> EngineResult<Option<Node>> {
         let fsid = self.sb.fsid;
         let mut buf = mem::zeroed_bytes(BLOCK_SIZE as usize)?;
         let Some(dev) = self.dev_mut(copy.devid) else {
             return Ok(None);
         };
         dev.read(copy.physical, &mut buf)?;
-        Node::decode(&fsid, logical, &buf).map(Some)
+        decode_checked(&fsid, at, owner, &buf).map(Some)
     }
 
     /// Reads every present copy of block `logical`: the contents of the first that passes
@@ -673,15 +851,16 @@ impl<D: BlockDev> Volume<D> {
         Ok((good, bad))
     }
 
-    /// Rewrites the copies of tree block `logical` that fail verification from one that
-    /// passes; returns how many were rewritten.
-    pub fn repair_block(&mut self, logical: u64) -> EngineResult<usize> {
+    /// Rewrites the copies of the tree block `at` points at (of tree `owner`) that fail
+    /// verification from one that passes; returns how many were rewritten.
+    pub fn repair_block(&mut self, at: &NodeRef, owner: u64) -> EngineResult<usize> {
         if self.read_only {
             return Err(EngineError::ReadOnly);
         }
         let fsid = self.sb.fsid;
+        let logical = at.block;
         let (good, bad) =
-            self.sort_copies(logical, |buf| Node::decode(&fsid, logical, buf).is_ok())?;
+            self.sort_copies(logical, |buf| decode_checked(&fsid, at, owner, buf).is_ok())?;
         let Some(good) = good else {
             return Err(EngineError::Corrupt {
                 block: logical,
@@ -714,16 +893,50 @@ impl<D: BlockDev> Volume<D> {
         Ok(ids)
     }
 
-    /// The node at `logical`, from the cache or the devices.
-    pub fn node(&mut self, logical: u64) -> EngineResult<&Node> {
+    /// The node of tree `owner` that `at` points at, from the cache or the devices, and
+    /// checked against `at` either way (a node reached from two places that disagree is
+    /// as corrupt as a stale copy).
+    pub fn read_node(&mut self, at: &NodeRef, owner: u64) -> EngineResult<&Node> {
+        let logical = at.block;
         if !self.cache.contains_key(logical) {
-            let node = self.load(logical)?;
+            let node = self.load(at, owner)?;
             self.cache.insert(logical, Cached { node, dirty: false })?;
         }
-        self.cache
+        let node = self
+            .cache
             .get(logical)
             .map(|c| &c.node)
-            .ok_or(EngineError::Io)
+            .ok_or(EngineError::Io)?;
+        node.verify(at, owner)
+            .map_err(|reason| EngineError::Corrupt {
+                block: logical,
+                reason,
+            })?;
+        Ok(node)
+    }
+
+    /// A node of the running transaction (shadowed or allocated in it).
+    pub fn own_node(&mut self, block: u64) -> EngineResult<&Node> {
+        if !self.fresh.contains_key(block) {
+            return Err(EngineError::Invalid(
+                "read of a block as the transaction's own that is not",
+            ));
+        }
+        self.cache
+            .get(block)
+            .map(|c| &c.node)
+            .ok_or(EngineError::Invalid("fresh block missing from the cache"))
+    }
+
+    /// The root reference to `block`, a node of the running transaction.
+    fn own_ref(&mut self, block: u64) -> EngineResult<NodeRef> {
+        let node = self.own_node(block)?;
+        Ok(NodeRef {
+            block,
+            generation: node.generation,
+            level: node.level,
+            first_key: None,
+        })
     }
 
     /// Tree blocks in the cache now.
@@ -782,7 +995,7 @@ impl<D: BlockDev> Volume<D> {
         };
         let bitmap = btree::lookup(
             &mut self.store(tree_id::SPACE),
-            root,
+            &root,
             &Key::new(chunk_logical, item::BITMAP, index),
         )?;
         let value = bitmap
@@ -793,13 +1006,13 @@ impl<D: BlockDev> Volume<D> {
         }
         let over = btree::lookup(
             &mut self.store(tree_id::SPACE),
-            root,
+            &root,
             &Key::new(block, item::REFCOUNT, 0),
         )?;
         match over.as_deref().and_then(|d| bytes::u32_at(d, 0)) {
             Some(n) if n >= 3 => Ok(u64::from(n)),
             _ => Err(EngineError::Corrupt {
-                block: root,
+                block: root.block,
                 reason: "space map overflow entry without a valid count",
             }),
         }
@@ -819,9 +1032,16 @@ impl<D: BlockDev> Volume<D> {
         })
     }
 
-    /// Drops one reference to tree block `block`; at the last one, drops the node's
-    /// references to its children too.
-    fn drop_tree_ref(&mut self, block: u64, depth: u8, shared: bool) -> EngineResult<()> {
+    /// Drops one reference to the tree block `at` points at, of tree `owner`; at the last
+    /// one, drops the node's references to its children too.
+    fn drop_tree_ref(
+        &mut self,
+        at: &NodeRef,
+        owner: u64,
+        depth: u8,
+        shared: bool,
+    ) -> EngineResult<()> {
+        let block = at.block;
         if depth > super::node::MAX_LEVEL {
             return Err(EngineError::Corrupt {
                 block,
@@ -830,9 +1050,14 @@ impl<D: BlockDev> Volume<D> {
         }
         let count = if shared { self.refcount(block)? } else { 1 };
         if count == 1 {
-            let children = internal_children(self.node(block)?)?;
+            let node = if self.fresh.contains_key(block) {
+                self.own_node(block)?
+            } else {
+                self.read_node(at, owner)?
+            };
+            let children = child_refs(node)?;
             for child in children.iter() {
-                self.drop_tree_ref(*child, depth.saturating_add(1), shared)?;
+                self.drop_tree_ref(child, owner, depth.saturating_add(1), shared)?;
             }
             self.forget(block)?;
         }
@@ -883,18 +1108,14 @@ impl<D: BlockDev> Volume<D> {
                 "no chunk of this kind to take the profile from",
             ))?;
         let mut used: FVec<(u64, u64, u64)> = FVec::new();
-        let mut key = Key::MIN;
-        while let Some((k, v)) = self.seek(tree_id::DEV, &key, btree::Direction::Forward)? {
+        let mut extents = self.range(tree_id::DEV, Key::MIN, Key::MAX);
+        while let Some((k, v)) = self.next_in(&mut extents)? {
             if k.kind == item::DEV_EXTENT {
                 let len = bytes::u64_at(&v, 8).ok_or(EngineError::Corrupt {
                     block: k.offset,
                     reason: "short device extent item",
                 })?;
                 used.try_push((k.objectid, k.offset, len))?;
-            }
-            match k.successor() {
-                Some(next) => key = next,
-                None => break,
             }
         }
         let next = self
@@ -1292,7 +1513,11 @@ impl<D: BlockDev> Volume<D> {
             let Some(&(id, root)) = self.roots.get(i) else {
                 continue;
             };
-            self.put_u64_if_changed(tree_id::ROOT, Key::new(id, item::ROOT, 0), root)?;
+            let key = Key::new(id, item::ROOT, 0);
+            let value = encode_root_item(&root);
+            if self.lookup(tree_id::ROOT, &key)?.as_deref() != Some(&value[..]) {
+                self.insert(tree_id::ROOT, key, &value)?;
+            }
         }
         Ok(())
     }
@@ -1369,8 +1594,12 @@ impl<D: BlockDev> Volume<D> {
             }
         }
         self.sb.generation = self.generation;
-        self.sb.root_tree = self.root_tree;
-        self.sb.chunk_tree = self.chunk_root;
+        self.sb.root_tree = self.root_tree.block;
+        self.sb.root_tree_generation = self.root_tree.generation;
+        self.sb.root_tree_level = self.root_tree.level;
+        self.sb.chunk_tree = self.chunk_root.block;
+        self.sb.chunk_tree_generation = self.chunk_root.generation;
+        self.sb.chunk_tree_level = self.chunk_root.level;
         self.sb.bytes_used = self.spaces.iter().map(|s| s.used_bytes).sum();
         // From here the written blocks belong to the commit: the next transaction copies
         // them before any change, and frees nothing of it before the commit is durable.
@@ -1534,8 +1763,9 @@ impl<D: BlockDev> Volume<D> {
             chunks: FVec::new(),
             spaces: FVec::new(),
             generation: 1,
-            root_tree: 0,
-            chunk_root: 0,
+            // Placeholders until the two trees are made below.
+            root_tree: NO_ROOT,
+            chunk_root: NO_ROOT,
             roots: FVec::new(),
             cache: U64Map::new(),
             cache_limit: DEFAULT_CACHE_LIMIT,
@@ -1569,12 +1799,14 @@ impl<D: BlockDev> Volume<D> {
             }
             vol.add_chunk(chunk)?;
         }
-        vol.root_tree = vol
+        let root_tree = vol
             .store(tree_id::ROOT)
             .alloc(Node::new_leaf(tree_id::ROOT, 1))?;
-        vol.chunk_root = vol
+        vol.root_tree = vol.own_ref(root_tree)?;
+        let chunk_root = vol
             .store(tree_id::CHUNK)
             .alloc(Node::new_leaf(tree_id::CHUNK, 1))?;
+        vol.chunk_root = vol.own_ref(chunk_root)?;
         for id in [tree_id::SPACE, tree_id::DEV, tree_id::FS, tree_id::CSUM] {
             vol.create_tree(id)?;
         }
@@ -1725,8 +1957,18 @@ impl<D: BlockDev> Volume<D> {
             chunks: FVec::new(),
             spaces: FVec::new(),
             generation: newest.generation.saturating_add(1),
-            root_tree: newest.root_tree,
-            chunk_root: newest.chunk_tree,
+            root_tree: NodeRef {
+                block: newest.root_tree,
+                generation: newest.root_tree_generation,
+                level: newest.root_tree_level,
+                first_key: None,
+            },
+            chunk_root: NodeRef {
+                block: newest.chunk_tree,
+                generation: newest.chunk_tree_generation,
+                level: newest.chunk_tree_level,
+                first_key: None,
+            },
             roots: FVec::new(),
             cache: U64Map::new(),
             cache_limit: DEFAULT_CACHE_LIMIT,
@@ -1769,15 +2011,20 @@ impl<D: BlockDev> Volume<D> {
     }
 
     fn load_chunk_tree(&mut self) -> EngineResult<()> {
-        let mut key = Key::new(format::DEV_ITEMS_OBJECTID, item::DEV, 0);
-        while let Some((k, v)) = self.seek(tree_id::CHUNK, &key, btree::Direction::Forward)? {
+        let chunk_root = self.chunk_root.block;
+        let mut items = self.range(
+            tree_id::CHUNK,
+            Key::new(format::DEV_ITEMS_OBJECTID, item::DEV, 0),
+            Key::MAX,
+        );
+        while let Some((k, v)) = self.next_in(&mut items)? {
             if k.kind == item::DEV && k.objectid == format::DEV_ITEMS_OBJECTID {
                 let size = u64_value(&v).ok_or(EngineError::Corrupt {
-                    block: self.chunk_root,
+                    block: chunk_root,
                     reason: "short device item",
                 })?;
                 let uuid: [u8; 16] = bytes::array(&v, 8).ok_or(EngineError::Corrupt {
-                    block: self.chunk_root,
+                    block: chunk_root,
                     reason: "short device item",
                 })?;
                 if !self.devs.iter().any(|d| d.devid == k.offset) {
@@ -1792,12 +2039,8 @@ impl<D: BlockDev> Volume<D> {
                 && k.objectid == format::CHUNK_OBJECTID
                 && self.chunk_index(k.offset).is_none()
             {
-                let (chunk, _) = Chunk::decode(k.offset, &v, self.chunk_root)?;
+                let (chunk, _) = Chunk::decode(k.offset, &v, chunk_root)?;
                 self.add_chunk(chunk)?;
-            }
-            match k.successor() {
-                Some(next) => key = next,
-                None => break,
             }
         }
         Ok(())
@@ -1829,24 +2072,24 @@ impl<D: BlockDev> Volume<D> {
     }
 
     fn load_roots(&mut self) -> EngineResult<()> {
-        let mut key = Key::new(0, item::ROOT, 0);
-        while let Some((k, v)) = self.seek(tree_id::ROOT, &key, btree::Direction::Forward)? {
+        let root_tree = self.root_tree.block;
+        let mut items = self.range(tree_id::ROOT, Key::MIN, Key::MAX);
+        while let Some((k, v)) = self.next_in(&mut items)? {
             if k.kind == item::ROOT {
-                let root = u64_value(&v).ok_or(EngineError::Corrupt {
-                    block: self.root_tree,
-                    reason: "short root item",
-                })?;
+                let root = decode_root_item(&v, root_tree)?;
+                if root.generation > self.sb.generation {
+                    return Err(EngineError::Corrupt {
+                        block: root_tree,
+                        reason: "root item newer than the superblock",
+                    });
+                }
                 self.roots.try_push((k.objectid, root))?;
-            }
-            match k.successor() {
-                Some(next) => key = next,
-                None => break,
             }
         }
         for id in [tree_id::SPACE, tree_id::DEV, tree_id::FS, tree_id::CSUM] {
             if self.root(id).is_none() {
                 return Err(EngineError::Corrupt {
-                    block: self.root_tree,
+                    block: root_tree,
                     reason: "root tree lacks a required tree",
                 });
             }
@@ -1861,11 +2104,12 @@ impl<D: BlockDev> Volume<D> {
                 .get(i)
                 .map(|c| c.logical)
                 .ok_or(EngineError::Io)?;
-            let mut key = Key::new(logical, item::BITMAP, 0);
-            while let Some((k, v)) = self.seek(tree_id::SPACE, &key, btree::Direction::Forward)? {
-                if k.objectid != logical || k.kind != item::BITMAP {
-                    break;
-                }
+            let mut bitmaps = self.range(
+                tree_id::SPACE,
+                Key::new(logical, item::BITMAP, 0),
+                Key::new(logical, item::BITMAP, u64::MAX),
+            );
+            while let Some((k, v)) = self.next_in(&mut bitmaps)? {
                 let base = k.offset.saturating_mul(spacemap::BLOCKS_PER_BITMAP);
                 let space = self.spaces.get_mut(i).ok_or(EngineError::Io)?;
                 for e in 0..spacemap::BLOCKS_PER_BITMAP {
@@ -1881,10 +2125,6 @@ impl<D: BlockDev> Volume<D> {
                         space.used_bytes = space.used_bytes.saturating_add(BLOCK);
                     }
                 }
-                match k.successor() {
-                    Some(next) => key = next,
-                    None => break,
-                }
             }
             if let Some(space) = self.spaces.get_mut(i) {
                 space.used_dirty = false;
@@ -1893,6 +2133,14 @@ impl<D: BlockDev> Volume<D> {
         Ok(())
     }
 }
+
+/// A root not made yet (mkfs makes the root and chunk trees right after the chunks).
+const NO_ROOT: NodeRef = NodeRef {
+    block: 0,
+    generation: 0,
+    level: 0,
+    first_key: None,
+};
 
 /// Encoded size of a device item: size (8), UUID (16).
 pub const DEV_ITEM_SIZE: usize = 24;

@@ -53,6 +53,15 @@ impl File {
 
     /// Updates the times of a file about to be changed and drops its set-id bits
     /// (`file_modified`); the caller holds the inode lock.
+    /// Write access to the file's mount for a change that is not a write to the file (an
+    /// ioctl that changes the filesystem): `EROFS` on a read-only mount or one being
+    /// remounted so; held until the guard goes.
+    pub(crate) fn want_write(&self) -> Result<WriteAccess<'_>> {
+        // SAFETY: the file is open for the call (type invariant).
+        to_result(unsafe { bindings::mnt_want_write_file(self.as_ptr()) })?;
+        Ok(WriteAccess(self))
+    }
+
     pub(crate) fn modified(&self) -> Result {
         // SAFETY: the file is open (invariant), for writing: the VFS checked it before
         // the operations that change contents.
@@ -101,6 +110,27 @@ impl File {
     }
 }
 
+/// Write access to a file's mount ([`File::want_write`]).
+pub(crate) struct WriteAccess<'a>(&'a File);
+
+impl Drop for WriteAccess<'_> {
+    fn drop(&mut self) {
+        // SAFETY: taken by `want_write` on this open file, and dropped once.
+        unsafe { bindings::mnt_drop_write_file(self.0.as_ptr()) };
+    }
+}
+
+/// Where an ioctl comes from: a 64-bit process, or a 32-bit one through `compat_ioctl`
+/// (whose pointers are zero-extended already; commands whose argument is laid out
+/// differently in 32-bit processes must be refused for it).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IoctlCaller {
+    /// A process of the kernel's own width.
+    Native,
+    /// A 32-bit process on a 64-bit kernel.
+    Compat,
+}
+
 /// What a file holds, which decides the VFS helpers its table uses.
 pub(crate) enum Contents {
     /// Directory entries: read with `getdents` only.
@@ -136,6 +166,13 @@ pub(crate) trait FileOperations {
     fn fallocate(_file: &File, _mode: i32, _offset: i64, _len: i64) -> Result {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
+
+    /// `unlocked_ioctl` and `compat_ioctl`: command `cmd` with the caller's argument
+    /// `arg`, a user address for commands that take one (read and written only through
+    /// `kernel::uaccess`). Unknown commands are `ENOTTY`.
+    fn ioctl(_file: &File, _cmd: u32, _arg: usize, _caller: IoctlCaller) -> Result<i64> {
+        kernel::build_error!(VTABLE_DEFAULT_ERROR)
+    }
 }
 
 /// The `file_operations` table of `T`, and its C entry points.
@@ -161,6 +198,8 @@ impl<T: FileOperations> FileTable<T> {
             iterate_shared: optional!(T::HAS_READ_DIR, Self::iterate_shared),
             fsync: optional!(T::HAS_FSYNC, Self::fsync),
             fallocate: optional!(T::HAS_FALLOCATE, Self::fallocate),
+            unlocked_ioctl: optional!(T::HAS_IOCTL, Self::unlocked_ioctl),
+            compat_ioctl: optional!(T::HAS_IOCTL, Self::compat_ioctl),
             // SAFETY: an all-zero `file_operations` is valid: every other callback is
             // absent.
             ..unsafe { core::mem::zeroed() }
@@ -224,5 +263,40 @@ impl<T: FileOperations> FileTable<T> {
         // SAFETY: see above.
         let file = unsafe { File::from_raw(file) };
         T::fallocate(file, mode, offset, len).map_or_else(|e| e.to_errno() as ffi::c_long, |()| 0)
+    }
+
+    /// # Safety
+    ///
+    /// As for `llseek`.
+    unsafe extern "C" fn unlocked_ioctl(
+        file: *mut bindings::file,
+        cmd: ffi::c_uint,
+        arg: ffi::c_ulong,
+    ) -> ffi::c_long {
+        // SAFETY: see above.
+        let file = unsafe { File::from_raw(file) };
+        Self::ioctl_result(T::ioctl(file, cmd, arg, IoctlCaller::Native))
+    }
+
+    /// # Safety
+    ///
+    /// As for `llseek`.
+    unsafe extern "C" fn compat_ioctl(
+        file: *mut bindings::file,
+        cmd: ffi::c_uint,
+        arg: ffi::c_ulong,
+    ) -> ffi::c_long {
+        // SAFETY: see above.
+        let file = unsafe { File::from_raw(file) };
+        // A 32-bit process's pointer, zero-extended (what `compat_ptr` does).
+        let arg = arg & 0xffff_ffff;
+        Self::ioctl_result(T::ioctl(file, cmd, arg, IoctlCaller::Compat))
+    }
+
+    fn ioctl_result(result: Result<i64>) -> ffi::c_long {
+        match result {
+            Ok(value) => value as ffi::c_long,
+            Err(e) => e.to_errno() as ffi::c_long,
+        }
     }
 }

@@ -7,9 +7,9 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{MemStore, Rng};
-use ferrofs_engine::btree::{self, Direction};
+use ferrofs_engine::btree::{self, Cursor};
 use ferrofs_engine::key::Key;
-use ferrofs_engine::node::MAX_ITEM_DATA;
+use ferrofs_engine::node::{NodeRef, MAX_ITEM_DATA};
 
 fn value(rng: &mut Rng, key: &Key) -> Vec<u8> {
     // Mostly small values, sometimes the largest allowed, to exercise byte-based splits.
@@ -27,26 +27,40 @@ fn random_key(rng: &mut Rng, space: u64) -> Key {
     Key::new(rng.below(space / 16 + 1), rng.below(3) as u8, rng.below(16))
 }
 
-fn assert_same(store: &mut MemStore, root: u64, model: &BTreeMap<Key, Vec<u8>>) {
+fn assert_same(store: &mut MemStore, root: &NodeRef, model: &BTreeMap<Key, Vec<u8>>) {
     let count = btree::check(store, root).expect("tree structure");
     assert_eq!(count, model.len() as u64, "item count");
-    // Walk forward with seek and compare every item.
-    let mut next = Some(Key::MIN);
+    // Walk forward with a cursor and compare every item.
+    let mut cursor = Cursor::seek(store, root, &Key::MIN).unwrap();
     let mut expected = model.iter();
-    while let Some(k) = next {
-        match btree::seek(store, root, &k, Direction::Forward).unwrap() {
-            Some((key, data)) => {
-                let (mk, mv) = expected.next().expect("tree has more items than the model");
-                assert_eq!((&key, &data[..]), (mk, &mv[..]));
-                next = key.successor();
-            }
-            None => break,
-        }
+    while let Some((key, data)) = cursor.item(store).unwrap() {
+        let (mk, mv) = expected.next().expect("tree has more items than the model");
+        assert_eq!((&key, &data[..]), (mk, &mv[..]));
+        cursor.next(store).unwrap();
     }
     assert!(
         expected.next().is_none(),
         "tree has fewer items than the model"
     );
+    // And backward from past the end.
+    let mut cursor = Cursor::seek(store, root, &Key::MAX).unwrap();
+    let mut expected = model.iter().rev();
+    if let Some((k, _)) = cursor.item(store).unwrap() {
+        // Only an item with the largest key can stand at Key::MAX.
+        assert_eq!(k, Key::MAX);
+    } else if !cursor.prev(store).unwrap() {
+        assert!(model.is_empty());
+        return;
+    }
+    loop {
+        let (key, data) = cursor.item(store).unwrap().expect("cursor on an item");
+        let (mk, mv) = expected.next().expect("tree has more items than the model");
+        assert_eq!((&key, &data[..]), (mk, &mv[..]));
+        if !cursor.prev(store).unwrap() {
+            break;
+        }
+    }
+    assert!(expected.next().is_none(), "backward walk missed items");
 }
 
 fn run(seed: u64, steps: usize, space: u64) {
@@ -54,7 +68,7 @@ fn run(seed: u64, steps: usize, space: u64) {
     let mut store = MemStore::new();
     let mut root = store.new_tree();
     let mut model: BTreeMap<Key, Vec<u8>> = BTreeMap::new();
-    let mut snapshots: Vec<(u64, BTreeMap<Key, Vec<u8>>)> = Vec::new();
+    let mut snapshots: Vec<(NodeRef, BTreeMap<Key, Vec<u8>>)> = Vec::new();
     for step in 0..steps {
         let op = rng.below(100);
         let key = random_key(&mut rng, space);
@@ -70,19 +84,19 @@ fn run(seed: u64, steps: usize, space: u64) {
             let old = btree::remove(&mut store, &mut root, &key).unwrap();
             assert_eq!(old.as_deref(), model.remove(&key).as_deref(), "step {step}");
         } else if op < 92 {
-            let got = btree::lookup(&mut store, root, &key).unwrap();
+            let got = btree::lookup(&mut store, &root, &key).unwrap();
             assert_eq!(
                 got.as_deref(),
                 model.get(&key).map(|v| &v[..]),
                 "step {step}"
             );
-            let fwd = btree::seek(&mut store, root, &key, Direction::Forward).unwrap();
+            let fwd = btree::first_at_or_after(&mut store, &root, &key).unwrap();
             let want = model.range(key..).next();
             assert_eq!(
                 fwd.as_ref().map(|(k, v)| (k, &v[..])),
                 want.map(|(k, v)| (k, &v[..]))
             );
-            let back = btree::seek(&mut store, root, &key, Direction::Backward).unwrap();
+            let back = btree::last_at_or_before(&mut store, &root, &key).unwrap();
             let want = model.range(..=key).next_back();
             assert_eq!(
                 back.as_ref().map(|(k, v)| (k, &v[..])),
@@ -91,22 +105,23 @@ fn run(seed: u64, steps: usize, space: u64) {
         } else if op < 97 {
             store.commit();
         } else if snapshots.len() < 3 {
-            store.share(root);
+            store.share(root.block);
             snapshots.push((root, model.clone()));
             store.commit();
         } else {
             let (snap, _) = snapshots.remove(0);
             use ferrofs_engine::btree::NodeStore;
-            store.free(snap).unwrap();
+            store.free(snap.block).unwrap();
         }
-        btree::check(&mut store, root).unwrap_or_else(|e| panic!("seed {seed} step {step}: {e:?}"));
+        btree::check(&mut store, &root)
+            .unwrap_or_else(|e| panic!("seed {seed} step {step}: {e:?}"));
     }
-    assert_same(&mut store, root, &model);
+    assert_same(&mut store, &root, &model);
     for (snap, snap_model) in &snapshots {
-        assert_same(&mut store, *snap, snap_model);
+        assert_same(&mut store, snap, snap_model);
     }
-    let mut roots: Vec<u64> = snapshots.iter().map(|(r, _)| *r).collect();
-    roots.push(root);
+    let mut roots: Vec<u64> = snapshots.iter().map(|(r, _)| r.block).collect();
+    roots.push(root.block);
     store.check_refcounts(&roots);
     // Dropping every tree frees every node.
     use ferrofs_engine::btree::NodeStore;
@@ -142,7 +157,7 @@ fn fill_then_drain_in_order_and_reverse() {
         for i in 0..n {
             btree::insert(&mut store, &mut root, Key::new(i, 1, 0), &[7u8; 100]).unwrap();
         }
-        assert_eq!(btree::check(&mut store, root).unwrap(), n);
+        assert_eq!(btree::check(&mut store, &root).unwrap(), n);
         store.commit();
         let order: Vec<u64> = if reverse {
             (0..n).rev().collect()
@@ -154,11 +169,11 @@ fn fill_then_drain_in_order_and_reverse() {
                 .unwrap()
                 .is_some());
             if done % 97 == 0 {
-                btree::check(&mut store, root).unwrap();
+                btree::check(&mut store, &root).unwrap();
             }
         }
-        assert_eq!(btree::check(&mut store, root).unwrap(), 0);
-        store.check_refcounts(&[root]);
+        assert_eq!(btree::check(&mut store, &root).unwrap(), 0);
+        store.check_refcounts(&[root.block]);
         assert_eq!(store.nodes.len(), 1, "only the empty root leaf remains");
     }
 }
@@ -169,5 +184,5 @@ fn oversized_item_is_rejected() {
     let mut root = store.new_tree();
     let too_big = vec![0u8; MAX_ITEM_DATA + 1];
     assert!(btree::insert(&mut store, &mut root, Key::new(1, 1, 1), &too_big).is_err());
-    assert_eq!(btree::check(&mut store, root).unwrap(), 0);
+    assert_eq!(btree::check(&mut store, &root).unwrap(), 0);
 }

@@ -8,7 +8,7 @@ use ferrofs_engine::error::EngineError;
 use ferrofs_engine::format::BLOCK_SIZE;
 use ferrofs_engine::key::Key;
 use ferrofs_engine::mem::FVec;
-use ferrofs_engine::node::{Body, Child, Item, Node, MAX_CHILDREN, MAX_ITEM_DATA};
+use ferrofs_engine::node::{Body, Child, Item, Node, NodeRef, MAX_CHILDREN, MAX_ITEM_DATA};
 
 const FSID: [u8; 16] = *b"0123456789abcdef";
 
@@ -47,7 +47,7 @@ fn internal(rng: &mut Rng) -> Node {
             })
             .unwrap();
     }
-    Node::new_internal(3, 9, 2, children)
+    Node::new_internal(3, 900, 2, children)
 }
 
 fn encode(node: &Node, bytenr: u64) -> Vec<u8> {
@@ -136,4 +136,101 @@ fn mutated_blocks_with_valid_checksums_never_panic() {
         block[..4].copy_from_slice(&csum.to_le_bytes());
         let _ = Node::decode(&FSID, 4096, &block);
     }
+}
+
+fn reason(result: Result<Node, EngineError>) -> &'static str {
+    match result {
+        Err(EngineError::Corrupt { block, reason }) => {
+            assert_eq!(block, 8192, "the error names the block");
+            reason
+        }
+        other => panic!("expected a corruption error, got {other:?}"),
+    }
+}
+
+fn child(key: u64, block: u64, generation: u64) -> Child {
+    Child {
+        key: Key::new(key, 0, 0),
+        block,
+        generation,
+    }
+}
+
+#[test]
+fn a_node_that_repeats_a_child_is_rejected() {
+    let mut children = FVec::new();
+    for (k, b) in [(1, 4096), (2, 8192 * 3), (3, 4096)] {
+        children.try_push(child(k, b, 5)).unwrap();
+    }
+    let block = encode(&Node::new_internal(3, 9, 1, children), 8192);
+    assert_eq!(
+        reason(Node::decode(&FSID, 8192, &block)),
+        "node points at the same child twice"
+    );
+}
+
+#[test]
+fn a_child_newer_than_its_parent_or_an_empty_internal_node_is_rejected() {
+    let mut children = FVec::new();
+    children.try_push(child(1, 4096, 10)).unwrap();
+    let block = encode(&Node::new_internal(3, 9, 1, children), 8192);
+    assert_eq!(
+        reason(Node::decode(&FSID, 8192, &block)),
+        "child newer than its parent"
+    );
+    let block = encode(&Node::new_internal(3, 9, 1, FVec::new()), 8192);
+    assert_eq!(
+        reason(Node::decode(&FSID, 8192, &block)),
+        "empty internal node"
+    );
+}
+
+#[test]
+fn a_node_is_checked_against_what_its_parent_says() {
+    let mut rng = Rng::new(3);
+    let node = leaf(&mut rng); // owner 7, generation 42, level 0
+    let first = node.first_key();
+    let good = NodeRef {
+        block: 8192,
+        generation: 42,
+        level: 0,
+        first_key: first,
+    };
+    assert_eq!(node.verify(&good, 7), Ok(()));
+    assert_eq!(
+        node.verify(
+            &NodeRef {
+                first_key: None,
+                ..good
+            },
+            7
+        ),
+        Ok(())
+    );
+    let stale = NodeRef {
+        generation: 43,
+        ..good
+    };
+    assert!(node.verify(&stale, 7).unwrap_err().contains("generation"));
+    let deeper = NodeRef { level: 1, ..good };
+    assert!(node.verify(&deeper, 7).unwrap_err().contains("level"));
+    assert!(node.verify(&good, 5).unwrap_err().contains("another tree"));
+    let moved = NodeRef {
+        first_key: Some(Key::new(0, 0, 0)),
+        ..good
+    };
+    assert!(node.verify(&moved, 7).unwrap_err().contains("first key"));
+    // Only a root may be empty.
+    let empty = Node::new_leaf(7, 42);
+    assert_eq!(
+        empty.verify(
+            &NodeRef {
+                first_key: None,
+                ..good
+            },
+            7
+        ),
+        Ok(())
+    );
+    assert!(empty.verify(&good, 7).unwrap_err().contains("empty"));
 }

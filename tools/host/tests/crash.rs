@@ -7,24 +7,19 @@
 
 use std::collections::BTreeMap;
 
-use ferrofs_engine::btree::Direction;
 use ferrofs_engine::chunk::Profile;
 use ferrofs_engine::fsck;
 use ferrofs_engine::key::Key;
-use ferrofs_engine::volume::{MkfsOptions, Volume};
-use ferrofs_host::memdev::{crash_disks, devs, MemDev, MemDisk, TEST_TREE};
+use ferrofs_engine::volume::{MkfsOptions, OpenOptions, Volume};
+use ferrofs_host::memdev::{crash_disks, devs, MemDev, MemDisk, Op, TEST_TREE};
 
 type Model = BTreeMap<Key, Vec<u8>>;
 
 fn contents(vol: &mut Volume<MemDev>) -> Model {
     let mut out = BTreeMap::new();
-    let mut key = Key::MIN;
-    while let Some((k, v)) = vol.seek(TEST_TREE, &key, Direction::Forward).unwrap() {
+    let mut items = vol.range(TEST_TREE, Key::MIN, Key::MAX);
+    while let Some((k, v)) = vol.next_in(&mut items).unwrap() {
         out.insert(k, v.to_vec());
-        match k.successor() {
-            Some(n) => key = n,
-            None => break,
-        }
     }
     out
 }
@@ -37,6 +32,19 @@ fn workload(
     rounds: usize,
     ops: usize,
     seed: u64,
+) -> (Vec<Model>, Vec<usize>) {
+    workload_with(disks, profile, rounds, ops, seed, false)
+}
+
+/// [`workload`], remounting before each round if `remount` (a fresh mount allocates from
+/// the lowest free block, so blocks freed earlier are written again).
+fn workload_with(
+    disks: &[MemDisk],
+    profile: Profile,
+    rounds: usize,
+    ops: usize,
+    seed: u64,
+    remount: bool,
 ) -> (Vec<Model>, Vec<usize>) {
     let uuids: Vec<[u8; 16]> = (0..disks.len()).map(|i| [i as u8 + 9; 16]).collect();
     let opts = MkfsOptions {
@@ -57,6 +65,10 @@ fn workload(
     let mut ends = vec![0usize];
     let mut s = seed;
     for _ in 0..rounds {
+        if remount {
+            drop(vol);
+            vol = Volume::open(devs(disks), false).unwrap();
+        }
         for i in 0..ops {
             s = s
                 .wrapping_mul(6364136223846793005)
@@ -274,4 +286,115 @@ fn file_workload_every_cut_single() {
 #[test]
 fn file_workload_sampled_cuts_raid1() {
     file_workload_cuts(2, Profile::Raid1, 10, 12, 3);
+}
+
+/// Logical address a tree block records in its header (its `bytenr`).
+fn recorded_address(block: &[u8]) -> u64 {
+    u64::from_le_bytes(block[24..32].try_into().unwrap())
+}
+
+/// What disk `disk` holds at `offset` after the first `upto` operations of the log.
+fn contents_before(disks: &[MemDisk], upto: usize, disk: usize, offset: u64) -> Vec<u8> {
+    crash_disks(disks, upto, &|_| true, false)[disk].read_at(offset, 4096)
+}
+
+/// Plants, on the second device of a raid1 after the whole workload, a lost write (a tree
+/// block write of the last commit that never reached the disk, so the block there is the
+/// older one, checksum and address valid) and a misdirected one (a tree block written over
+/// another tree block's place, whose own place keeps its older contents). Both must be
+/// named by fsck, the reads must come from the good mirror, and a repairing fsck must
+/// rewrite them.
+#[test]
+fn lost_and_misdirected_tree_block_writes_are_caught_and_repaired_from_the_mirror() {
+    let disks = MemDisk::set(2, 96 << 20);
+    let (states, ends) = workload_with(&disks, Profile::Raid1, 8, 200, 9, true);
+    let total = disks[0].log().borrow().len();
+    let last_commit = ends[ends.len() - 2]..total;
+    // Tree block writes of the last commit on the second disk that replaced an older tree
+    // block at the same place, each the last write to its place.
+    let log = disks[0].log().borrow().clone();
+    let sb_offsets = ferrofs_engine::format::SUPERBLOCK_OFFSETS;
+    let mut candidates = Vec::new();
+    for j in last_commit.clone() {
+        let (id, Op::Write { offset, data }) = &log[j] else {
+            continue;
+        };
+        if *id != 1 || sb_offsets.contains(offset) || data.len() != 4096 {
+            continue;
+        }
+        let rewritten_later = log[j + 1..].iter().any(|(i, op)| {
+            *i == 1 && matches!(op, Op::Write { offset: o, .. } | Op::WriteFua { offset: o, .. } if o == offset)
+        });
+        let before = contents_before(&disks, j, 1, *offset);
+        if !rewritten_later
+            && recorded_address(&before) == recorded_address(data)
+            && before != *data
+        {
+            candidates.push((j, *offset, data.clone(), before));
+        }
+    }
+    assert!(
+        candidates.len() >= 3,
+        "workload wrote too few tree blocks over old ones: {} of {} ops in the last commit",
+        candidates.len(),
+        last_commit.len()
+    );
+    let image = crash_disks(&disks, total, &|_| true, false);
+    // The lost write: the older block stays.
+    let (_, lost_at, lost_data, lost_before) = &candidates[0];
+    image[1].write_at(*lost_at, lost_before);
+    // The misdirected write: block B lands on block C's place; B's place keeps its older
+    // contents.
+    let (_, from_at, from_data, from_before) = &candidates[1];
+    let (_, onto_at, onto_data, _) = &candidates[2];
+    image[1].write_at(*from_at, from_before);
+    image[1].write_at(*onto_at, from_data);
+    let stale = [recorded_address(lost_data), recorded_address(from_data)];
+    let overwritten = recorded_address(onto_data);
+
+    // fsck -n names every planted block on the second device, and writes nothing.
+    let opts = OpenOptions {
+        degraded: false,
+        read_only: true,
+    };
+    let mut vol = Volume::open_with(devs(&image), opts).unwrap();
+    let report = fsck::check(&mut vol, false).unwrap();
+    for block in stale.iter().chain([&overwritten]) {
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.block == *block && p.devid == 2),
+            "block {block} not reported: {:?}",
+            &report.problems[..]
+        );
+    }
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.what.contains("generation")),
+        "the lost write is not reported as one: {:?}",
+        &report.problems[..]
+    );
+    // Every read takes the good copy, whichever device it tries first.
+    assert_eq!(contents(&mut vol), *states.last().unwrap());
+    drop(vol);
+
+    // A repairing fsck rewrites them from the mirror; after it, everything is clean.
+    let mut vol = Volume::open(devs(&image), false).unwrap();
+    let report = fsck::check(&mut vol, true).unwrap();
+    assert!(
+        report.problems.iter().all(|p| p.repaired),
+        "not repaired: {:?}",
+        &report.problems[..]
+    );
+    drop(vol);
+    assert_eq!(image[1].read_at(*lost_at, 4096), *lost_data);
+    assert_eq!(image[1].read_at(*from_at, 4096), *from_data);
+    assert_eq!(image[1].read_at(*onto_at, 4096), *onto_data);
+    let mut vol = Volume::open(devs(&image), false).unwrap();
+    let report = fsck::check(&mut vol, false).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", &report.problems[..]);
+    assert_eq!(contents(&mut vol), *states.last().unwrap());
 }

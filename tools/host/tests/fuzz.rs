@@ -5,14 +5,13 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use ferrofs_engine::btree::Direction;
 use ferrofs_engine::chunk::Profile;
 use ferrofs_engine::crc32c;
 use ferrofs_engine::format::SUPERBLOCK_OFFSETS;
 use ferrofs_engine::fsck;
 use ferrofs_engine::key::Key;
-use ferrofs_engine::node::Body;
-use ferrofs_engine::volume::Volume;
+
+use ferrofs_engine::volume::{child_refs, Volume};
 use ferrofs_host::memdev::{self, crash_disks, devs, MemDisk, TEST_TREE};
 
 /// Seeds of cases that found bugs (kept as regression tests).
@@ -40,13 +39,11 @@ fn tree_places(vol: &mut Volume<ferrofs_host::memdev::MemDev>) -> Vec<(usize, u6
     let mut places = Vec::new();
     for &id in vol.tree_ids().unwrap().iter() {
         let mut stack = vec![vol.root(id).unwrap()];
-        while let Some(b) = stack.pop() {
-            for c in vol.map_block(b).unwrap().iter() {
+        while let Some(at) = stack.pop() {
+            for c in vol.map_block(at.block).unwrap().iter() {
                 places.push(((c.devid - 1) as usize, c.physical));
             }
-            if let Body::Internal(children) = &vol.node(b).unwrap().body {
-                stack.extend(children.iter().map(|c| c.block));
-            }
+            stack.extend(child_refs(vol.read_node(&at, id).unwrap()).unwrap().iter());
         }
     }
     for d in 0..vol.devices().len() {
@@ -84,13 +81,10 @@ fn one_case(base: &[MemDisk], places: &[(usize, u64)], seed: u64) {
         return;
     };
     let _ = fsck::check(&mut vol, rng.below(2) == 0);
-    let mut key = Key::MIN;
+    let mut items = vol.range(TEST_TREE, Key::MIN, Key::MAX);
     for _ in 0..2000 {
-        match vol.seek(TEST_TREE, &key, Direction::Forward) {
-            Ok(Some((k, _))) => match k.successor() {
-                Some(n) => key = n,
-                None => break,
-            },
+        match vol.next_in(&mut items) {
+            Ok(Some(_)) => {}
             _ => break,
         }
     }

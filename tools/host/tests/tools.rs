@@ -5,8 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ferrofs_engine::node::Body;
-use ferrofs_engine::volume::Volume;
+use ferrofs_engine::volume::{child_refs, Volume};
 use ferrofs_host::cli;
 
 fn scratch(name: &str) -> PathBuf {
@@ -49,14 +48,12 @@ fn metadata_copies(paths: &[String]) -> Vec<(u64, usize, u64)> {
     let mut out = Vec::new();
     for &id in vol.tree_ids().unwrap().iter() {
         let mut stack = vec![vol.root(id).unwrap()];
-        while let Some(b) = stack.pop() {
-            for c in vol.map_block(b).unwrap().iter() {
+        while let Some(at) = stack.pop() {
+            for c in vol.map_block(at.block).unwrap().iter() {
                 let idx = devids.iter().position(|&d| d == c.devid).unwrap();
-                out.push((b, idx, c.physical));
+                out.push((at.block, idx, c.physical));
             }
-            if let Body::Internal(ch) = &vol.node(b).unwrap().body {
-                stack.extend(ch.iter().map(|c| c.block));
-            }
+            stack.extend(child_refs(vol.read_node(&at, id).unwrap()).unwrap().iter());
         }
     }
     out

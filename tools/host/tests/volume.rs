@@ -5,8 +5,12 @@
 use std::collections::BTreeMap;
 
 use ferrofs_engine::chunk::{Kind, Profile};
+use ferrofs_engine::error::EngineError;
+use ferrofs_engine::format::{tree_id, Superblock, SUPERBLOCK_OFFSETS};
 use ferrofs_engine::fsck;
 use ferrofs_engine::key::Key;
+use ferrofs_engine::mem::FVec;
+use ferrofs_engine::node::{Child, Node, MAX_CHILDREN};
 use ferrofs_engine::volume::Volume;
 use ferrofs_host::memdev::{self, devs, MemDev, MemDisk, TEST_TREE};
 
@@ -99,17 +103,10 @@ fn items_survive_commits_and_remounts() {
             vol = Volume::open(devs(&disks), false).unwrap();
         }
         assert_clean(&mut vol);
-        let mut key = Key::MIN;
         let mut seen = BTreeMap::new();
-        while let Some((k, v)) = vol
-            .seek(TEST_TREE, &key, ferrofs_engine::btree::Direction::Forward)
-            .unwrap()
-        {
+        let mut items = vol.range(TEST_TREE, Key::MIN, Key::MAX);
+        while let Some((k, v)) = vol.next_in(&mut items).unwrap() {
             seen.insert(k, v.to_vec());
-            key = match k.successor() {
-                Some(n) => n,
-                None => break,
-            };
         }
         assert_eq!(seen, model, "round {round}");
     }
@@ -144,7 +141,7 @@ fn freed_blocks_are_reused_after_commit() {
 
 fn metadata_block_offsets(vol: &Volume<MemDev>) -> Vec<(u64, u64, u64)> {
     // (logical, devid, physical) of every copy of the FS tree root block.
-    let root = vol.root(TEST_TREE).unwrap();
+    let root = vol.root_block(TEST_TREE).unwrap();
     vol.map_block(root)
         .unwrap()
         .iter()
@@ -328,4 +325,114 @@ fn chunks_are_added_as_trees_grow_until_the_devices_are_full() {
         }
         assert!(vol.lookup(TEST_TREE, &key(committed)).unwrap().is_none());
     }
+}
+
+/// Writes `node` as block `logical` to every copy of it (checksum and address valid).
+fn plant_node(vol: &Volume<MemDev>, disks: &[MemDisk], logical: u64, node: &Node) {
+    let mut block = vec![0u8; 4096];
+    node.encode(&vol.fsid(), logical, &mut block).unwrap();
+    for copy in vol.map_block(logical).unwrap().iter() {
+        disks[(copy.devid - 1) as usize].write_at(copy.physical, &block);
+    }
+}
+
+/// A crafted root tree: the root at `level` (taking the place of the real root, with its
+/// generation), built by `children` for each level above the leaves; the superblocks
+/// updated to name the new root level.
+fn craft_root_tree(
+    disks: &[MemDisk],
+    level: u8,
+    children: impl Fn(u8, &[u64], u64) -> Vec<Child>,
+) -> EngineError {
+    let vol = mkfs(disks, Profile::Single, Profile::Single);
+    let root = vol.root(tree_id::ROOT).unwrap();
+    let generation = root.generation;
+    // Blocks for the crafted nodes, from the far end of the metadata chunk.
+    let chunk = vol
+        .chunks()
+        .iter()
+        .find(|c| c.kind == Kind::Metadata)
+        .unwrap();
+    let spare: Vec<u64> = (1..=12)
+        .map(|i| chunk.logical + chunk.length - i * 4096)
+        .collect();
+    // Empty leaves in the spare blocks, then each level's node above them.
+    for &b in &spare[..4] {
+        plant_node(&vol, disks, b, &Node::new_leaf(tree_id::ROOT, generation));
+    }
+    let mut below: Vec<u64> = spare[..4].to_vec();
+    for l in 1..=level {
+        let at = if l == level {
+            root.block
+        } else {
+            spare[3 + l as usize]
+        };
+        let mut entries = FVec::new();
+        for c in children(l, &below, generation) {
+            entries.try_push(c).unwrap();
+        }
+        plant_node(
+            &vol,
+            disks,
+            at,
+            &Node::new_internal(tree_id::ROOT, generation, l, entries),
+        );
+        below = vec![at];
+    }
+    // The superblocks now name a root at `level`.
+    drop(vol);
+    let mut buf = vec![0u8; 4096];
+    for &offset in SUPERBLOCK_OFFSETS.iter().take(2) {
+        let mut sb = Superblock::decode(offset, &disks[0].read_at(offset, 4096)).unwrap();
+        sb.root_tree_level = level;
+        sb.encode(offset, &mut buf).unwrap();
+        disks[0].write_at(offset, &buf);
+    }
+    match Volume::open(devs(disks), false) {
+        Ok(_) => panic!("a crafted root tree mounted"),
+        Err(err) => err,
+    }
+}
+
+fn corrupt_reason(err: EngineError) -> &'static str {
+    match err {
+        EngineError::Corrupt { reason, .. } => reason,
+        other => panic!("expected a corruption error, got {other:?}"),
+    }
+}
+
+/// Nodes whose every entry points at one child, eight levels deep, would make a walk that
+/// backtracks over empty subtrees visit 122^8 nodes: the repeated child is refused when
+/// the node is read.
+#[test]
+fn a_crafted_tree_repeating_one_child_is_refused_at_once() {
+    let disks = new_disks(1);
+    let err = craft_root_tree(&disks, 8, |_, below, generation| {
+        (0..MAX_CHILDREN as u64)
+            .map(|i| Child {
+                key: Key::new(i, 0, 0),
+                block: below[0],
+                generation,
+            })
+            .collect()
+    });
+    assert_eq!(corrupt_reason(err), "node points at the same child twice");
+}
+
+/// Distinct children that are empty leaves: refused when the first is read.
+#[test]
+fn a_crafted_tree_of_empty_leaves_is_refused() {
+    let disks = new_disks(1);
+    let err = craft_root_tree(&disks, 1, |_, below, generation| {
+        below
+            .iter()
+            .enumerate()
+            .map(|(i, &block)| Child {
+                key: Key::new(i as u64, 0, 0),
+                block,
+                generation,
+            })
+            .collect()
+    });
+    assert_eq!(corrupt_reason(err), "empty non-root tree block");
 }

@@ -6,7 +6,10 @@ use std::collections::{HashMap, HashSet};
 
 use ferrofs_engine::btree::NodeStore;
 use ferrofs_engine::error::{EngineError, EngineResult};
-use ferrofs_engine::node::{Body, Node};
+use ferrofs_engine::node::{Body, Node, NodeRef};
+
+/// The tree id every test tree's nodes carry.
+pub const OWNER: u64 = 5;
 
 /// xorshift64*: deterministic, seedable, good enough to drive operation sequences.
 pub struct Rng(u64);
@@ -53,9 +56,15 @@ impl MemStore {
     }
 
     /// A new tree: an empty leaf root.
-    pub fn new_tree(&mut self) -> u64 {
+    pub fn new_tree(&mut self) -> NodeRef {
         let g = self.generation;
-        self.alloc(Node::new_leaf(5, g)).unwrap()
+        let block = self.alloc(Node::new_leaf(OWNER, g)).unwrap();
+        NodeRef {
+            block,
+            generation: g,
+            level: 0,
+            first_key: None,
+        }
     }
 
     /// Ends the transaction: every node becomes read-only until shadowed again.
@@ -110,7 +119,21 @@ impl MemStore {
 }
 
 impl NodeStore for MemStore {
-    fn node(&mut self, block: u64) -> EngineResult<&Node> {
+    fn node(&mut self, at: &NodeRef) -> EngineResult<&Node> {
+        let block = at.block;
+        let node = self.nodes.get(&block).ok_or(EngineError::Corrupt {
+            block,
+            reason: "no such block",
+        })?;
+        node.verify(at, OWNER)
+            .map_err(|reason| EngineError::Corrupt { block, reason })?;
+        Ok(node)
+    }
+
+    fn own_node(&mut self, block: u64) -> EngineResult<&Node> {
+        if !self.fresh.contains(&block) {
+            return Err(EngineError::Invalid("not a block of this transaction"));
+        }
         self.nodes.get(&block).ok_or(EngineError::Corrupt {
             block,
             reason: "no such block",
@@ -129,7 +152,13 @@ impl NodeStore for MemStore {
         })
     }
 
-    fn shadow(&mut self, block: u64) -> EngineResult<u64> {
+    fn shadow(&mut self, at: &NodeRef) -> EngineResult<u64> {
+        let block = at.block;
+        if !self.fresh.contains(&block) {
+            // As a volume does: a block of this transaction may be mid-change (an emptied
+            // leaf about to be merged); any other is read, and so checked.
+            self.node(at)?;
+        }
         let refs = *self.refs.get(&block).ok_or(EngineError::Corrupt {
             block,
             reason: "no refcount",

@@ -4,11 +4,10 @@
 
 use std::process::ExitCode;
 
-use ferrofs_engine::btree::Direction;
 use ferrofs_engine::format::tree_id;
 use ferrofs_engine::key::Key;
-use ferrofs_engine::node::Body;
-use ferrofs_engine::volume::{OpenOptions, Volume};
+
+use ferrofs_engine::volume::{child_refs, OpenOptions, Volume};
 use ferrofs_host::cli;
 use ferrofs_host::filedev::FileDev;
 
@@ -20,6 +19,10 @@ Commands:
               print the superblock, the chunks and the items of every tree (or of
               tree ID: 1 root, 2 space, 3 chunk, 4 dev, 5 fs, 7 csum) of an
               unmounted filesystem; --nodes prints the tree blocks as well
+  label PATH [NEWLABEL]
+              print the label of the mounted ferrofs that PATH is on, or set it to
+              NEWLABEL (at most 255 bytes; needs CAP_SYS_ADMIN): the generic
+              FS_IOC_GETFSLABEL and FS_IOC_SETFSLABEL ioctls
   help        show this help
 ";
 
@@ -27,6 +30,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("dump") => dump(&args[1..]),
+        Some("label") => label(&args[1..]),
         Some("help" | "-h" | "--help") => {
             print!("{USAGE}");
             Ok(())
@@ -117,12 +121,15 @@ fn dump(args: &[String]) -> Result<(), String> {
         if only.is_some_and(|o| o != id) {
             continue;
         }
-        let root = vol.root(id).unwrap_or(0);
-        println!("tree {id} ({}) root {root}", tree_name(id));
+        let Some(root) = vol.root(id) else {
+            continue;
+        };
+        println!("tree {id} ({}) root {}", tree_name(id), root.block);
         if nodes {
             let mut stack = vec![(root, 0usize)];
-            while let Some((b, depth)) = stack.pop() {
-                let node = vol.node(b).map_err(|e| cli::describe(&e))?;
+            while let Some((at, depth)) = stack.pop() {
+                let b = at.block;
+                let node = vol.read_node(&at, id).map_err(|e| cli::describe(&e))?;
                 println!(
                     "  {:indent$}node {b} level {} generation {} entries {}",
                     "",
@@ -131,18 +138,14 @@ fn dump(args: &[String]) -> Result<(), String> {
                     node.len(),
                     indent = depth * 2
                 );
-                if let Body::Internal(children) = &node.body {
-                    for c in children.iter().rev() {
-                        stack.push((c.block, depth + 1));
-                    }
+                let children = child_refs(node).map_err(|e| cli::describe(&e))?;
+                for c in children.iter().rev() {
+                    stack.push((*c, depth + 1));
                 }
             }
         }
-        let mut key = Key::MIN;
-        while let Some((k, v)) = vol
-            .seek(id, &key, Direction::Forward)
-            .map_err(|e| cli::describe(&e))?
-        {
+        let mut items = vol.range(id, Key::MIN, Key::MAX);
+        while let Some((k, v)) = vol.next_in(&mut items).map_err(|e| cli::describe(&e))? {
             let shown: String = v.iter().take(32).map(|b| format!("{b:02x}")).collect();
             let more = if v.len() > 32 { "..." } else { "" };
             println!(
@@ -152,10 +155,56 @@ fn dump(args: &[String]) -> Result<(), String> {
                 k.offset,
                 v.len()
             );
-            match k.successor() {
-                Some(n) => key = n,
-                None => break,
+        }
+    }
+    Ok(())
+}
+
+/// Size of the generic label ioctls' buffer, NUL included (`FSLABEL_MAX`).
+const FSLABEL_MAX: usize = 256;
+/// `FS_IOC_GETFSLABEL`.
+type GetLabel = rustix::ioctl::ReadOpcode<0x94, 49, [u8; FSLABEL_MAX]>;
+/// `FS_IOC_SETFSLABEL`.
+type SetLabel = rustix::ioctl::WriteOpcode<0x94, 50, [u8; FSLABEL_MAX]>;
+
+fn label(args: &[String]) -> Result<(), String> {
+    let (path, new) = match args {
+        [path] => (path, None),
+        [path, new] => (path, Some(new)),
+        _ => return Err("label: want PATH [NEWLABEL]".into()),
+    };
+    let file = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
+    match new {
+        None => {
+            // SAFETY: FS_IOC_GETFSLABEL writes a FSLABEL_MAX-byte buffer.
+            let got = unsafe {
+                rustix::ioctl::ioctl(
+                    &file,
+                    rustix::ioctl::Getter::<GetLabel, [u8; FSLABEL_MAX]>::new(),
+                )
             }
+            .map_err(|e| format!("{path}: reading the label: {e}"))?;
+            let len = got.iter().position(|&b| b == 0).unwrap_or(FSLABEL_MAX);
+            println!("{}", String::from_utf8_lossy(&got[..len]));
+        }
+        Some(new) => {
+            let bytes = new.as_bytes();
+            if bytes.len() >= FSLABEL_MAX || bytes.contains(&0) {
+                return Err(format!(
+                    "label: '{new}' is too long (at most {} bytes) or holds a NUL",
+                    FSLABEL_MAX - 1
+                ));
+            }
+            let mut buf = [0u8; FSLABEL_MAX];
+            buf[..bytes.len()].copy_from_slice(bytes);
+            // SAFETY: FS_IOC_SETFSLABEL reads a FSLABEL_MAX-byte buffer.
+            unsafe {
+                rustix::ioctl::ioctl(
+                    &file,
+                    rustix::ioctl::Setter::<SetLabel, [u8; FSLABEL_MAX]>::new(buf),
+                )
+            }
+            .map_err(|e| format!("{path}: setting the label: {e}"))?;
         }
     }
     Ok(())

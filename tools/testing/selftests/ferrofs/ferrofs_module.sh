@@ -15,7 +15,7 @@ disk="${FERROFS_DISKS%% *}"
 export PATH="$PATH:/usr/sbin:/sbin"
 
 KSFT_PASS=0 KSFT_FAIL=1 KSFT_SKIP=4
-ntests=14 n=0 failed=0
+ntests=16 n=0 failed=0
 
 ok() { n=$((n + 1)); echo "ok $n $1"; }
 not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n $1"; }
@@ -107,9 +107,11 @@ if [ -b "$disk" ]; then
 	# The magic of a ferrofs superblock at 64 KiB, with no valid checksum.
 	printf 'FERROFS\0' | dd of="$disk" bs=1 seek=$((65536 + 8)) conv=notrunc,fsync status=none
 	expect_mount_failure "damaged superblock" EUCLEAN "ferrofs: $(basename "$disk"): superblock at byte 65536 is damaged (superblock checksum mismatch), and no backup copy is valid"
-	# A superblock with a valid header (magic, version 1, CRC-32C computed independently
-	# here) whose fields say nothing sensible: no device id, count or generation.
-	python3 -c '
+	# A superblock with a valid header (magic, format version, CRC-32C computed
+	# independently here) whose fields say nothing sensible: no device id, count or
+	# generation.
+	plant_superblock_header() { # VERSION
+		python3 -c '
 import struct, sys
 def crc32c(data):
     crc = 0xffffffff
@@ -120,16 +122,21 @@ def crc32c(data):
     return crc ^ 0xffffffff
 block = bytearray(4096)
 block[8:16] = b"FERROFS\0"
-block[16:20] = struct.pack("<I", 1)
+block[16:20] = struct.pack("<I", int(sys.argv[2]))
 block[408:416] = struct.pack("<Q", 65536)  # the copy records its own offset
 block[0:4] = struct.pack("<I", crc32c(block[4:]))
 with open(sys.argv[1], "r+b") as dev:
     dev.seek(65536)
     dev.write(block)
-' "$disk" && sync
+' "$disk" "$1" && sync
+	}
+	# Format version 1 (before tree roots carried their generation and level).
+	plant_superblock_header 1
+	expect_mount_failure "format version 1" EOPNOTSUPP "ferrofs: $(basename "$disk"): format version 1 is not supported"
+	plant_superblock_header 2
 	expect_mount_failure "superblock with empty fields" EUCLEAN "ferrofs: $(basename "$disk"): cannot mount: corrupt metadata in block 65536: superblock has a zero device id, device count or generation"
 else
-	for i in 1 2 3 4 5 6; do skip "mount of a device without ferrofs" "no scratch disk in FERROFS_DISKS"; done
+	for i in 1 2 3 4 5 6 7 8; do skip "mount of a device without ferrofs" "no scratch disk in FERROFS_DISKS"; done
 fi
 rmdir "$mnt"
 

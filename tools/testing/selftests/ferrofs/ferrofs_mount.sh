@@ -5,9 +5,10 @@
 # filesystem; mount options are shown in /proc/mounts; read-only mounts refuse changes;
 # unknown options, foreign and corrupt images and missing devices are refused with an errno
 # and a kernel log line saying why; a damaged primary superblock is reported by fsck and
-# mounted from a backup copy, which the next commit rewrites.
+# mounted from a backup copy, which the next commit rewrites; the label is read and set
+# through the generic label ioctls.
 
-ntests=27
+ntests=33
 . "$(dirname "$0")/lib.sh"
 begin_test 2
 name0="$(basename "$d0")"
@@ -83,6 +84,26 @@ mount_ferrofs ro "$d0"
 out="$(touch "$mnt/new" 2>&1)"
 check "read-only mount refuses a new file (EROFS)" says "$out" "Read-only file system"
 check "read-only mount still reads the tree" verify_tree "$mnt/tree" "$list"
+umount "$mnt"
+
+# The label, through the generic FS_IOC_GETFSLABEL and FS_IOC_SETFSLABEL ioctls.
+ctl="$root/tools/bin/ferroctl"
+"$mkfs" -f -L first "$d0" >/dev/null
+mount_ferrofs "$d0"
+check "ferroctl label reads the label mkfs wrote" says "$("$ctl" label "$mnt" 2>&1)" '^first$'
+"$ctl" label "$mnt" second
+check "xfs_io -c label reads the label ferroctl set" says "$(xfs_io -c label "$mnt" 2>&1)" 'label = "second"'
+out="$(setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all "$ctl" label "$mnt" third 2>&1)"
+check "setting the label needs CAP_SYS_ADMIN (EPERM)" says "$out" "Operation not permitted"
+# FS_IOC_SETFSLABEL (0x41009432) with 256 bytes and no NUL among them.
+out="$(python3 -c 'import fcntl, os, sys; fcntl.ioctl(os.open(sys.argv[1], os.O_RDONLY), 0x41009432, b"a" * 256)' "$mnt" 2>&1)"
+check "a label filling the 256-byte buffer without a NUL is refused (EINVAL)" says "$out" "Invalid argument"
+umount "$mnt"
+check "the new label is in the superblock after unmount" bash -c \
+	"'$ctl' dump '$d0' | grep -q \"label 'second'\""
+mount_ferrofs ro "$d0"
+out="$("$ctl" label "$mnt" fourth 2>&1)"
+check "a read-only mount refuses a new label (EROFS)" says "$out" "Read-only file system"
 umount "$mnt"
 
 # 12-19: refusals.

@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The ioctls ferrofs answers itself (the VFS answers the generic inode ones, such as
+//! `FS_IOC_GETFLAGS` and `FS_IOC_FIEMAP`, before it asks the filesystem). Each checks the
+//! caller's privilege and the argument's size, and copies user memory only through
+//! `kernel::uaccess`.
+//!
+//! - `FS_IOC_GETFSLABEL` / `FS_IOC_SETFSLABEL`: the filesystem label, as btrfs, XFS and
+//!   ext4 answer them (`xfs_io -c label`, `ferroctl label`).
+
+use kernel::ioctl::{_IOR, _IOW};
+use kernel::prelude::*;
+use kernel::uaccess::UserSlice;
+
+use crate::engine::format::LABEL_MAX;
+use crate::vfs::file::{File, IoctlCaller};
+use crate::vfs::task::capable_sys_admin;
+
+/// Size of the label buffer of the generic label ioctls, NUL included (`FSLABEL_MAX`).
+const FSLABEL_MAX: usize = 256;
+
+/// `FS_IOC_GETFSLABEL`: `_IOR(0x94, 49, char[FSLABEL_MAX])`.
+const FS_IOC_GETFSLABEL: u32 = _IOR::<[u8; FSLABEL_MAX]>(0x94, 49);
+/// `FS_IOC_SETFSLABEL`: `_IOW(0x94, 50, char[FSLABEL_MAX])`.
+const FS_IOC_SETFSLABEL: u32 = _IOW::<[u8; FSLABEL_MAX]>(0x94, 50);
+
+// A ferrofs label and its NUL fit the generic buffer exactly.
+const _: () = assert!(LABEL_MAX + 1 == FSLABEL_MAX);
+
+/// Answers ioctl `cmd` on `file` (both label ioctls are laid out alike for 32-bit
+/// callers).
+pub(super) fn ioctl(file: &File, cmd: u32, arg: usize, _caller: IoctlCaller) -> Result<i64> {
+    match cmd {
+        FS_IOC_GETFSLABEL => get_label(file, arg).map(|()| 0),
+        FS_IOC_SETFSLABEL => set_label(file, arg).map(|()| 0),
+        _ => Err(ENOTTY),
+    }
+}
+
+/// Copies the label, NUL-padded to `FSLABEL_MAX` bytes, to the user buffer at `arg`.
+fn get_label(file: &File, arg: usize) -> Result {
+    let mut buf = [0u8; FSLABEL_MAX];
+    file.inode().super_block().info()?.with_fs(|fs| {
+        let label = fs.label();
+        if let Some(dst) = buf.get_mut(..label.len()) {
+            dst.copy_from_slice(label);
+        }
+        Ok(())
+    })?;
+    UserSlice::new(arg, FSLABEL_MAX).writer().write_slice(&buf)
+}
+
+/// Sets the label from the user buffer at `arg` (`FSLABEL_MAX` bytes holding a
+/// NUL-terminated label) and commits it. Needs `CAP_SYS_ADMIN` and a writable mount.
+fn set_label(file: &File, arg: usize) -> Result {
+    if !capable_sys_admin() {
+        return Err(EPERM);
+    }
+    let mut buf = [0u8; FSLABEL_MAX];
+    UserSlice::new(arg, FSLABEL_MAX)
+        .reader()
+        .read_slice(&mut buf)?;
+    let info = file.inode().super_block().info()?;
+    let Some(len) = buf.iter().position(|&b| b == 0) else {
+        pr_err!(
+            "{}: label too long: at most {} bytes\n",
+            &*info.id,
+            LABEL_MAX
+        );
+        return Err(EINVAL);
+    };
+    let label = buf.get(..len).ok_or(EINVAL)?;
+    let _write = file.want_write()?;
+    info.with_fs(|fs| fs.set_label(label))?;
+    info.commit()
+}
