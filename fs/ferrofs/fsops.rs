@@ -1244,7 +1244,7 @@ fn fsync(file: &File, start: i64, end: i64) -> Result {
     inode.super_block().info()?.commit()
 }
 
-/// `fallocate`: preallocate (`KEEP_SIZE` or not) or punch a hole.
+/// `fallocate`: preallocate (`KEEP_SIZE` or not), punch a hole, or zero a range.
 fn fallocate(file: &File, mode: i32, offset: i64, len: i64) -> Result {
     let (Ok(mode), Ok(offset), Ok(len)) = (
         u32::try_from(mode),
@@ -1257,7 +1257,8 @@ fn fallocate(file: &File, mode: i32, offset: i64, len: i64) -> Result {
     // Size and extents change under the inode lock.
     let _locked = inode.lock();
     file.modified()?;
-    let supported = efs::FALLOC_FL_KEEP_SIZE | efs::FALLOC_FL_PUNCH_HOLE;
+    let supported =
+        efs::FALLOC_FL_KEEP_SIZE | efs::FALLOC_FL_PUNCH_HOLE | efs::FALLOC_FL_ZERO_RANGE;
     if mode & !supported != 0 {
         return Err(eopnotsupp());
     }
@@ -1270,14 +1271,15 @@ fn fallocate(file: &File, mode: i32, offset: i64, len: i64) -> Result {
     }
     let ino = inode.ino();
     let now = inode.now();
-    if mode & efs::FALLOC_FL_PUNCH_HOLE != 0 {
-        // Dirty data in the range must not come back after the punch.
-        inode.write_and_wait(offset, end.saturating_sub(1))?;
-        inode.truncate_page_cache_range(offset, end.saturating_sub(1));
-    } else {
+    if mode & efs::FALLOC_FL_PUNCH_HOLE == 0 {
         // The engine's size must cover what the page cache holds before it sets a
         // larger one.
         inode.write_and_wait(0, u64::MAX)?;
+    }
+    if mode & (efs::FALLOC_FL_PUNCH_HOLE | efs::FALLOC_FL_ZERO_RANGE) != 0 {
+        // Dirty data in the range must not come back after the punch or the zeroing.
+        inode.write_and_wait(offset, end.saturating_sub(1))?;
+        inode.truncate_page_cache_range(offset, end.saturating_sub(1));
     }
     let e = inode
         .super_block()

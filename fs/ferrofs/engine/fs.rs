@@ -39,6 +39,8 @@ pub const LINK_MAX: u32 = 65_000;
 pub const FALLOC_FL_KEEP_SIZE: u32 = 0x01;
 /// `fallocate` flag: free the range (with `FALLOC_FL_KEEP_SIZE`), reading as zeros after.
 pub const FALLOC_FL_PUNCH_HOLE: u32 = 0x02;
+/// `fallocate` flag: make the range read as zeros, its space allocated (unwritten).
+pub const FALLOC_FL_ZERO_RANGE: u32 = 0x10;
 
 /// `rename` flag: fail if the target exists.
 pub const RENAME_NOREPLACE: u32 = 1;
@@ -792,9 +794,43 @@ impl<D: BlockDev> Fs<D> {
         })
     }
 
-    /// Preallocates (default) or punches (`FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE`)
-    /// `len` bytes of regular file `ino` at `offset`. Preallocated blocks read as zeros
-    /// until written; the size grows to cover the range unless `FALLOC_FL_KEEP_SIZE`.
+    /// Makes `[offset, end)` of regular file `ino` (within its size) read as zeros and
+    /// frees its whole blocks: partial blocks at the edges are zeroed in place. Part of a
+    /// change (`fallocate`).
+    fn punch(&mut self, ino: u64, offset: u64, end: u64, now: Timespec) -> EngineResult<()> {
+        if offset >= end {
+            return Ok(());
+        }
+        let first_full = offset.div_ceil(BLOCK).saturating_mul(BLOCK);
+        let last_full = end & !(BLOCK - 1);
+        if first_full >= last_full {
+            let zeros = mem::zeroed_bytes(
+                usize::try_from(end.saturating_sub(offset)).map_err(|_| EngineError::Range)?,
+            )?;
+            self.write(ino, offset, &zeros, now)?;
+        } else {
+            for (a, b) in [(offset, first_full), (last_full, end)] {
+                if a < b {
+                    let zeros = mem::zeroed_bytes(
+                        usize::try_from(b.saturating_sub(a)).map_err(|_| EngineError::Range)?,
+                    )?;
+                    self.write(ino, a, &zeros, now)?;
+                }
+            }
+            let dropped = self.drop_extents(ino, first_full, last_full)?;
+            let mut after = self.getattr(ino)?;
+            after.bytes = after.bytes.saturating_sub(dropped);
+            self.put_inode(&after)?;
+        }
+        let mut inode = self.getattr(ino)?;
+        inode.touch(now);
+        self.put_inode(&inode)
+    }
+
+    /// Preallocates (default), punches (`FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE`) or
+    /// zeroes (`FALLOC_FL_ZERO_RANGE`: punched, then preallocated, in one change) `len`
+    /// bytes of regular file `ino` at `offset`. Preallocated blocks read as zeros until
+    /// written; the size grows to cover the range unless `FALLOC_FL_KEEP_SIZE`.
     pub fn fallocate(
         &mut self,
         ino: u64,
@@ -804,12 +840,15 @@ impl<D: BlockDev> Fs<D> {
         now: Timespec,
     ) -> EngineResult<Inode> {
         self.guarded(|fs| {
-            let known = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE;
+            let known = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE;
             if mode & !known != 0 {
                 return Err(EngineError::NotSupported);
             }
             if mode & FALLOC_FL_PUNCH_HOLE != 0 && mode & FALLOC_FL_KEEP_SIZE == 0 {
                 return Err(EngineError::NotSupported);
+            }
+            if mode & FALLOC_FL_PUNCH_HOLE != 0 && mode & FALLOC_FL_ZERO_RANGE != 0 {
+                return Err(EngineError::Invalid("punch and zero range together"));
             }
             if len == 0 {
                 return Err(EngineError::Invalid("fallocate of zero bytes"));
@@ -826,39 +865,12 @@ impl<D: BlockDev> Fs<D> {
                 .checked_add(len)
                 .filter(|&e| e <= MAX_FILE_SIZE)
                 .ok_or(EngineError::FileTooBig)?;
-            if mode & FALLOC_FL_PUNCH_HOLE != 0 {
-                let end = end.min(inode.size);
-                if offset >= end {
-                    return Ok(inode);
+            if mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE) != 0 {
+                fs.punch(ino, offset, end.min(inode.size), now)?;
+                if mode & FALLOC_FL_PUNCH_HOLE != 0 {
+                    return fs.getattr(ino);
                 }
-                // Partial blocks at the edges are zeroed in place; whole blocks are dropped.
-                let first_full = offset.div_ceil(BLOCK).saturating_mul(BLOCK);
-                let last_full = end & !(BLOCK - 1);
-                if first_full >= last_full {
-                    let zeros = mem::zeroed_bytes(
-                        usize::try_from(end.saturating_sub(offset))
-                            .map_err(|_| EngineError::Range)?,
-                    )?;
-                    fs.write(ino, offset, &zeros, now)?;
-                } else {
-                    for (a, b) in [(offset, first_full), (last_full, end)] {
-                        if a < b {
-                            let zeros = mem::zeroed_bytes(
-                                usize::try_from(b.saturating_sub(a))
-                                    .map_err(|_| EngineError::Range)?,
-                            )?;
-                            fs.write(ino, a, &zeros, now)?;
-                        }
-                    }
-                    let dropped = fs.drop_extents(ino, first_full, last_full)?;
-                    let mut after = fs.getattr(ino)?;
-                    after.bytes = after.bytes.saturating_sub(dropped);
-                    fs.put_inode(&after)?;
-                }
-                let mut inode = fs.getattr(ino)?;
-                inode.touch(now);
-                fs.put_inode(&inode)?;
-                return Ok(inode);
+                inode = fs.getattr(ino)?;
             }
             fs.make_room(len.saturating_add(2 * BLOCK))?;
             // Preallocate the holes of the range.

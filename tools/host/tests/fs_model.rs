@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, HashMap};
 use ferrofs_engine::chunk::Profile;
 use ferrofs_engine::error::EngineError;
 use ferrofs_engine::fs::{
-    Fs, Owner, SetAttr, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, RENAME_EXCHANGE,
-    RENAME_NOREPLACE,
+    Fs, Owner, SetAttr, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE,
+    RENAME_EXCHANGE, RENAME_NOREPLACE,
 };
 use ferrofs_engine::fsck;
 use ferrofs_engine::inode::{Timespec, ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
@@ -458,17 +458,20 @@ fn run(seed: u64, steps: u64, disks_n: usize, profile: Profile) {
                     0,
                     FALLOC_FL_KEEP_SIZE,
                     FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE,
-                ][rng.below(3) as usize];
+                    FALLOC_FL_ZERO_RANGE,
+                    FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+                ][rng.below(5) as usize];
                 fs.fallocate(f, mode, off, len, t).unwrap();
                 if let Some(Obj::File { data, .. }) = m.objs.get_mut(&f) {
                     let (off, end) = (off as usize, (off + len) as usize);
-                    if mode == 0 && data.len() < end {
-                        data.resize(end, 0);
-                    } else if mode & FALLOC_FL_PUNCH_HOLE != 0 {
+                    if mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE) != 0 {
                         let end = end.min(data.len());
                         if off < end {
                             data[off..end].fill(0);
                         }
+                    }
+                    if mode & FALLOC_FL_KEEP_SIZE == 0 && data.len() < end {
+                        data.resize(end, 0);
                     }
                 }
             }

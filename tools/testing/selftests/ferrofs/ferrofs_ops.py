@@ -27,6 +27,7 @@ RENAME_WHITEOUT = 4
 FALLOC_FL_KEEP_SIZE = 1
 FALLOC_FL_PUNCH_HOLE = 2
 FALLOC_FL_COLLAPSE_RANGE = 8
+FALLOC_FL_ZERO_RANGE = 0x10
 FS_IOC_FIEMAP = 0xC020660B
 FIEMAP_FLAG_SYNC = 1
 FIEMAP_EXTENT_LAST = 1
@@ -277,6 +278,21 @@ def falloc(top):
         os.fsync(fd)
         expect(os.pread(fd, 8 * KIB, 512 * KIB) == bytes(8 * KIB),
                "dirty data came back after PUNCH_HOLE")
+        # ZERO_RANGE over data and a hole: zeros, its neighbours kept, the space allocated,
+        # and beyond the end the size grows (or not, with KEEP_SIZE).
+        os.pwrite(fd, pattern(5, 192 * KIB), 0)
+        fallocate(fd, FALLOC_FL_ZERO_RANGE, 4 * KIB + 100, 96 * KIB)
+        got = os.pread(fd, 192 * KIB, 0)
+        data = pattern(5, 192 * KIB)
+        want = data[:4 * KIB + 100] + bytes(96 * KIB) + data[100 * KIB + 100:]
+        expect(got == want, "zeroed range does not read zeros, or its neighbours changed")
+        fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, MIB - 4 * KIB, 64 * KIB)
+        expect(os.fstat(fd).st_size == MIB, "ZERO_RANGE with KEEP_SIZE changed the size")
+        fallocate(fd, FALLOC_FL_ZERO_RANGE, MIB - 4 * KIB, 3 * MIB)
+        st = os.fstat(fd)
+        expect(st.st_size == 4 * MIB - 4 * KIB, f"ZERO_RANGE to {4 * MIB - 4 * KIB}: size {st.st_size}")
+        expect(st.st_blocks * 512 >= 3 * MIB, f"ZERO_RANGE allocated too little ({st.st_blocks} blocks)")
+        expect(os.pread(fd, 3 * MIB, MIB - 4 * KIB) == bytes(3 * MIB), "zeroed tail not zeros")
         expect_errno(errno.EOPNOTSUPP, "PUNCH_HOLE without KEEP_SIZE", fallocate, fd,
                      FALLOC_FL_PUNCH_HOLE, 0, 4096)
         expect_errno(errno.EOPNOTSUPP, "COLLAPSE_RANGE", fallocate, fd,

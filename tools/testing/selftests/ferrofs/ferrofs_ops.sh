@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Single operations, each against what a Linux filesystem must do (ferrofs_ops.py): extended
-# attributes, SEEK_DATA/SEEK_HOLE, FIEMAP, fallocate modes, RENAME_NOREPLACE and
+# attributes, SEEK_DATA/SEEK_HOLE, FIEMAP, fallocate modes (zero range too), RENAME_NOREPLACE and
 # RENAME_EXCHANGE, RENAME_WHITEOUT, POSIX ACLs, file handles (name_to_handle_at and
 # open_by_handle_at), special files, O_TMPFILE with linkat, open unlinked files, telldir and
 # seekdir across unlinks, long symlinks, read-only remount with an unlinked file open; what
@@ -19,7 +19,7 @@ check "mount" mount_ferrofs "$d0"
 check "xattrs: user., trusted., security.; XATTR_CREATE/REPLACE; listxattr; limits" ops xattr-setup
 check "SEEK_DATA and SEEK_HOLE, before and after fsync" ops seek
 check "FIEMAP: data and preallocated (unwritten) extents, no holes, the last flagged" ops fiemap
-check "fallocate: default, KEEP_SIZE, PUNCH_HOLE; unsupported modes refused" ops fallocate
+check "fallocate: default, KEEP_SIZE, PUNCH_HOLE, ZERO_RANGE; unsupported modes refused" ops fallocate
 check "fallocate of 512 MiB at once, and its space back after unlink" ops fallocate-large
 check "rename: RENAME_NOREPLACE, RENAME_EXCHANGE of a file and a directory" ops rename-setup
 check "mknod: fifo, socket, character and block devices" ops mknod-setup
