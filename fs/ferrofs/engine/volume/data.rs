@@ -1,0 +1,198 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Data blocks: their allocation and reference counts, reads and writes striped over the
+//! copies of their chunk, and their checksums, against which every read is verified.
+
+use super::super::bytes;
+use super::super::chunk::{Copy, Kind};
+use super::super::crc32c;
+use super::super::dev::BlockDev;
+use super::super::error::{EngineError, EngineResult};
+use super::super::format::{tree_id, BLOCK_SIZE};
+use super::super::inode;
+use super::super::mem::FVec;
+use super::{Volume, BLOCK};
+use crate::platform;
+
+impl<D: BlockDev> Volume<D> {
+    /// Allocates up to `max` contiguous data blocks (at least one), each with a reference
+    /// count of one; returns the first block's address and how many were allocated.
+    pub fn alloc_data(&mut self, max: u64) -> EngineResult<(u64, u64)> {
+        let max = max.max(1);
+        for round in 0..2 {
+            for (chunk, space) in self.chunks.iter().zip(self.spaces.iter_mut()) {
+                if chunk.kind != Kind::Data {
+                    continue;
+                }
+                if let Some((n, count)) = space.take_run(max) {
+                    let start = chunk
+                        .logical
+                        .checked_add(n.saturating_mul(BLOCK))
+                        .ok_or(EngineError::NoSpace)?;
+                    for i in 0..count {
+                        self.add_ref(start.saturating_add(i.saturating_mul(BLOCK)), 1)?;
+                    }
+                    return Ok((start, count));
+                }
+            }
+            if round == 0 {
+                self.alloc_chunk(Kind::Data)?;
+            }
+        }
+        Err(EngineError::NoSpace)
+    }
+
+    /// Whether `[logical, logical + len)` lies inside one data chunk.
+    pub fn is_data_range(&self, logical: u64, len: u64) -> bool {
+        let Some(last) = logical.checked_add(len).and_then(|e| e.checked_sub(1)) else {
+            return false;
+        };
+        match self.chunk_index(logical).and_then(|i| self.chunks.get(i)) {
+            Some(c) => c.kind == Kind::Data && c.contains(last),
+            None => false,
+        }
+    }
+
+    /// Adds `delta` to the reference count of data block `block`.
+    pub fn data_ref(&mut self, block: u64, delta: i64) -> EngineResult<()> {
+        match self.chunk_index(block).and_then(|i| self.chunks.get(i)) {
+            Some(c) if c.kind == Kind::Data => self.add_ref(block, delta)?,
+            _ => {
+                return Err(EngineError::Corrupt {
+                    block,
+                    reason: "file extent outside every data chunk",
+                })
+            }
+        }
+        // A block allocated and dropped within this transaction never reaches the space
+        // tree: its space and checksum go now (the space is reusable after the commit, like
+        // every block this transaction freed).
+        if delta < 0 && !self.delayed.contains_key(block) && self.stored_refcount(block)? == 0 {
+            self.pinned.try_push(block)?;
+            self.remove(tree_id::CSUM, &inode::csum_key(block))?;
+        }
+        Ok(())
+    }
+
+    /// Writes whole data blocks at `logical` to every copy, and records their checksums.
+    /// Each copy gets one write per stripe piece (one for the whole run on mirrors).
+    pub fn write_data(&mut self, logical: u64, data: &[u8]) -> EngineResult<()> {
+        platform::relax();
+        self.changed();
+        if data.len().checked_rem(BLOCK_SIZE as usize) != Some(0) {
+            return Err(EngineError::Invalid("data write of a partial block"));
+        }
+        for (copies, from, len) in self.runs(logical, data.len())?.iter() {
+            let piece = data
+                .get(*from..from.saturating_add(*len))
+                .ok_or(EngineError::Range)?;
+            for copy in copies.iter() {
+                if let Some(dev) = self.dev_mut(copy.devid) {
+                    dev.write(copy.physical, piece)?;
+                }
+            }
+        }
+        for (i, block) in data.chunks(BLOCK_SIZE as usize).enumerate() {
+            let at = logical.saturating_add((i as u64).saturating_mul(BLOCK));
+            let csum = crc32c::checksum(block);
+            self.insert(tree_id::CSUM, inode::csum_key(at), &csum.to_le_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// The recorded checksum of data block `logical`.
+    fn data_csum(&mut self, logical: u64) -> EngineResult<u32> {
+        self.lookup(tree_id::CSUM, &inode::csum_key(logical))?
+            .as_deref()
+            .and_then(|d| bytes::u32_at(d, 0))
+            .ok_or(EngineError::Corrupt {
+                block: logical,
+                reason: "data block without a checksum",
+            })
+    }
+
+    /// Reads data block `logical` into `buf` (4096 bytes), verifying its checksum and
+    /// falling back to the other copies, which are rewritten from a good one.
+    pub fn read_data(&mut self, logical: u64, buf: &mut [u8]) -> EngineResult<()> {
+        platform::relax();
+        let want = self.data_csum(logical)?;
+        let copies = self.map_block(logical)?;
+        let mut bad: FVec<Copy> = FVec::new();
+        for copy in copies.iter() {
+            let Some(dev) = self.dev_mut(copy.devid) else {
+                continue;
+            };
+            if dev.read(copy.physical, buf).is_ok() && crc32c::checksum(buf) == want {
+                if !self.read_only {
+                    for b in bad.iter() {
+                        if let Some(dev) = self.dev_mut(b.devid) {
+                            if dev.write(b.physical, buf).is_ok() {
+                                self.repairs.try_push((logical, b.devid))?;
+                            }
+                        }
+                    }
+                }
+                return Ok(());
+            }
+            bad.try_push(*copy)?;
+        }
+        Err(EngineError::Corrupt {
+            block: logical,
+            reason: "data checksum mismatch on every copy",
+        })
+    }
+
+    /// Reads the data blocks at `logical` into `buf` (whole blocks), one read per stripe
+    /// piece from the first copy present; a block whose checksum fails there is read again
+    /// through [`Self::read_data`], which tries the other copies and repairs.
+    pub fn read_data_run(&mut self, logical: u64, buf: &mut [u8]) -> EngineResult<()> {
+        platform::relax();
+        if buf.len().checked_rem(BLOCK_SIZE as usize) != Some(0) {
+            return Err(EngineError::Invalid("data read of a partial block"));
+        }
+        for (copies, from, len) in self.runs(logical, buf.len())?.iter() {
+            let piece = buf
+                .get_mut(*from..from.saturating_add(*len))
+                .ok_or(EngineError::Range)?;
+            let mut read = false;
+            for copy in copies.iter() {
+                if let Some(dev) = self.dev_mut(copy.devid) {
+                    read = dev.read(copy.physical, piece).is_ok();
+                    break;
+                }
+            }
+            let at = logical.saturating_add(*from as u64);
+            for (i, block) in piece.chunks_mut(BLOCK_SIZE as usize).enumerate() {
+                let at = at.saturating_add((i as u64).saturating_mul(BLOCK));
+                let want = self.data_csum(at)?;
+                if !read || crc32c::checksum(block) != want {
+                    self.read_data(at, block)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Verifies every copy of data block `logical` against its checksum; with `repair`
+    /// (and a writable volume), rewrites bad copies from a good one. Returns the devices
+    /// of the bad copies and whether they were rewritten.
+    pub fn check_data_block(
+        &mut self,
+        logical: u64,
+        repair: bool,
+    ) -> EngineResult<FVec<(u64, bool)>> {
+        let want = self.data_csum(logical)?;
+        let (good, bad) = self.sort_copies(logical, |buf| crc32c::checksum(buf) == want)?;
+        let mut out = FVec::new();
+        for copy in bad.iter() {
+            let mut fixed = false;
+            if let (true, false, Some(data)) = (repair, self.read_only, good.as_ref()) {
+                if let Some(dev) = self.dev_mut(copy.devid) {
+                    fixed = dev.write(copy.physical, data).is_ok();
+                }
+            }
+            out.try_push((copy.devid, fixed))?;
+        }
+        Ok(out)
+    }
+}
