@@ -10,14 +10,14 @@
 
 use super::dev::BlockDev;
 use super::error::{EngineError, EngineResult};
-use super::format::{tree_id, BLOCK_SIZE};
+use super::format::BLOCK_SIZE;
 use super::inode::{
     self, check_name, kind, name_hash, DirEntry, Extent, ExtentKind, Inode, Timespec, ROOT_INO,
     S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG,
 };
 use super::key::Key;
 use super::mem::{self, FVec};
-use super::volume::{CommitTicket, MkfsOptions, OpenOptions, Volume};
+use super::volume::{CommitTicket, MkfsOptions, OpenOptions, RefOwner, Tree, Volume};
 
 const BLOCK: u64 = BLOCK_SIZE as u64;
 
@@ -102,6 +102,8 @@ pub struct StatFs {
 pub struct Fs<D: BlockDev> {
     /// The volume underneath.
     pub vol: Volume<D>,
+    /// The tree that holds the files and directories: every operation works on it.
+    tree: Tree,
     next_ino: u64,
     aborted: Option<EngineError>,
     in_change: bool,
@@ -126,6 +128,7 @@ impl<D: BlockDev> Fs<D> {
             aborted: None,
             in_change: false,
             keep_unlinked: false,
+            tree: Tree::FS,
         };
         let root = Inode {
             ino: ROOT_INO,
@@ -147,10 +150,11 @@ impl<D: BlockDev> Fs<D> {
     /// Mounts a filesystem.
     pub fn open(devs: FVec<D>, opts: OpenOptions) -> EngineResult<Self> {
         let mut vol = Volume::open_with(devs, opts)?;
+        let tree = Tree::FS;
         // The highest inode number: the last item below the orphan items.
         let below_orphans = Key::new(inode::ORPHAN_OBJECTID, 0, 0);
         let last = match below_orphans.predecessor() {
-            Some(key) => vol.last_at_or_before(tree_id::FS, &key)?,
+            Some(key) => vol.last_at_or_before(tree, &key)?,
             None => None,
         };
         let next_ino = last
@@ -165,6 +169,7 @@ impl<D: BlockDev> Fs<D> {
             aborted: None,
             in_change: false,
             keep_unlinked: false,
+            tree,
         };
         let root = fs.getattr(ROOT_INO)?;
         if !root.is_dir() {
@@ -182,11 +187,9 @@ impl<D: BlockDev> Fs<D> {
     /// Nothing is open after a mount: inodes left unlinked but open go now.
     fn free_orphans(&mut self) -> EngineResult<()> {
         self.guarded(|fs| {
-            let mut orphans = fs.vol.range(
-                tree_id::FS,
-                inode::orphan_key(0),
-                inode::orphan_key(u64::MAX),
-            );
+            let mut orphans =
+                fs.vol
+                    .range(fs.tree, inode::orphan_key(0), inode::orphan_key(u64::MAX));
             while let Some((k, _)) = fs.vol.next_in(&mut orphans)? {
                 fs.evict(k.offset)?;
             }
@@ -225,12 +228,8 @@ impl<D: BlockDev> Fs<D> {
                 Ok(_) | Err(EngineError::NotFound) => {}
                 Err(err) => return Err(err),
             }
-            if fs
-                .vol
-                .lookup(tree_id::FS, &inode::orphan_key(ino))?
-                .is_some()
-            {
-                fs.vol.remove(tree_id::FS, &inode::orphan_key(ino))?;
+            if fs.vol.lookup(fs.tree, &inode::orphan_key(ino))?.is_some() {
+                fs.vol.remove(fs.tree, &inode::orphan_key(ino))?;
             }
             Ok(())
         })
@@ -247,7 +246,7 @@ impl<D: BlockDev> Fs<D> {
         if self.keep_unlinked {
             self.put_inode(inode)?;
             self.vol
-                .insert(tree_id::FS, inode::orphan_key(inode.ino), &[])?;
+                .insert(self.tree, inode::orphan_key(inode.ino), &[])?;
             return Ok(());
         }
         self.delete_inode(inode.ino)
@@ -267,8 +266,7 @@ impl<D: BlockDev> Fs<D> {
             let mut inode = fs.new_inode(S_IFREG | (mode & 0o7777), 0, owner, now)?;
             inode.nlink = 0;
             fs.put_inode(&inode)?;
-            fs.vol
-                .insert(tree_id::FS, inode::orphan_key(inode.ino), &[])?;
+            fs.vol.insert(fs.tree, inode::orphan_key(inode.ino), &[])?;
             Ok(inode)
         })
     }
@@ -444,11 +442,8 @@ impl<D: BlockDev> Fs<D> {
             let mut value = FVec::new();
             value.try_push(0)?;
             value.try_extend_from_slice(target)?;
-            fs.vol.insert(
-                tree_id::FS,
-                Key::new(inode.ino, kind::EXTENT_DATA, 0),
-                &value,
-            )?;
+            fs.vol
+                .insert(fs.tree, Key::new(inode.ino, kind::EXTENT_DATA, 0), &value)?;
             inode.size = target.len() as u64;
             fs.put_inode(&inode)?;
             Ok(inode)
@@ -473,7 +468,7 @@ impl<D: BlockDev> Fs<D> {
             fs.add_entry(&mut parent, name, ino, type_of(inode.mode))?;
             if inode.nlink == 0 {
                 // A tmpfile given its first name is no longer an orphan.
-                fs.vol.remove(tree_id::FS, &inode::orphan_key(ino))?;
+                fs.vol.remove(fs.tree, &inode::orphan_key(ino))?;
             }
             inode.nlink = inode.nlink.saturating_add(1);
             inode.ctime = now;
@@ -683,7 +678,7 @@ impl<D: BlockDev> Fs<D> {
             let mut node = fs.getattr(ino)?;
             let key = Key::new(ino, kind::XATTR, name_hash(name));
             let mut out = FVec::new();
-            if let Some(data) = fs.vol.lookup(tree_id::FS, &key)? {
+            if let Some(data) = fs.vol.lookup(fs.tree, &key)? {
                 for (n, v) in inode::decode_xattrs(&data, ino)?.iter() {
                     if n.as_slice() != name {
                         inode::encode_xattr(&mut out, n, v)?;
@@ -694,7 +689,7 @@ impl<D: BlockDev> Fs<D> {
             if out.len() > super::node::MAX_ITEM_DATA {
                 return Err(EngineError::NoSpace);
             }
-            fs.vol.insert(tree_id::FS, key, &out)?;
+            fs.vol.insert(fs.tree, key, &out)?;
             node.ctime = now;
             fs.put_inode(&node)
         })
@@ -705,10 +700,7 @@ impl<D: BlockDev> Fs<D> {
         self.guarded(|fs| {
             let mut node = fs.getattr(ino)?;
             let key = Key::new(ino, kind::XATTR, name_hash(name));
-            let data = fs
-                .vol
-                .lookup(tree_id::FS, &key)?
-                .ok_or(EngineError::NoData)?;
+            let data = fs.vol.lookup(fs.tree, &key)?.ok_or(EngineError::NoData)?;
             let mut out = FVec::new();
             let mut found = false;
             for (n, v) in inode::decode_xattrs(&data, ino)?.iter() {
@@ -722,9 +714,9 @@ impl<D: BlockDev> Fs<D> {
                 return Err(EngineError::NoData);
             }
             if out.is_empty() {
-                fs.vol.remove(tree_id::FS, &key)?;
+                fs.vol.remove(fs.tree, &key)?;
             } else {
-                fs.vol.insert(tree_id::FS, key, &out)?;
+                fs.vol.insert(fs.tree, key, &out)?;
             }
             node.ctime = now;
             fs.put_inode(&node)
@@ -890,17 +882,15 @@ impl<D: BlockDev> Fs<D> {
                 };
                 while pos < hole_end {
                     let want = hole_end.saturating_sub(pos) / BLOCK;
-                    let (disk, count) = fs.vol.alloc_data(want.min(MAX_EXTENT_BLOCKS))?;
+                    let owner = fs.file_owner(ino, pos);
+                    let (disk, count) = fs.vol.alloc_data(want.min(MAX_EXTENT_BLOCKS), owner)?;
                     let e = Extent {
                         kind: ExtentKind::Prealloc,
                         disk,
                         len: count.saturating_mul(BLOCK),
                     };
-                    fs.vol.insert(
-                        tree_id::FS,
-                        Key::new(ino, kind::EXTENT_DATA, pos),
-                        &e.encode(),
-                    )?;
+                    fs.vol
+                        .insert(fs.tree, Key::new(ino, kind::EXTENT_DATA, pos), &e.encode())?;
                     pos = pos.saturating_add(e.len);
                     added = added.saturating_add(e.len);
                 }
@@ -921,15 +911,15 @@ impl<D: BlockDev> Fs<D> {
     pub fn getattr(&mut self, ino: u64) -> EngineResult<Inode> {
         let data = self
             .vol
-            .lookup(tree_id::FS, &ikey(ino))?
+            .lookup(self.tree, &ikey(ino))?
             .ok_or(EngineError::NotFound)?;
-        let root = self.vol.root_block(tree_id::FS).unwrap_or(0);
+        let root = self.vol.root_block(self.tree).unwrap_or(0);
         Inode::decode(ino, &data, root)
     }
 
     fn put_inode(&mut self, inode: &Inode) -> EngineResult<()> {
         self.vol
-            .insert(tree_id::FS, ikey(inode.ino), &inode.encode())?;
+            .insert(self.tree, ikey(inode.ino), &inode.encode())?;
         Ok(())
     }
 
@@ -959,7 +949,7 @@ impl<D: BlockDev> Fs<D> {
         }
         match self
             .vol
-            .first_at_or_after(tree_id::FS, &Key::new(dir, kind::INODE_REF, 0))?
+            .first_at_or_after(self.tree, &Key::new(dir, kind::INODE_REF, 0))?
         {
             Some((k, _)) if k.objectid == dir && k.kind == kind::INODE_REF => Ok(k.offset),
             _ => Err(EngineError::Corrupt {
@@ -972,7 +962,7 @@ impl<D: BlockDev> Fs<D> {
     /// (ino, type) of `name` in `dir`.
     fn find_entry(&mut self, dir: u64, name: &[u8]) -> EngineResult<Option<(u64, u8)>> {
         let key = Key::new(dir, kind::DIR_ITEM, name_hash(name));
-        let Some(data) = self.vol.lookup(tree_id::FS, &key)? else {
+        let Some(data) = self.vol.lookup(self.tree, &key)? else {
             return Ok(None);
         };
         let entries = inode::decode_dirents(&data, dir)?;
@@ -995,24 +985,24 @@ impl<D: BlockDev> Fs<D> {
         // Every item is built and checked before the first one is stored: a name that
         // does not fit fails the call with nothing changed.
         let hkey = Key::new(dir.ino, kind::DIR_ITEM, name_hash(name));
-        let mut list = self.vol.lookup(tree_id::FS, &hkey)?.unwrap_or_default();
+        let mut list = self.vol.lookup(self.tree, &hkey)?.unwrap_or_default();
         inode::encode_dirent(&mut list, ino, file_type, name)?;
         if list.len() > super::node::MAX_ITEM_DATA {
             return Err(EngineError::NoSpace);
         }
         // The names of one inode in one directory share a back-reference item.
         let rkey = Key::new(ino, kind::INODE_REF, dir.ino);
-        let mut refs = self.vol.lookup(tree_id::FS, &rkey)?.unwrap_or_default();
+        let mut refs = self.vol.lookup(self.tree, &rkey)?.unwrap_or_default();
         inode::encode_ref(&mut refs, index, name)?;
         if refs.len() > super::node::MAX_ITEM_DATA {
             return Err(EngineError::TooManyLinks);
         }
         let mut one = FVec::new();
         inode::encode_dirent(&mut one, ino, file_type, name)?;
-        self.vol.insert(tree_id::FS, hkey, &list)?;
+        self.vol.insert(self.tree, hkey, &list)?;
         self.vol
-            .insert(tree_id::FS, Key::new(dir.ino, kind::DIR_INDEX, index), &one)?;
-        self.vol.insert(tree_id::FS, rkey, &refs)?;
+            .insert(self.tree, Key::new(dir.ino, kind::DIR_INDEX, index), &one)?;
+        self.vol.insert(self.tree, rkey, &refs)?;
         dir.size = dir
             .size
             .saturating_add((name.len() as u64).saturating_mul(2));
@@ -1024,7 +1014,7 @@ impl<D: BlockDev> Fs<D> {
         let hkey = Key::new(dir.ino, kind::DIR_ITEM, name_hash(name));
         let data = self
             .vol
-            .lookup(tree_id::FS, &hkey)?
+            .lookup(self.tree, &hkey)?
             .ok_or(EngineError::NotFound)?;
         let mut rest = FVec::new();
         for (i, t, n) in inode::decode_dirents(&data, dir.ino)?.iter() {
@@ -1033,14 +1023,14 @@ impl<D: BlockDev> Fs<D> {
             }
         }
         if rest.is_empty() {
-            self.vol.remove(tree_id::FS, &hkey)?;
+            self.vol.remove(self.tree, &hkey)?;
         } else {
-            self.vol.insert(tree_id::FS, hkey, &rest)?;
+            self.vol.insert(self.tree, hkey, &rest)?;
         }
         let rkey = Key::new(ino, kind::INODE_REF, dir.ino);
         let data = self
             .vol
-            .lookup(tree_id::FS, &rkey)?
+            .lookup(self.tree, &rkey)?
             .ok_or(EngineError::Corrupt {
                 block: ino,
                 reason: "directory entry without a back reference",
@@ -1059,12 +1049,12 @@ impl<D: BlockDev> Fs<D> {
             reason: "directory entry without a back reference",
         })?;
         if refs.is_empty() {
-            self.vol.remove(tree_id::FS, &rkey)?;
+            self.vol.remove(self.tree, &rkey)?;
         } else {
-            self.vol.insert(tree_id::FS, rkey, &refs)?;
+            self.vol.insert(self.tree, rkey, &refs)?;
         }
         self.vol
-            .remove(tree_id::FS, &Key::new(dir.ino, kind::DIR_INDEX, index))?;
+            .remove(self.tree, &Key::new(dir.ino, kind::DIR_INDEX, index))?;
         dir.size = dir
             .size
             .saturating_sub((name.len() as u64).saturating_mul(2));
@@ -1076,7 +1066,7 @@ impl<D: BlockDev> Fs<D> {
         self.dir(dir)?;
         let mut out = FVec::new();
         let mut entries_left = self.vol.range(
-            tree_id::FS,
+            self.tree,
             Key::new(dir, kind::DIR_INDEX, pos),
             Key::new(dir, kind::DIR_INDEX, u64::MAX),
         );
@@ -1172,7 +1162,7 @@ impl<D: BlockDev> Fs<D> {
         }
         let data = self
             .vol
-            .lookup(tree_id::FS, &Key::new(ino, kind::EXTENT_DATA, 0))?
+            .lookup(self.tree, &Key::new(ino, kind::EXTENT_DATA, 0))?
             .ok_or(EngineError::Corrupt {
                 block: ino,
                 reason: "symlink without a target",
@@ -1194,12 +1184,12 @@ impl<D: BlockDev> Fs<D> {
     fn delete_inode(&mut self, ino: u64) -> EngineResult<()> {
         self.drop_extents(ino, 0, u64::MAX)?;
         let mut items = self.vol.range(
-            tree_id::FS,
+            self.tree,
             Key::new(ino, 0, 0),
             Key::new(ino, u8::MAX, u64::MAX),
         );
         while let Some((k, _)) = self.vol.next_in(&mut items)? {
-            self.vol.remove(tree_id::FS, &k)?;
+            self.vol.remove(self.tree, &k)?;
         }
         Ok(())
     }
@@ -1280,7 +1270,7 @@ impl<D: BlockDev> Fs<D> {
         let key = Key::new(ino, kind::XATTR, name_hash(name));
         let data = self
             .vol
-            .lookup(tree_id::FS, &key)?
+            .lookup(self.tree, &key)?
             .ok_or(EngineError::NoData)?;
         let mut all = inode::decode_xattrs(&data, ino)?;
         while let Some((n, v)) = all.pop() {
@@ -1296,7 +1286,7 @@ impl<D: BlockDev> Fs<D> {
         self.getattr(ino)?;
         let mut out = FVec::new();
         let mut xattrs = self.vol.range(
-            tree_id::FS,
+            self.tree,
             Key::new(ino, kind::XATTR, 0),
             Key::new(ino, kind::XATTR, u64::MAX),
         );
@@ -1314,10 +1304,10 @@ impl<D: BlockDev> Fs<D> {
     /// The extent of `ino` that covers byte `pos`, or the next one after it:
     /// (file offset, extent).
     fn extent_at_or_after(&mut self, ino: u64, pos: u64) -> EngineResult<Option<(u64, Extent)>> {
-        let root = self.vol.root_block(tree_id::FS).unwrap_or(0);
+        let root = self.vol.root_block(self.tree).unwrap_or(0);
         let before = self
             .vol
-            .last_at_or_before(tree_id::FS, &Key::new(ino, kind::EXTENT_DATA, pos))?;
+            .last_at_or_before(self.tree, &Key::new(ino, kind::EXTENT_DATA, pos))?;
         if let Some((k, v)) = before {
             if k.objectid == ino && k.kind == kind::EXTENT_DATA {
                 let e = Extent::decode(&v, root)?;
@@ -1328,7 +1318,7 @@ impl<D: BlockDev> Fs<D> {
         }
         let after = self
             .vol
-            .first_at_or_after(tree_id::FS, &Key::new(ino, kind::EXTENT_DATA, pos))?;
+            .first_at_or_after(self.tree, &Key::new(ino, kind::EXTENT_DATA, pos))?;
         match after {
             Some((k, v)) if k.objectid == ino && k.kind == kind::EXTENT_DATA => {
                 Ok(Some((k.offset, Extent::decode(&v, root)?)))
@@ -1351,7 +1341,7 @@ impl<D: BlockDev> Fs<D> {
             }
             let e_end = off.saturating_add(e.len);
             self.vol
-                .remove(tree_id::FS, &Key::new(ino, kind::EXTENT_DATA, off))?;
+                .remove(self.tree, &Key::new(ino, kind::EXTENT_DATA, off))?;
             if e.kind == ExtentKind::Inline {
                 pos = e_end.max(pos.saturating_add(1));
                 continue;
@@ -1365,7 +1355,7 @@ impl<D: BlockDev> Fs<D> {
                     ..e
                 };
                 self.vol.insert(
-                    tree_id::FS,
+                    self.tree,
                     Key::new(ino, kind::EXTENT_DATA, off),
                     &left.encode(),
                 )?;
@@ -1377,15 +1367,16 @@ impl<D: BlockDev> Fs<D> {
                     ..e
                 };
                 self.vol.insert(
-                    tree_id::FS,
+                    self.tree,
                     Key::new(ino, kind::EXTENT_DATA, cut_end),
                     &right.encode(),
                 )?;
             }
             let mut b = cut_start;
             while b < cut_end {
+                let owner = self.file_owner(ino, b);
                 self.vol
-                    .data_ref(e.disk.saturating_add(b.saturating_sub(off)), -1)?;
+                    .data_ref(e.disk.saturating_add(b.saturating_sub(off)), -1, owner)?;
                 b = b.saturating_add(BLOCK);
             }
             dropped = dropped.saturating_add(cut_end.saturating_sub(cut_start));
@@ -1495,7 +1486,8 @@ impl<D: BlockDev> Fs<D> {
         let mut pos = first;
         while pos < last {
             let want = last.saturating_sub(pos) / BLOCK;
-            let (disk, count) = self.vol.alloc_data(want.min(MAX_EXTENT_BLOCKS))?;
+            let owner = self.file_owner(ino, pos);
+            let (disk, count) = self.vol.alloc_data(want.min(MAX_EXTENT_BLOCKS), owner)?;
             let len = count.saturating_mul(BLOCK);
             let from = pos.saturating_sub(first) as usize;
             let chunk = buf
@@ -1508,7 +1500,7 @@ impl<D: BlockDev> Fs<D> {
                 len,
             };
             self.vol.insert(
-                tree_id::FS,
+                self.tree,
                 Key::new(ino, kind::EXTENT_DATA, pos),
                 &e.encode(),
             )?;
@@ -1547,6 +1539,20 @@ impl<D: BlockDev> Fs<D> {
             pos = off.saturating_add(e.len).max(pos.saturating_add(1));
         }
         Ok(out)
+    }
+
+    /// The tree the files and directories are in.
+    pub fn tree(&self) -> Tree {
+        self.tree
+    }
+
+    /// The owner of the reference the block at byte `offset` of file `ino` holds.
+    fn file_owner(&self, ino: u64, offset: u64) -> RefOwner {
+        RefOwner::File {
+            tree: self.tree,
+            ino,
+            offset,
+        }
     }
 
     /// The filesystem label.

@@ -13,14 +13,14 @@ use super::bytes;
 use super::chunk::Kind;
 use super::dev::BlockDev;
 use super::error::{EngineError, EngineResult};
-use super::format::{self, item, tree_id, BLOCK_SIZE};
+use super::format::{self, item, BLOCK_SIZE};
 use super::inode::{self, kind, Extent, ExtentKind, Inode};
 use super::key::Key;
 use super::map::U64Map;
 use super::mem::FVec;
 use super::node::NodeRef;
 use super::spacemap;
-use super::volume::{child_refs, Volume};
+use super::volume::{child_refs, Tree, Volume};
 
 const BLOCK: u64 = BLOCK_SIZE as u64;
 
@@ -130,12 +130,12 @@ pub fn check<D: BlockDev>(vol: &mut Volume<D>, repair: bool) -> EngineResult<Rep
         report.add(bad.offset, bad.devid, bad.what, repair)?;
         fixes.superblock |= repair;
     }
-    let ids = vol.tree_ids()?;
-    for &id in ids.iter() {
-        let Some(root) = vol.root(id) else { continue };
+    let trees = vol.trees()?;
+    for &tree in trees.iter() {
+        let Some(root) = vol.root(tree) else { continue };
         bump(&mut expected, root.block)?;
-        walk_tree(vol, &root, id, repair, &mut expected, &mut report)?;
-        match btree::check(&mut vol.store(id), &root) {
+        walk_tree(vol, &root, tree.id(), repair, &mut expected, &mut report)?;
+        match btree::check(&mut vol.store(tree), &root) {
             Ok(items) => report.items = report.items.saturating_add(items),
             Err(err) => note_corruption(&mut report, err)?,
         }
@@ -189,25 +189,25 @@ pub fn check<D: BlockDev>(vol: &mut Volume<D>, repair: bool) -> EngineResult<Rep
 fn apply_fixes<D: BlockDev>(vol: &mut Volume<D>, fixes: &Fixes) -> EngineResult<()> {
     for &(chunk, used) in fixes.usage.iter() {
         vol.insert(
-            tree_id::SPACE,
+            Tree::SPACE,
             Key::new(chunk, item::BLOCK_GROUP, 0),
             &used.to_le_bytes(),
         )?;
     }
     for &(ino, nlink) in fixes.nlinks.iter() {
         let key = Key::new(ino, kind::INODE, 0);
-        let Some(data) = vol.lookup(tree_id::FS, &key)? else {
+        let Some(data) = vol.lookup(Tree::FS, &key)? else {
             continue;
         };
         let mut node = Inode::decode(ino, &data, ino)?;
         node.nlink = nlink;
-        vol.insert(tree_id::FS, key, &node.encode())?;
+        vol.insert(Tree::FS, key, &node.encode())?;
     }
     for &(block, count) in fixes.refcounts.iter() {
         vol.set_refcount(block, count)?;
     }
     for &block in fixes.stray_csums.iter() {
-        vol.remove(tree_id::CSUM, &inode::csum_key(block))?;
+        vol.remove(Tree::CSUM, &inode::csum_key(block))?;
     }
     vol.commit()
 }
@@ -336,7 +336,7 @@ fn check_refcounts<D: BlockDev>(
     for &(logical, length, _) in chunks.iter() {
         let mut used = 0u64;
         let mut bitmaps = vol.range(
-            tree_id::SPACE,
+            Tree::SPACE,
             Key::new(logical, item::BITMAP, 0),
             Key::new(logical, item::BITMAP, u64::MAX),
         );
@@ -371,7 +371,7 @@ fn check_refcounts<D: BlockDev>(
                 }
             }
         }
-        let bg = vol.lookup(tree_id::SPACE, &Key::new(logical, item::BLOCK_GROUP, 0))?;
+        let bg = vol.lookup(Tree::SPACE, &Key::new(logical, item::BLOCK_GROUP, 0))?;
         match bg.as_deref().and_then(|d| bytes::u64_at(d, 0)) {
             Some(n) if n == used => {}
             found => {
@@ -405,7 +405,7 @@ fn check_csums<D: BlockDev>(
     fixes: &mut Fixes,
     report: &mut Report,
 ) -> EngineResult<()> {
-    let mut csums = vol.range(tree_id::CSUM, inode::csum_key(0), inode::csum_key(u64::MAX));
+    let mut csums = vol.range(Tree::CSUM, inode::csum_key(0), inode::csum_key(u64::MAX));
     while let Some((k, _)) = vol.next_in(&mut csums)? {
         if !expected.contains_key(k.offset) {
             fixes.refcount_problems.try_push(report.problems.len())?;
@@ -420,7 +420,7 @@ fn check_csums<D: BlockDev>(
 /// other, the reserved areas or the end of their device, and there are no orphans.
 fn check_chunks<D: BlockDev>(vol: &mut Volume<D>, report: &mut Report) -> EngineResult<()> {
     let mut extents: FVec<(u64, u64, u64, u64)> = FVec::new(); // devid, physical, chunk, len
-    let mut items = vol.range(tree_id::DEV, Key::MIN, Key::MAX);
+    let mut items = vol.range(Tree::DEV, Key::MIN, Key::MAX);
     while let Some((k, v)) = vol.next_in(&mut items)? {
         if k.kind == item::DEV_EXTENT {
             match (bytes::u64_at(&v, 0), bytes::u64_at(&v, 8)) {
@@ -511,16 +511,12 @@ fn check_fs_tree<D: BlockDev>(
 ) -> EngineResult<()> {
     // Orphans (unlinked while open) first: the inodes they name may have no names.
     let mut orphans: U64Map<bool> = U64Map::new();
-    let mut orphan_items = vol.range(
-        tree_id::FS,
-        inode::orphan_key(0),
-        inode::orphan_key(u64::MAX),
-    );
+    let mut orphan_items = vol.range(Tree::FS, inode::orphan_key(0), inode::orphan_key(u64::MAX));
     while let Some((k, _)) = vol.next_in(&mut orphan_items)? {
         orphans.insert(k.offset, false)?;
     }
     let mut items = vol.range(
-        tree_id::FS,
+        Tree::FS,
         Key::MIN,
         Key::new(inode::ORPHAN_OBJECTID, 0, 0)
             .predecessor()
@@ -546,7 +542,7 @@ fn check_fs_tree<D: BlockDev>(
                 facts.parents.try_push(k.offset)?;
                 for (index, name) in refs.iter() {
                     let entry =
-                        vol.lookup(tree_id::FS, &Key::new(k.offset, kind::DIR_INDEX, *index))?;
+                        vol.lookup(Tree::FS, &Key::new(k.offset, kind::DIR_INDEX, *index))?;
                     let ok = entry
                         .map(|e| inode::decode_dirents(&e, k.offset))
                         .transpose()?
@@ -566,7 +562,7 @@ fn check_fs_tree<D: BlockDev>(
                         facts.subdirs = facts.subdirs.saturating_add(1);
                     }
                     let hashed = vol.lookup(
-                        tree_id::FS,
+                        Tree::FS,
                         &Key::new(ino, kind::DIR_ITEM, inode::name_hash(name)),
                     )?;
                     let ok = hashed
@@ -585,7 +581,7 @@ fn check_fs_tree<D: BlockDev>(
                         )?;
                     }
                     if vol
-                        .lookup(tree_id::FS, &Key::new(*child, kind::INODE, 0))?
+                        .lookup(Tree::FS, &Key::new(*child, kind::INODE, 0))?
                         .is_none()
                     {
                         report.add(ino, 0, "directory entry names a missing inode", false)?;

@@ -348,7 +348,7 @@ pub fn devs(disks: &[MemDisk]) -> ferrofs_engine::mem::FVec<MemDev> {
 
 /// Id of a tree that tests and benchmarks fill with arbitrary items (the fs tree only
 /// takes well-formed files and directories, which fsck checks).
-pub const TEST_TREE: u64 = 100;
+pub const TEST_TREE: ferrofs_engine::volume::Tree = ferrofs_engine::volume::Tree::with_id(100);
 
 /// Makes a filesystem on in-memory disks with fixed UUIDs and an empty [`TEST_TREE`] (for
 /// tests and benchmarks).
@@ -367,7 +367,7 @@ pub fn mkfs(
         dev_uuids: &uuids,
     };
     let mut vol = ferrofs_engine::volume::Volume::mkfs(devs(disks), &opts)?;
-    vol.create_tree(TEST_TREE)?;
+    vol.create_tree(TEST_TREE.id())?;
     vol.commit()?;
     Ok(vol)
 }

@@ -55,7 +55,7 @@ fn workload_with(
         dev_uuids: &uuids,
     };
     let mut vol = Volume::mkfs(devs(disks), &opts).unwrap();
-    vol.create_tree(TEST_TREE).unwrap();
+    vol.create_tree(TEST_TREE.id()).unwrap();
     vol.commit().unwrap();
     drop(vol);
     MemDisk::freeze(disks);

@@ -664,7 +664,6 @@ fn bad_names_and_types_are_refused() {
 /// other copy), and rewritten; with one copy, the read fails with EUCLEAN.
 #[test]
 fn damaged_data_is_found_read_around_and_repaired() {
-    use ferrofs_engine::format::tree_id;
     use ferrofs_engine::inode::{kind, Extent};
     use ferrofs_engine::key::Key;
     for profile in [Profile::Raid1, Profile::Single] {
@@ -687,7 +686,7 @@ fn damaged_data_is_found_read_around_and_repaired() {
         fs.sync().unwrap();
         let ext = fs
             .vol
-            .lookup(tree_id::FS, &Key::new(f, kind::EXTENT_DATA, 0))
+            .lookup(fs.tree(), &Key::new(f, kind::EXTENT_DATA, 0))
             .unwrap()
             .unwrap();
         let ext = Extent::decode(&ext, 0).unwrap();
@@ -729,7 +728,7 @@ fn damaged_data_is_found_read_around_and_repaired() {
 /// usage are reported by `fsck -n`, fixed by a repairing fsck, and gone after.
 #[test]
 fn fsck_repairs_link_counts_and_usage() {
-    use ferrofs_engine::format::{item, tree_id};
+    use ferrofs_engine::format::item;
     use ferrofs_engine::inode::{kind, Inode};
     use ferrofs_engine::key::Key;
     let disks = MemDisk::set(1, 96 << 20);
@@ -739,20 +738,26 @@ fn fsck_repairs_link_counts_and_usage() {
     fs.sync().unwrap();
     // Damage, through the volume: nlink 5 instead of 2, and a chunk's usage off by a block.
     let key = Key::new(f, kind::INODE, 0);
-    let mut inode =
-        Inode::decode(f, &fs.vol.lookup(tree_id::FS, &key).unwrap().unwrap(), 0).unwrap();
+    let mut inode = Inode::decode(f, &fs.vol.lookup(fs.tree(), &key).unwrap().unwrap(), 0).unwrap();
     inode.nlink = 5;
-    fs.vol.insert(tree_id::FS, key, &inode.encode()).unwrap();
+    fs.vol.insert(fs.tree(), key, &inode.encode()).unwrap();
     // The data chunk: this commit changes no block in it, so nothing rewrites its usage.
     let chunk = fs.vol.chunks()[2].logical;
     let bg = Key::new(chunk, item::BLOCK_GROUP, 0);
     let used = u64::from_le_bytes(
-        fs.vol.lookup(tree_id::SPACE, &bg).unwrap().unwrap()[..8]
+        fs.vol
+            .lookup(ferrofs_engine::volume::Tree::SPACE, &bg)
+            .unwrap()
+            .unwrap()[..8]
             .try_into()
             .unwrap(),
     );
     fs.vol
-        .insert(tree_id::SPACE, bg, &(used + 4096).to_le_bytes())
+        .insert(
+            ferrofs_engine::volume::Tree::SPACE,
+            bg,
+            &(used + 4096).to_le_bytes(),
+        )
         .unwrap();
     fs.vol.commit().unwrap();
     drop(fs);
@@ -935,12 +940,12 @@ fn fsck_repairs_reference_counts() {
     );
     let csum = fs
         .vol
-        .lookup(ferrofs_engine::format::tree_id::CSUM, &csum_key)
+        .lookup(ferrofs_engine::volume::Tree::CSUM, &csum_key)
         .unwrap()
         .unwrap();
     fs.vol.set_refcount(used[0], 0).unwrap();
     fs.vol
-        .insert(ferrofs_engine::format::tree_id::CSUM, csum_key, &csum)
+        .insert(ferrofs_engine::volume::Tree::CSUM, csum_key, &csum)
         .unwrap();
     fs.vol.set_refcount(used[1], 4).unwrap();
     fs.vol.set_refcount(leak, 1).unwrap();

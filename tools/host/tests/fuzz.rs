@@ -37,8 +37,9 @@ impl Rng {
 /// superblocks of each device.
 fn tree_places(vol: &mut Volume<ferrofs_host::memdev::MemDev>) -> Vec<(usize, u64)> {
     let mut places = Vec::new();
-    for &id in vol.tree_ids().unwrap().iter() {
-        let mut stack = vec![vol.root(id).unwrap()];
+    for &tree in vol.trees().unwrap().iter() {
+        let id = tree.id();
+        let mut stack = vec![vol.root(tree).unwrap()];
         while let Some(at) = stack.pop() {
             for c in vol.map_block(at.block).unwrap().iter() {
                 places.push(((c.devid - 1) as usize, c.physical));

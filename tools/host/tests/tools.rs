@@ -46,8 +46,9 @@ fn metadata_copies(paths: &[String]) -> Vec<(u64, usize, u64)> {
     let mut vol = Volume::open(devs, false).unwrap();
     let devids: Vec<u64> = vol.devices().iter().map(|d| d.devid).collect();
     let mut out = Vec::new();
-    for &id in vol.tree_ids().unwrap().iter() {
-        let mut stack = vec![vol.root(id).unwrap()];
+    for &tree in vol.trees().unwrap().iter() {
+        let id = tree.id();
+        let mut stack = vec![vol.root(tree).unwrap()];
         while let Some(at) = stack.pop() {
             for c in vol.map_block(at.block).unwrap().iter() {
                 let idx = devids.iter().position(|&d| d == c.devid).unwrap();

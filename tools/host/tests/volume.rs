@@ -345,7 +345,7 @@ fn craft_root_tree(
     children: impl Fn(u8, &[u64], u64) -> Vec<Child>,
 ) -> EngineError {
     let vol = mkfs(disks, Profile::Single, Profile::Single);
-    let root = vol.root(tree_id::ROOT).unwrap();
+    let root = vol.root(ferrofs_engine::volume::Tree::ROOT).unwrap();
     let generation = root.generation;
     // Blocks for the crafted nodes, from the far end of the metadata chunk.
     let chunk = vol
@@ -435,4 +435,35 @@ fn a_crafted_tree_of_empty_leaves_is_refused() {
             .collect()
     });
     assert_eq!(corrupt_reason(err), "empty non-root tree block");
+}
+
+/// Reference updates carry their owner, and a reference goes only to a block of the kind
+/// its owner uses: file data to data chunks, tree blocks to metadata chunks.
+#[test]
+fn a_reference_goes_to_a_block_of_its_owners_kind() {
+    use ferrofs_engine::volume::{RefOwner, Tree};
+    let disks = new_disks(1);
+    let mut vol = mkfs(&disks, Profile::Single, Profile::Single);
+    let file = RefOwner::File {
+        tree: Tree::FS,
+        ino: 257,
+        offset: 0,
+    };
+    let (data, count) = vol.alloc_data(4, file).unwrap();
+    assert!(count >= 1);
+    // A tree may not take a reference to a data block, nor a file to a tree block.
+    let tree_block = vol.root_block(TEST_TREE).unwrap();
+    assert!(matches!(
+        vol.data_ref(tree_block, 1, file),
+        Err(EngineError::Corrupt { .. })
+    ));
+    assert!(matches!(
+        vol.alloc_data(1, RefOwner::Tree(Tree::FS)),
+        Err(EngineError::Corrupt { .. })
+    ));
+    for i in 0..count {
+        vol.data_ref(data + i * 4096, -1, file.advanced(i)).unwrap();
+    }
+    vol.commit().unwrap();
+    assert_clean(&mut vol);
 }

@@ -8,16 +8,17 @@ use super::super::chunk::{Copy, Kind};
 use super::super::crc32c;
 use super::super::dev::BlockDev;
 use super::super::error::{EngineError, EngineResult};
-use super::super::format::{tree_id, BLOCK_SIZE};
+use super::super::format::BLOCK_SIZE;
 use super::super::inode;
 use super::super::mem::FVec;
-use super::{Volume, BLOCK};
+use super::{RefOwner, Tree, Volume, BLOCK};
 use crate::platform;
 
 impl<D: BlockDev> Volume<D> {
     /// Allocates up to `max` contiguous data blocks (at least one), each with a reference
-    /// count of one; returns the first block's address and how many were allocated.
-    pub fn alloc_data(&mut self, max: u64) -> EngineResult<(u64, u64)> {
+    /// count of one held by `owner` (the first block's; the others follow it in the file);
+    /// returns the first block's address and how many were allocated.
+    pub fn alloc_data(&mut self, max: u64, owner: RefOwner) -> EngineResult<(u64, u64)> {
         let max = max.max(1);
         for round in 0..2 {
             for (chunk, space) in self.chunks.iter().zip(self.spaces.iter_mut()) {
@@ -30,7 +31,11 @@ impl<D: BlockDev> Volume<D> {
                         .checked_add(n.saturating_mul(BLOCK))
                         .ok_or(EngineError::NoSpace)?;
                     for i in 0..count {
-                        self.add_ref(start.saturating_add(i.saturating_mul(BLOCK)), 1)?;
+                        self.add_ref(
+                            start.saturating_add(i.saturating_mul(BLOCK)),
+                            1,
+                            owner.advanced(i),
+                        )?;
                     }
                     return Ok((start, count));
                 }
@@ -53,10 +58,10 @@ impl<D: BlockDev> Volume<D> {
         }
     }
 
-    /// Adds `delta` to the reference count of data block `block`.
-    pub fn data_ref(&mut self, block: u64, delta: i64) -> EngineResult<()> {
+    /// Adds `delta` to the reference count of data block `block`, held by `owner`.
+    pub fn data_ref(&mut self, block: u64, delta: i64, owner: RefOwner) -> EngineResult<()> {
         match self.chunk_index(block).and_then(|i| self.chunks.get(i)) {
-            Some(c) if c.kind == Kind::Data => self.add_ref(block, delta)?,
+            Some(c) if c.kind == Kind::Data => self.add_ref(block, delta, owner)?,
             _ => {
                 return Err(EngineError::Corrupt {
                     block,
@@ -69,7 +74,7 @@ impl<D: BlockDev> Volume<D> {
         // every block this transaction freed).
         if delta < 0 && !self.delayed.contains_key(block) && self.stored_refcount(block)? == 0 {
             self.pinned.try_push(block)?;
-            self.remove(tree_id::CSUM, &inode::csum_key(block))?;
+            self.remove(Tree::CSUM, &inode::csum_key(block))?;
         }
         Ok(())
     }
@@ -95,14 +100,14 @@ impl<D: BlockDev> Volume<D> {
         for (i, block) in data.chunks(BLOCK_SIZE as usize).enumerate() {
             let at = logical.saturating_add((i as u64).saturating_mul(BLOCK));
             let csum = crc32c::checksum(block);
-            self.insert(tree_id::CSUM, inode::csum_key(at), &csum.to_le_bytes())?;
+            self.insert(Tree::CSUM, inode::csum_key(at), &csum.to_le_bytes())?;
         }
         Ok(())
     }
 
     /// The recorded checksum of data block `logical`.
     fn data_csum(&mut self, logical: u64) -> EngineResult<u32> {
-        self.lookup(tree_id::CSUM, &inode::csum_key(logical))?
+        self.lookup(Tree::CSUM, &inode::csum_key(logical))?
             .as_deref()
             .and_then(|d| bytes::u32_at(d, 0))
             .ok_or(EngineError::Corrupt {

@@ -37,7 +37,7 @@ mod transaction;
 mod tree;
 
 pub use transaction::CommitTicket;
-pub use tree::{child_refs, Range, TreeStore};
+pub use tree::{child_refs, Range, RefOwner, Tree, TreeStore};
 
 use super::bytes;
 use super::chunk::{Chunk, Profile};
@@ -209,21 +209,26 @@ impl<D: BlockDev> Volume<D> {
         self.devs
     }
 
-    /// Root of tree `id`.
-    pub fn root(&self, id: u64) -> Option<NodeRef> {
-        match id {
-            tree_id::ROOT => Some(self.root_tree),
-            tree_id::CHUNK => Some(self.chunk_root),
-            _ => self.roots.iter().find(|(t, _)| *t == id).map(|(_, r)| *r),
+    /// Root of `tree`.
+    pub fn root(&self, tree: Tree) -> Option<NodeRef> {
+        match tree {
+            Tree::ROOT => Some(self.root_tree),
+            Tree::CHUNK => Some(self.chunk_root),
+            _ => self
+                .roots
+                .iter()
+                .find(|(t, _)| *t == tree.id())
+                .map(|(_, r)| *r),
         }
     }
 
-    /// Root block of tree `id` (to name the tree in reports).
-    pub fn root_block(&self, id: u64) -> Option<u64> {
-        self.root(id).map(|r| r.block)
+    /// Root block of `tree` (to name the tree in reports).
+    pub fn root_block(&self, tree: Tree) -> Option<u64> {
+        self.root(tree).map(|r| r.block)
     }
 
-    fn set_root(&mut self, id: u64, root: NodeRef) -> EngineResult<()> {
+    fn set_root(&mut self, tree: Tree, root: NodeRef) -> EngineResult<()> {
+        let id = tree.id();
         match id {
             tree_id::ROOT => self.root_tree = root,
             tree_id::CHUNK => self.chunk_root = root,

@@ -8,7 +8,7 @@ use super::super::bytes;
 use super::super::chunk::{Chunk, Kind, Profile};
 use super::super::dev::BlockDev;
 use super::super::error::{EngineError, EngineResult};
-use super::super::format::{self, item, tree_id, Superblock, BLOCK_SIZE};
+use super::super::format::{self, item, Superblock, BLOCK_SIZE};
 use super::super::key::Key;
 use super::super::map::U64Map;
 use super::super::mem::{self, FVec};
@@ -17,7 +17,7 @@ use super::super::spacemap;
 use super::space::{plan_chunk, round_down, ChunkSpace};
 use super::transaction::decode_root_item;
 use super::{
-    u64_value, BadSuperblock, DevSlot, MkfsOptions, OpenOptions, Volume, BLOCK,
+    u64_value, BadSuperblock, DevSlot, MkfsOptions, OpenOptions, Tree, Volume, BLOCK,
     DEFAULT_CACHE_LIMIT, DEV_ITEM_SIZE, MIN_DEVICE_SIZE,
 };
 
@@ -111,15 +111,15 @@ impl<D: BlockDev> Volume<D> {
             vol.add_chunk(chunk)?;
         }
         let root_tree = vol
-            .store(tree_id::ROOT)
-            .alloc(Node::new_leaf(tree_id::ROOT, 1))?;
+            .store(Tree::ROOT)
+            .alloc(Node::new_leaf(Tree::ROOT.id(), 1))?;
         vol.root_tree = vol.own_ref(root_tree)?;
         let chunk_root = vol
-            .store(tree_id::CHUNK)
-            .alloc(Node::new_leaf(tree_id::CHUNK, 1))?;
+            .store(Tree::CHUNK)
+            .alloc(Node::new_leaf(Tree::CHUNK.id(), 1))?;
         vol.chunk_root = vol.own_ref(chunk_root)?;
-        for id in [tree_id::SPACE, tree_id::DEV, tree_id::FS, tree_id::CSUM] {
-            vol.create_tree(id)?;
+        for id in [Tree::SPACE, Tree::DEV, Tree::FS, Tree::CSUM] {
+            vol.create_tree(id.id())?;
         }
         for i in 0..vol.devs.len() {
             let Some(slot) = vol.devs.get(i) else {
@@ -130,7 +130,7 @@ impl<D: BlockDev> Volume<D> {
             bytes::put_u64(&mut item, 0, size);
             bytes::put(&mut item, 8, &uuid);
             vol.insert(
-                tree_id::CHUNK,
+                Tree::CHUNK,
                 Key::new(format::DEV_ITEMS_OBJECTID, item::DEV, devid),
                 &item,
             )?;
@@ -167,7 +167,7 @@ impl<D: BlockDev> Volume<D> {
             self.sb.sys_chunks_len = end;
         }
         self.insert(
-            tree_id::CHUNK,
+            Tree::CHUNK,
             Key::new(format::CHUNK_OBJECTID, item::CHUNK, logical),
             &encoded,
         )?;
@@ -176,7 +176,7 @@ impl<D: BlockDev> Volume<D> {
             bytes::put_u64(&mut ext, 0, logical);
             bytes::put_u64(&mut ext, 8, stripe_size);
             self.insert(
-                tree_id::DEV,
+                Tree::DEV,
                 Key::new(s.devid, item::DEV_EXTENT, s.physical),
                 &ext,
             )?;
@@ -370,7 +370,7 @@ impl<D: BlockDev> Volume<D> {
     fn load_chunk_tree(&mut self) -> EngineResult<()> {
         let chunk_root = self.chunk_root.block;
         let mut items = self.range(
-            tree_id::CHUNK,
+            Tree::CHUNK,
             Key::new(format::DEV_ITEMS_OBJECTID, item::DEV, 0),
             Key::MAX,
         );
@@ -430,7 +430,7 @@ impl<D: BlockDev> Volume<D> {
 
     fn load_roots(&mut self) -> EngineResult<()> {
         let root_tree = self.root_tree.block;
-        let mut items = self.range(tree_id::ROOT, Key::MIN, Key::MAX);
+        let mut items = self.range(Tree::ROOT, Key::MIN, Key::MAX);
         while let Some((k, v)) = self.next_in(&mut items)? {
             if k.kind == item::ROOT {
                 let root = decode_root_item(&v, root_tree)?;
@@ -443,7 +443,7 @@ impl<D: BlockDev> Volume<D> {
                 self.roots.try_push((k.objectid, root))?;
             }
         }
-        for id in [tree_id::SPACE, tree_id::DEV, tree_id::FS, tree_id::CSUM] {
+        for id in [Tree::SPACE, Tree::DEV, Tree::FS, Tree::CSUM] {
             if self.root(id).is_none() {
                 return Err(EngineError::Corrupt {
                     block: root_tree,
@@ -462,7 +462,7 @@ impl<D: BlockDev> Volume<D> {
                 .map(|c| c.logical)
                 .ok_or(EngineError::Io)?;
             let mut bitmaps = self.range(
-                tree_id::SPACE,
+                Tree::SPACE,
                 Key::new(logical, item::BITMAP, 0),
                 Key::new(logical, item::BITMAP, u64::MAX),
             );

@@ -9,13 +9,13 @@ use super::super::bytes;
 use super::super::chunk::{Chunk, Kind, Profile, Stripe, STRIPE_LEN};
 use super::super::dev::BlockDev;
 use super::super::error::{EngineError, EngineResult};
-use super::super::format::{self, item, tree_id};
+use super::super::format::{self, item};
 use super::super::inode;
 use super::super::key::Key;
 use super::super::mem::{self, FVec};
 use super::super::node::{self, NodeRef};
 use super::super::spacemap;
-use super::{child_refs, u64_value, DevSlot, Volume, BLOCK};
+use super::{child_refs, u64_value, DevSlot, RefOwner, Tree, Volume, BLOCK};
 use crate::platform;
 
 /// In-memory allocation state of one chunk: one bit per block, set while the block is
@@ -133,8 +133,26 @@ impl<D: BlockDev> Volume<D> {
         Ok(())
     }
 
-    pub(super) fn add_ref(&mut self, block: u64, delta: i64) -> EngineResult<()> {
+    /// Queues `delta` to the reference count of `block`, held by `owner`.
+    pub(super) fn add_ref(&mut self, block: u64, delta: i64, owner: RefOwner) -> EngineResult<()> {
         platform::relax();
+        // A reference goes to a block of the kind its owner uses. (The reverse mapping,
+        // when there is one, records `owner` here too.)
+        let kind = self
+            .chunk_index(block)
+            .and_then(|i| self.chunks.get(i))
+            .map(|c| c.kind);
+        let fits = match (owner, kind) {
+            (RefOwner::File { .. }, Some(Kind::Data)) => true,
+            (RefOwner::Tree(_), Some(Kind::Metadata | Kind::System)) => true,
+            _ => false,
+        };
+        if !fits {
+            return Err(EngineError::Corrupt {
+                block,
+                reason: "reference to a block outside every chunk of its owner's kind",
+            });
+        }
         self.changed();
         let now = self.delayed.get(block).copied().unwrap_or(0);
         let sum = now
@@ -152,11 +170,11 @@ impl<D: BlockDev> Volume<D> {
     pub fn stored_refcount(&mut self, block: u64) -> EngineResult<u64> {
         let (_, chunk_logical) = self.chunk_of(block, "block address outside every chunk")?;
         let (index, entry) = spacemap::position(block.saturating_sub(chunk_logical) / BLOCK);
-        let Some(root) = self.root(tree_id::SPACE) else {
+        let Some(root) = self.root(Tree::SPACE) else {
             return Ok(0);
         };
         let bitmap = btree::lookup(
-            &mut self.store(tree_id::SPACE),
+            &mut self.store(Tree::SPACE),
             &root,
             &Key::new(chunk_logical, item::BITMAP, index),
         )?;
@@ -167,7 +185,7 @@ impl<D: BlockDev> Volume<D> {
             return Ok(u64::from(value));
         }
         let over = btree::lookup(
-            &mut self.store(tree_id::SPACE),
+            &mut self.store(Tree::SPACE),
             &root,
             &Key::new(block, item::REFCOUNT, 0),
         )?;
@@ -194,12 +212,12 @@ impl<D: BlockDev> Volume<D> {
         })
     }
 
-    /// Drops one reference to the tree block `at` points at, of tree `owner`; at the last
+    /// Drops one reference to the tree block `at` points at, of `tree`; at the last
     /// one, drops the node's references to its children too.
     pub(super) fn drop_tree_ref(
         &mut self,
         at: &NodeRef,
-        owner: u64,
+        tree: Tree,
         depth: u8,
         shared: bool,
     ) -> EngineResult<()> {
@@ -215,15 +233,15 @@ impl<D: BlockDev> Volume<D> {
             let node = if self.fresh.contains_key(block) {
                 self.own_node(block)?
             } else {
-                self.read_node(at, owner)?
+                self.read_node(at, tree.id())?
             };
             let children = child_refs(node)?;
             for child in children.iter() {
-                self.drop_tree_ref(child, owner, depth.saturating_add(1), shared)?;
+                self.drop_tree_ref(child, tree, depth.saturating_add(1), shared)?;
             }
             self.forget(block)?;
         }
-        self.add_ref(block, -1)
+        self.add_ref(block, -1, RefOwner::Tree(tree))
     }
 
     pub(super) fn alloc_block(&mut self, kind: Kind) -> EngineResult<u64> {
@@ -270,7 +288,7 @@ impl<D: BlockDev> Volume<D> {
                 "no chunk of this kind to take the profile from",
             ))?;
         let mut used: FVec<(u64, u64, u64)> = FVec::new();
-        let mut extents = self.range(tree_id::DEV, Key::MIN, Key::MAX);
+        let mut extents = self.range(Tree::DEV, Key::MIN, Key::MAX);
         while let Some((k, v)) = self.next_in(&mut extents)? {
             if k.kind == item::DEV_EXTENT {
                 let len = bytes::u64_at(&v, 8).ok_or(EngineError::Corrupt {
@@ -388,7 +406,7 @@ impl<D: BlockDev> Volume<D> {
         }
         let is_data = self.chunks.get(i).is_some_and(|c| c.kind == Kind::Data);
         if is_data && old > 0 && new == 0 {
-            self.remove(tree_id::CSUM, &inode::csum_key(block))?;
+            self.remove(Tree::CSUM, &inode::csum_key(block))?;
         }
         Ok(())
     }
@@ -404,7 +422,7 @@ impl<D: BlockDev> Volume<D> {
     ) -> EngineResult<()> {
         let (index, entry) = spacemap::position(block.saturating_sub(chunk_logical) / BLOCK);
         let bkey = Key::new(chunk_logical, item::BITMAP, index);
-        let mut bitmap = match self.lookup(tree_id::SPACE, &bkey)? {
+        let mut bitmap = match self.lookup(Tree::SPACE, &bkey)? {
             Some(b) if b.len() == spacemap::BITMAP_BYTES => b,
             Some(_) => {
                 return Err(EngineError::Corrupt {
@@ -416,17 +434,17 @@ impl<D: BlockDev> Volume<D> {
         };
         spacemap::set_entry(&mut bitmap, entry, spacemap::entry_for(new));
         if bitmap.iter().all(|&b| b == 0) {
-            self.remove(tree_id::SPACE, &bkey)?;
+            self.remove(Tree::SPACE, &bkey)?;
         } else {
-            self.insert(tree_id::SPACE, bkey, &bitmap)?;
+            self.insert(Tree::SPACE, bkey, &bitmap)?;
         }
         let okey = Key::new(block, item::REFCOUNT, 0);
         if new >= 3 {
             let n =
                 u32::try_from(new).map_err(|_| EngineError::Invalid("reference count overflow"))?;
-            self.insert(tree_id::SPACE, okey, &n.to_le_bytes())?;
+            self.insert(Tree::SPACE, okey, &n.to_le_bytes())?;
         } else if old >= 3 {
-            self.remove(tree_id::SPACE, &okey)?;
+            self.remove(Tree::SPACE, &okey)?;
         }
         Ok(())
     }
@@ -447,18 +465,14 @@ impl<D: BlockDev> Volume<D> {
                 .get(i)
                 .map(|c| c.logical)
                 .ok_or(EngineError::Io)?;
-            self.put_u64_if_changed(
-                tree_id::SPACE,
-                Key::new(logical, item::BLOCK_GROUP, 0),
-                used,
-            )?;
+            self.put_u64_if_changed(Tree::SPACE, Key::new(logical, item::BLOCK_GROUP, 0), used)?;
         }
         Ok(())
     }
 
     /// Stores a `u64` item unless it already holds `value`: rewriting an unchanged item
     /// would still copy its path, and the commit loop would never settle.
-    fn put_u64_if_changed(&mut self, tree: u64, key: Key, value: u64) -> EngineResult<()> {
+    fn put_u64_if_changed(&mut self, tree: Tree, key: Key, value: u64) -> EngineResult<()> {
         if self.lookup(tree, &key)?.as_deref().and_then(u64_value) != Some(value) {
             self.insert(tree, key, &value.to_le_bytes())?;
         }

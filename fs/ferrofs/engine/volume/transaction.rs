@@ -6,11 +6,11 @@
 use super::super::bytes;
 use super::super::dev::BlockDev;
 use super::super::error::{EngineError, EngineResult};
-use super::super::format::{self, item, tree_id, Superblock, BLOCK_SIZE};
+use super::super::format::{self, item, Superblock, BLOCK_SIZE};
 use super::super::key::Key;
 use super::super::mem::{self, FVec};
 use super::super::node::NodeRef;
-use super::{OpenOptions, Volume, BLOCK, ROOT_ITEM_SIZE};
+use super::{OpenOptions, Tree, Volume, BLOCK, ROOT_ITEM_SIZE};
 use crate::platform;
 
 /// Passes of the commit loop before giving up: each pass applies the reference changes the
@@ -118,8 +118,8 @@ impl<D: BlockDev> Volume<D> {
             };
             let key = Key::new(id, item::ROOT, 0);
             let value = encode_root_item(&root);
-            if self.lookup(tree_id::ROOT, &key)?.as_deref() != Some(&value[..]) {
-                self.insert(tree_id::ROOT, key, &value)?;
+            if self.lookup(Tree::ROOT, &key)?.as_deref() != Some(&value[..]) {
+                self.insert(Tree::ROOT, key, &value)?;
             }
         }
         Ok(())

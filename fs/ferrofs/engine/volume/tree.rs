@@ -13,9 +13,85 @@ use super::super::mem::FVec;
 use super::super::node::{Body, Node, NodeRef};
 use super::{Cached, Volume};
 
+/// A tree of the volume, the handle every item operation takes. The fixed trees are
+/// constants; any other tree comes from the registry of roots the root tree holds
+/// ([`Volume::tree`], [`Volume::trees`], [`Volume::create_tree`]), so that the filesystem
+/// can work on whichever subvolume tree it is given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Tree(u64);
+
+impl Tree {
+    /// The root tree: the registry of every other tree's root.
+    pub const ROOT: Self = Self(tree_id::ROOT);
+    /// The space map.
+    pub const SPACE: Self = Self(tree_id::SPACE);
+    /// Chunks and devices.
+    pub const CHUNK: Self = Self(tree_id::CHUNK);
+    /// Device extents.
+    pub const DEV: Self = Self(tree_id::DEV);
+    /// The filesystem tree a new filesystem starts with.
+    pub const FS: Self = Self(tree_id::FS);
+    /// Data checksums.
+    pub const CSUM: Self = Self(tree_id::CSUM);
+
+    /// A handle on tree `id`, whether or not the volume has it (every operation on a tree
+    /// the volume lacks fails): for a tree whose id is fixed by its use, as in tests.
+    pub const fn with_id(id: u64) -> Self {
+        Self(id)
+    }
+
+    /// The tree's id (the owner recorded in its blocks, the key of its root item).
+    pub const fn id(self) -> u64 {
+        self.0
+    }
+
+    /// Whether the tree's blocks can be shared with another tree, so that their reference
+    /// counts must be read before a change. The space, root, chunk, device and checksum
+    /// trees are never shared: each of their blocks has exactly one reference (not reading
+    /// counts for them also keeps the space tree from being read while a change to it is
+    /// half done). Subvolume trees may be: today the filesystem tree.
+    pub fn may_share(self) -> bool {
+        self.0 == tree_id::FS
+    }
+}
+
+/// Who holds a reference to a block. Every reference update carries it, for the reverse
+/// mapping (what each block belongs to) that space introspection, relocation and fsck's
+/// cross-checks will read; today it checks that a reference goes to a block of the kind
+/// its owner uses (tree blocks in metadata or system chunks, file data in data chunks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefOwner {
+    /// A block of `tree`, referenced by its parent node or by the tree's root.
+    Tree(Tree),
+    /// Data of inode `ino` of `tree`, at byte `offset` of the file.
+    File {
+        /// The tree that holds the inode.
+        tree: Tree,
+        /// The inode.
+        ino: u64,
+        /// Byte offset in the file of the referenced block.
+        offset: u64,
+    },
+}
+
+impl RefOwner {
+    /// The owner of the block `blocks` blocks further on: for file data, `blocks` blocks
+    /// further into the file; a tree owns every block alike.
+    pub fn advanced(self, blocks: u64) -> Self {
+        match self {
+            Self::Tree(_) => self,
+            Self::File { tree, ino, offset } => Self::File {
+                tree,
+                ino,
+                offset: offset.saturating_add(blocks.saturating_mul(super::BLOCK)),
+            },
+        }
+    }
+}
+
 /// A walk over a range of one tree's items ([`Volume::range`], [`Volume::next_in`]).
 pub struct Range {
-    tree: u64,
+    tree: Tree,
     /// The smallest key the walk may still return; `None` once it is over.
     next: Option<Key>,
     /// The largest key it returns.
@@ -27,12 +103,12 @@ pub struct Range {
 /// The node store of one tree of a volume: allocations go to the tree's kind of chunk.
 pub struct TreeStore<'a, D: BlockDev> {
     vol: &'a mut Volume<D>,
-    owner: u64,
+    tree: Tree,
 }
 
 impl<D: BlockDev> NodeStore for TreeStore<'_, D> {
     fn node(&mut self, at: &NodeRef) -> EngineResult<&Node> {
-        self.vol.read_node(at, self.owner)
+        self.vol.read_node(at, self.tree.id())
     }
 
     fn own_node(&mut self, block: u64) -> EngineResult<&Node> {
@@ -64,34 +140,34 @@ impl<D: BlockDev> NodeStore for TreeStore<'_, D> {
         if count == 1 && self.vol.fresh.contains_key(block) {
             return Ok(block);
         }
-        let mut copy = self.vol.read_node(at, self.owner)?.try_clone()?;
+        let mut copy = self.vol.read_node(at, self.tree.id())?.try_clone()?;
         copy.generation = self.vol.generation;
         let children = internal_children(&copy)?;
         let new = self.alloc(copy)?;
         if count > 1 {
             // Still shared: the copy takes its own reference on every child.
             for child in children.iter() {
-                self.vol.add_ref(*child, 1)?;
+                self.vol.add_ref(*child, 1, RefOwner::Tree(self.tree))?;
             }
-            self.vol.add_ref(block, -1)?;
+            self.vol.add_ref(block, -1, RefOwner::Tree(self.tree))?;
         } else {
             // Ours alone: the copy inherits the references of the original.
-            self.vol.add_ref(block, -1)?;
+            self.vol.add_ref(block, -1, RefOwner::Tree(self.tree))?;
             self.vol.forget(block)?;
         }
         Ok(new)
     }
 
     fn alloc(&mut self, mut node: Node) -> EngineResult<u64> {
-        let kind = if self.owner == tree_id::CHUNK {
+        let kind = if self.tree == Tree::CHUNK {
             Kind::System
         } else {
             Kind::Metadata
         };
-        node.owner = self.owner;
+        node.owner = self.tree.id();
         node.generation = self.vol.generation;
         let block = self.vol.alloc_block(kind)?;
-        self.vol.add_ref(block, 1)?;
+        self.vol.add_ref(block, 1, RefOwner::Tree(self.tree))?;
         self.vol.fresh.insert(block, ())?;
         self.vol.cache.insert(block, Cached { node, dirty: true })?;
         Ok(block)
@@ -100,7 +176,7 @@ impl<D: BlockDev> NodeStore for TreeStore<'_, D> {
     fn free(&mut self, block: u64) -> EngineResult<()> {
         let shared = self.may_share();
         let at = self.vol.own_ref(block)?;
-        self.vol.drop_tree_ref(&at, self.owner, 0, shared)
+        self.vol.drop_tree_ref(&at, self.tree, 0, shared)
     }
 
     fn generation(&self) -> u64 {
@@ -109,12 +185,8 @@ impl<D: BlockDev> NodeStore for TreeStore<'_, D> {
 }
 
 impl<D: BlockDev> TreeStore<'_, D> {
-    /// Whether blocks of this tree can be shared with another tree, so that their reference
-    /// counts must be read. The space, root, chunk, device and checksum trees are never
-    /// shared: each of their blocks has exactly one reference. Not reading counts for them
-    /// also keeps the space tree from being read while a change to it is half done.
     fn may_share(&self) -> bool {
-        self.owner == tree_id::FS
+        self.tree.may_share()
     }
 }
 
@@ -147,13 +219,19 @@ pub fn child_refs(node: &Node) -> EngineResult<FVec<NodeRef>> {
 }
 
 impl<D: BlockDev> Volume<D> {
-    /// The node store of tree `owner`.
-    pub fn store(&mut self, owner: u64) -> TreeStore<'_, D> {
-        TreeStore { vol: self, owner }
+    /// The node store of `tree`.
+    pub fn store(&mut self, tree: Tree) -> TreeStore<'_, D> {
+        TreeStore { vol: self, tree }
+    }
+
+    /// The tree `id`, if the volume has it.
+    pub fn tree(&self, id: u64) -> EngineResult<Tree> {
+        let tree = Tree(id);
+        self.root(tree).map(|_| tree).ok_or(EngineError::NotFound)
     }
 
     /// Looks up `key` in tree `id`.
-    pub fn lookup(&mut self, id: u64, key: &Key) -> EngineResult<Option<FVec<u8>>> {
+    pub fn lookup(&mut self, id: Tree, key: &Key) -> EngineResult<Option<FVec<u8>>> {
         let root = self.root(id).ok_or(EngineError::Invalid("no such tree"))?;
         btree::lookup(&mut self.store(id), &root, key)
     }
@@ -161,7 +239,7 @@ impl<D: BlockDev> Volume<D> {
     /// The first item of tree `id` at or after `key`.
     pub fn first_at_or_after(
         &mut self,
-        id: u64,
+        id: Tree,
         key: &Key,
     ) -> EngineResult<Option<(Key, FVec<u8>)>> {
         let root = self.root(id).ok_or(EngineError::Invalid("no such tree"))?;
@@ -171,7 +249,7 @@ impl<D: BlockDev> Volume<D> {
     /// The last item of tree `id` at or before `key`.
     pub fn last_at_or_before(
         &mut self,
-        id: u64,
+        id: Tree,
         key: &Key,
     ) -> EngineResult<Option<(Key, FVec<u8>)>> {
         let root = self.root(id).ok_or(EngineError::Invalid("no such tree"))?;
@@ -180,7 +258,7 @@ impl<D: BlockDev> Volume<D> {
 
     /// A walk over the items of tree `id` with keys in `first..=last`, in key order: see
     /// [`Self::next_in`].
-    pub fn range(&self, id: u64, first: Key, last: Key) -> Range {
+    pub fn range(&self, id: Tree, first: Key, last: Key) -> Range {
         Range {
             tree: id,
             next: Some(first),
@@ -228,7 +306,7 @@ impl<D: BlockDev> Volume<D> {
     }
 
     /// Inserts or replaces an item of tree `id`.
-    pub fn insert(&mut self, id: u64, key: Key, value: &[u8]) -> EngineResult<Option<FVec<u8>>> {
+    pub fn insert(&mut self, id: Tree, key: Key, value: &[u8]) -> EngineResult<Option<FVec<u8>>> {
         self.changed();
         let mut root = self.root(id).ok_or(EngineError::Invalid("no such tree"))?;
         let old = btree::insert(&mut self.store(id), &mut root, key, value)?;
@@ -237,7 +315,7 @@ impl<D: BlockDev> Volume<D> {
     }
 
     /// Removes an item of tree `id`.
-    pub fn remove(&mut self, id: u64, key: &Key) -> EngineResult<Option<FVec<u8>>> {
+    pub fn remove(&mut self, id: Tree, key: &Key) -> EngineResult<Option<FVec<u8>>> {
         self.changed();
         let mut root = self.root(id).ok_or(EngineError::Invalid("no such tree"))?;
         let old = btree::remove(&mut self.store(id), &mut root, key)?;
@@ -245,26 +323,28 @@ impl<D: BlockDev> Volume<D> {
         Ok(old)
     }
 
-    /// Creates an empty tree `id`.
-    pub fn create_tree(&mut self, id: u64) -> EngineResult<()> {
+    /// Creates an empty tree `id` and registers it in the root tree (at the next commit).
+    pub fn create_tree(&mut self, id: u64) -> EngineResult<Tree> {
         self.changed();
-        if self.root(id).is_some() {
+        let tree = Tree(id);
+        if self.root(tree).is_some() {
             return Err(EngineError::Invalid("tree exists"));
         }
         let generation = self.generation;
-        let root = self.store(id).alloc(Node::new_leaf(id, generation))?;
+        let root = self.store(tree).alloc(Node::new_leaf(id, generation))?;
         let root = self.own_ref(root)?;
-        self.set_root(id, root)
+        self.set_root(tree, root)?;
+        Ok(tree)
     }
 
-    /// Ids of every tree, the root and chunk trees first.
-    pub fn tree_ids(&self) -> EngineResult<FVec<u64>> {
-        let mut ids = FVec::try_with_capacity(self.roots.len().saturating_add(2))?;
-        ids.try_push(tree_id::ROOT)?;
-        ids.try_push(tree_id::CHUNK)?;
+    /// Every tree, the root and chunk trees first.
+    pub fn trees(&self) -> EngineResult<FVec<Tree>> {
+        let mut trees = FVec::try_with_capacity(self.roots.len().saturating_add(2))?;
+        trees.try_push(Tree::ROOT)?;
+        trees.try_push(Tree::CHUNK)?;
         for (id, _) in self.roots.iter() {
-            ids.try_push(*id)?;
+            trees.try_push(Tree(*id))?;
         }
-        Ok(ids)
+        Ok(trees)
     }
 }

@@ -116,12 +116,13 @@ fn dump(args: &[String]) -> Result<(), String> {
             &c.stripes[..]
         );
     }
-    let ids = vol.tree_ids().map_err(|e| cli::describe(&e))?;
-    for &id in ids.iter() {
+    let trees = vol.trees().map_err(|e| cli::describe(&e))?;
+    for &tree in trees.iter() {
+        let id = tree.id();
         if only.is_some_and(|o| o != id) {
             continue;
         }
-        let Some(root) = vol.root(id) else {
+        let Some(root) = vol.root(tree) else {
             continue;
         };
         println!("tree {id} ({}) root {}", tree_name(id), root.block);
@@ -144,7 +145,7 @@ fn dump(args: &[String]) -> Result<(), String> {
                 }
             }
         }
-        let mut items = vol.range(id, Key::MIN, Key::MAX);
+        let mut items = vol.range(tree, Key::MIN, Key::MAX);
         while let Some((k, v)) = vol.next_in(&mut items).map_err(|e| cli::describe(&e))? {
             let shown: String = v.iter().take(32).map(|b| format!("{b:02x}")).collect();
             let more = if v.len() > 32 { "..." } else { "" };
