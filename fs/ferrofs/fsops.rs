@@ -351,7 +351,13 @@ fn fill_super(sb: &mut NewSuperBlock<'_>, opts: &MountOptions) -> Result {
     sb.set_export_ops::<Ferrofs>();
     sb.set_posix_acls();
     sb.set_info(state);
-    let root = get_inode(sb, ei::ROOT_INO)?;
+    let root = get_inode(sb, ei::ROOT_INO).inspect_err(|err| {
+        pr_err!(
+            "{}: cannot mount: cannot read the root directory (errno {})\n",
+            sb.id(),
+            -err.to_errno()
+        )
+    })?;
     sb.set_root(root)?;
     if !read_only {
         start_commit_thread(sb)?;

@@ -241,6 +241,16 @@ struct file *ferrofs_sb_get_bdev_file(struct super_block *sb)
 	return sb->s_bdev_file ? get_file(sb->s_bdev_file) : NULL;
 }
 
+void ferrofs_release_sb_bdev(struct super_block *sb)
+{
+	struct block_device *bdev = sb->s_bdev;
+
+	if (bdev) {
+		sync_blockdev(bdev);
+		bdev_fput(sb->s_bdev_file);
+	}
+}
+
 struct file *ferrofs_open_bdev(const char *path, bool write, struct super_block *holder)
 {
 	blk_mode_t mode = BLK_OPEN_READ | (write ? BLK_OPEN_WRITE : 0);

@@ -52,6 +52,8 @@ int ferrofs_bdev_sync_and_invalidate(struct block_device *bdev);
 u64 ferrofs_bdev_size(struct block_device *bdev);
 /* A new reference to the super block's device file (NULL if none). */
 struct file *ferrofs_sb_get_bdev_file(struct super_block *sb);
+/* What kill_block_super() does after generic_shutdown_super(): sync and release the device. */
+void ferrofs_release_sb_bdev(struct super_block *sb);
 struct file *ferrofs_open_bdev(const char *path, bool write, struct super_block *holder);
 struct block_device *ferrofs_file_bdev(struct file *file);
 long ferrofs_ptr_err(const void *ptr);
