@@ -11,7 +11,7 @@ use kernel::c_str;
 use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::str::{CStr, CString};
-use kernel::sync::Mutex;
+use kernel::sync::{Arc, Mutex};
 
 use crate::engine::error::{EngineError, EngineResult};
 use crate::engine::format::{self, Probe, BLOCK_SIZE};
@@ -135,7 +135,8 @@ fn parse_param(opts: &mut MountOptions, key: &CStr, value: Option<&CStr>) -> Res
 /// What a mounted ferrofs keeps: the engine behind its lock, and the options.
 #[pin_data]
 pub(crate) struct FsInfo {
-    /// The background commit thread; declared first so that it stops before the rest goes.
+    /// The background commit thread, which holds a reference to this state: stopped by
+    /// `put_super` and by a remount read-only (a thread left running would keep the state).
     #[pin]
     thread: Mutex<Option<CommitThread>>,
     /// One commit at a time; taken before `fs`, and held while a commit flushes the
@@ -335,7 +336,7 @@ fn fill_super(sb: &mut NewSuperBlock<'_>, opts: &MountOptions) -> Result {
         devices.push(CString::try_from(&**path)?, GFP_KERNEL)?;
     }
     let id = CString::try_from(sb.id())?;
-    let state = KBox::pin_init(
+    let state = Arc::pin_init(
         pin_init!(FsInfo {
             thread <- new_mutex!(None),
             commit_lock <- new_mutex!(()),
@@ -357,7 +358,13 @@ fn fill_super(sb: &mut NewSuperBlock<'_>, opts: &MountOptions) -> Result {
     sb.set_export_ops::<Ferrofs>();
     sb.set_posix_acls();
     sb.set_info(state);
-    let root = get_inode(sb, ei::ROOT_INO)?;
+    let root = get_inode(sb, ei::ROOT_INO).inspect_err(|err| {
+        pr_err!(
+            "{}: cannot mount: cannot read the root directory (errno {})\n",
+            sb.id(),
+            -err.to_errno()
+        )
+    })?;
     sb.set_root(root)?;
     if !read_only {
         start_commit_thread(sb)?;
@@ -367,7 +374,7 @@ fn fill_super(sb: &mut NewSuperBlock<'_>, opts: &MountOptions) -> Result {
 
 fn start_commit_thread(sb: &SuperBlock) -> Result {
     let info = sb.info()?;
-    let thread = CommitThread::start(c_str!("ferrofs-commit"), info)?;
+    let thread = CommitThread::start(c_str!("ferrofs-commit"), info.into())?;
     *info.thread.lock() = Some(thread);
     Ok(())
 }

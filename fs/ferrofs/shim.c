@@ -12,6 +12,7 @@
 #include <linux/highmem.h>
 #include <linux/kdev_t.h>
 #include <linux/kthread.h>
+#include <linux/module.h>
 #include <linux/pagemap.h>
 #include <linux/posix_acl.h>
 #include <linux/posix_acl_xattr.h>
@@ -235,9 +236,19 @@ u64 ferrofs_bdev_size(struct block_device *bdev)
 	return bdev_nr_bytes(bdev);
 }
 
-struct block_device *ferrofs_sb_bdev(struct super_block *sb)
+struct file *ferrofs_sb_get_bdev_file(struct super_block *sb)
 {
-	return sb->s_bdev;
+	return sb->s_bdev_file ? get_file(sb->s_bdev_file) : NULL;
+}
+
+void ferrofs_release_sb_bdev(struct super_block *sb)
+{
+	struct block_device *bdev = sb->s_bdev;
+
+	if (bdev) {
+		sync_blockdev(bdev);
+		bdev_fput(sb->s_bdev_file);
+	}
 }
 
 struct file *ferrofs_open_bdev(const char *path, bool write, struct super_block *holder)
@@ -469,6 +480,21 @@ void **ferrofs_fc_private(struct fs_context *fc)
 struct task_struct *ferrofs_kthread_run(int (*fn)(void *), void *data, const char *name)
 {
 	return kthread_run(fn, data, "%s", name);
+}
+
+void ferrofs_module_get(void)
+{
+	__module_get(THIS_MODULE);
+}
+
+void ferrofs_module_put(void)
+{
+	module_put(THIS_MODULE);
+}
+
+void ferrofs_module_put_and_kthread_exit(long code)
+{
+	module_put_and_kthread_exit(code);
 }
 
 long ferrofs_secs_to_jiffies(unsigned int secs)

@@ -50,7 +50,10 @@ void ferrofs_plug_finish(struct blk_plug *plug);
 int ferrofs_bdev_flush(struct block_device *bdev);
 int ferrofs_bdev_sync_and_invalidate(struct block_device *bdev);
 u64 ferrofs_bdev_size(struct block_device *bdev);
-struct block_device *ferrofs_sb_bdev(struct super_block *sb);
+/* A new reference to the super block's device file (NULL if none). */
+struct file *ferrofs_sb_get_bdev_file(struct super_block *sb);
+/* What kill_block_super() does after generic_shutdown_super(): sync and release the device. */
+void ferrofs_release_sb_bdev(struct super_block *sb);
 struct file *ferrofs_open_bdev(const char *path, bool write, struct super_block *holder);
 struct block_device *ferrofs_file_bdev(struct file *file);
 long ferrofs_ptr_err(const void *ptr);
@@ -115,6 +118,14 @@ void **ferrofs_fc_private(struct fs_context *fc);
 
 /* The background commit thread. */
 struct task_struct *ferrofs_kthread_run(int (*fn)(void *), void *data, const char *name);
+/*
+ * A reference to this module, for a kernel thread running its code: taken before the
+ * thread starts, put by the thread as it ends (in core kernel code, never returning into
+ * the module), or by its starter if it never ran.
+ */
+void ferrofs_module_get(void);
+void ferrofs_module_put(void);
+void __attribute__((noreturn)) ferrofs_module_put_and_kthread_exit(long code);
 long ferrofs_secs_to_jiffies(unsigned int secs);
 void ferrofs_cond_resched(void);
 bool ferrofs_dir_emit_dots(struct file *file, struct dir_context *ctx);

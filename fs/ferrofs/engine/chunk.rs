@@ -14,6 +14,9 @@
 //! | raid1    | 2, distinct devices        | 2      | each stripe a full copy            |
 //! | raid1c3  | 3, distinct devices        | 3      | each stripe a full copy            |
 //! | raid10   | n >= 4 (even), distinct    | 2      | striped over n/2 mirrored pairs    |
+//!
+//! The mirrored pairs of a raid10 chunk are its stripes taken two at a time: stripes
+//! `2i` and `2i + 1` hold the same bytes.
 
 use super::bytes;
 use super::error::{EngineError, EngineResult};
@@ -21,6 +24,9 @@ use super::mem::FVec;
 
 /// Size of the striping unit of raid0 and raid10.
 pub const STRIPE_LEN: u64 = 64 * 1024;
+
+/// Stripes in each mirrored pair of a raid10 chunk (consecutive stripes).
+const RAID10_MIRRORS: u64 = 2;
 
 /// What a chunk stores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -293,6 +299,21 @@ impl Chunk {
         Ok(())
     }
 
+    /// Whether every byte of the chunk has a copy on a device for which `present(devid)`
+    /// holds: every stripe for single, dup and raid0, one stripe for raid1 and raid1c3, one
+    /// stripe of every mirrored pair for raid10.
+    pub fn is_readable(&self, present: impl Fn(u64) -> bool) -> bool {
+        let up = |s: &Stripe| present(s.devid);
+        match self.profile {
+            Profile::Single | Profile::Dup | Profile::Raid0 => self.stripes.iter().all(up),
+            Profile::Raid1 | Profile::Raid1c3 => self.stripes.iter().any(up),
+            Profile::Raid10 => self
+                .stripes
+                .chunks(RAID10_MIRRORS as usize)
+                .all(|pair| pair.iter().any(up)),
+        }
+    }
+
     /// Maps `len` bytes at `logical` (inside the chunk) to their copies. Returns the copies
     /// and how many of the bytes they cover: never past the end of a striping unit, so a
     /// caller walks a longer range in several steps.
@@ -329,15 +350,10 @@ impl Chunk {
                 len.min(room)
             }
             Profile::Raid0 | Profile::Raid10 => {
-                let groups = if self.profile == Profile::Raid10 {
-                    n / 2
+                let (groups, per_group) = if self.profile == Profile::Raid10 {
+                    (n / RAID10_MIRRORS, RAID10_MIRRORS)
                 } else {
-                    n
-                };
-                let per_group = if self.profile == Profile::Raid10 {
-                    2
-                } else {
-                    1
+                    (n, 1)
                 };
                 let unit = offset / STRIPE_LEN;
                 let in_unit = offset % STRIPE_LEN;

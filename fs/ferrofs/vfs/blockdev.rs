@@ -23,17 +23,33 @@ use crate::engine::format::BLOCK_SIZE;
 
 const BLOCK: usize = BLOCK_SIZE as usize;
 
+/// How an [`OpenDev`] holds its device file.
+#[derive(Clone, Copy)]
+enum Hold {
+    /// Opened by ferrofs (`device=`): released, claim and file, with `bdev_fput`.
+    Opened,
+    /// A reference to the file the VFS opened for the super block (`s_bdev_file`): put
+    /// with `fput`; the VFS releases the claim and its own reference.
+    Shared,
+}
+
 /// An open block device of a mounted ferrofs, shared by its [`KernelDev`] and the
-/// [`DevFlusher`]s of commits in progress; closed when the last of them goes.
+/// [`DevFlusher`]s of commits in progress.
+///
+/// # Invariants
+///
+/// `file` is an open block device file of which `self` holds a reference (as `hold`
+/// says), put when `self` goes; `bdev` is its block device, open while the file is.
 struct OpenDev {
     bdev: NonNull<bindings::block_device>,
-    /// The device file, for devices ferrofs opened itself (not the one the VFS mounted).
-    file: Option<NonNull<bindings::file>>,
+    file: NonNull<bindings::file>,
+    hold: Hold,
     /// Writes submitted and not yet waited for.
     inflight: InFlight,
 }
 
-// SAFETY: a `block_device` (and the `file` that holds it open) may be used from any thread;
+// SAFETY: a `block_device` (and the `file` that holds it open, and a reference to that file)
+// may be used and put from any thread;
 // the only operations shared between threads are waiting on `inflight` and flushing the
 // device's cache, both safe to run concurrently with each other and with submissions.
 unsafe impl Send for OpenDev {}
@@ -41,26 +57,29 @@ unsafe impl Send for OpenDev {}
 unsafe impl Sync for OpenDev {}
 
 impl OpenDev {
+    /// Takes over the reference to `file` (held as `hold` says), whose device is `bdev`;
+    /// puts it on failure.
     fn new(
         bdev: NonNull<bindings::block_device>,
-        file: Option<NonNull<bindings::file>>,
+        file: NonNull<bindings::file>,
+        hold: Hold,
     ) -> Result<Arc<Self>> {
         let dev = match InFlight::new() {
+            // INVARIANT: the caller hands over a reference to the open `file` of `bdev`.
             Ok(inflight) => Self {
                 bdev,
                 file,
+                hold,
                 inflight,
             },
             Err(err) => {
-                if let Some(file) = file {
-                    // SAFETY: the caller opened `file` and hands it over; it is not used
-                    // again.
-                    unsafe { bindings::bdev_fput(file.as_ptr()) };
-                }
+                // SAFETY: the caller hands over its reference to `file`, as `hold` says; it
+                // is not used again.
+                unsafe { put_file(file, hold) };
                 return Err(err);
             }
         };
-        // On failure `dev` is dropped, which closes the file.
+        // On failure `dev` is dropped, which puts the file.
         Ok(Arc::new(dev, GFP_KERNEL)?)
     }
 
@@ -81,11 +100,22 @@ impl Drop for OpenDev {
         // Whatever is still in flight completes before the device may close.
         let _ = self.inflight.wait(true);
         let _ = sync_and_invalidate(self.bdev);
-        if let Some(file) = self.file.take() {
-            // SAFETY: the device file was opened in `KernelDev::open` and is released
-            // exactly once, here.
-            unsafe { bindings::bdev_fput(file.as_ptr()) };
-        }
+        // SAFETY: the reference to the file is ours (invariant) and put exactly once, here.
+        unsafe { put_file(self.file, self.hold) };
+    }
+}
+
+/// Puts a reference to a block device file held as `hold` says.
+///
+/// # Safety
+///
+/// The caller owns that reference, and uses neither it nor the device through it again.
+unsafe fn put_file(file: NonNull<bindings::file>, hold: Hold) {
+    match hold {
+        // SAFETY: a file ferrofs opened, released with its claim (caller's promise).
+        Hold::Opened => unsafe { bindings::bdev_fput(file.as_ptr()) },
+        // SAFETY: a reference of our own to the super block's file (caller's promise).
+        Hold::Shared => unsafe { bindings::fput(file.as_ptr()) },
     }
 }
 
@@ -134,17 +164,26 @@ fn sync_and_invalidate(bdev: NonNull<bindings::block_device>) -> Result {
 }
 
 impl KernelDev {
-    /// The device the super block was mounted from.
+    /// The device the super block was mounted from, held open by a reference of its own
+    /// to the super block's device file: valid however long it lives.
     pub(crate) fn of_super(sb: &SuperBlock) -> Result<Self> {
-        // `put_super` drops the devices, waiting for a commit's `DevFlusher` first.
-        // SAFETY: `sb` is a live block-device super block; `s_bdev` stays valid until
-        // `kill_block_super`, after `put_super`.
-        let bdev = unsafe { bindings::ferrofs_sb_bdev(sb.as_ptr()) };
-        let bdev = NonNull::new(bdev).ok_or(EINVAL)?;
-        // SAFETY: `bdev` is valid (above).
+        // SAFETY: `sb` is a live block-device super block; the helper takes a reference to
+        // its device file, which is ours from here on (NULL if it has none).
+        let file = unsafe { bindings::ferrofs_sb_get_bdev_file(sb.as_ptr()) };
+        let file = NonNull::new(file).ok_or(EINVAL)?;
+        // SAFETY: `file` is an open block device file (we hold a reference).
+        let bdev = unsafe { bindings::ferrofs_file_bdev(file.as_ptr()) };
+        let Some(bdev) = NonNull::new(bdev) else {
+            // SAFETY: our reference, not used again.
+            unsafe { put_file(file, Hold::Shared) };
+            return Err(EINVAL);
+        };
+        // From here on, dropping `dev` puts the reference.
+        let dev = OpenDev::new(bdev, file, Hold::Shared)?;
+        // SAFETY: `bdev` is open while the file is.
         let size = unsafe { bindings::ferrofs_bdev_size(bdev.as_ptr()) };
         sync_and_invalidate(bdev)?;
-        Ok(Self::new(OpenDev::new(bdev, None)?, size))
+        Ok(Self::new(dev, size))
     }
 
     /// Opens the block device at `path` for the filesystem of `holder`, with 4096-byte
@@ -169,7 +208,7 @@ impl KernelDev {
             return Err(EINVAL);
         };
         // From here on, dropping `dev` closes the file.
-        let dev = OpenDev::new(bdev, Some(file))?;
+        let dev = OpenDev::new(bdev, file, Hold::Opened)?;
         // SAFETY: `file` is an open block device file that we hold exclusively.
         let ret = unsafe { bindings::set_blocksize(file.as_ptr(), BLOCK_SIZE as i32) };
         if ret != 0 {

@@ -302,13 +302,21 @@ impl<T: FileSystem> Tables<T> {
     ///
     /// Called by the VFS once per super block, at the end of its life.
     unsafe extern "C" fn kill_sb(sb: *mut kernel::bindings::super_block) {
-        // SAFETY: `sb` is a ferrofs block-device super block.
-        unsafe { bindings::kill_block_super(sb) };
+        // `kill_block_super` in three steps, so that the filesystem's state (the engine and
+        // every device it holds) goes while the super block's device is still open: shut
+        // the super block down (with `put_super`, which drops the engine, if it was
+        // mounted), drop the state, release the device.
+        // SAFETY: `sb` is a ferrofs block-device super block at the end of its life, ours.
+        unsafe { bindings::generic_shutdown_super(sb) };
         // SAFETY: the super block stays allocated until this call returns and is ours.
-        let sb = unsafe { SuperBlock::from_raw(sb) };
-        // If `fill_super` failed, `put_super` never ran and this drops the engine too.
-        // SAFETY: after `kill_block_super` no operation runs on it: its state can go.
-        drop(unsafe { sb.take_info() });
+        let sb_ref = unsafe { SuperBlock::from_raw(sb) };
+        // If `fill_super` failed after handing over the state, `put_super` never ran and
+        // this drops the engine too.
+        // SAFETY: after `generic_shutdown_super` no operation runs on the super block and
+        // no borrow of its state is alive.
+        drop(unsafe { sb_ref.take_info() });
+        // SAFETY: the rest of `kill_block_super`, once, on the super block shut down above.
+        unsafe { bindings::ferrofs_release_sb_bdev(sb) };
     }
 
     /// `fs_context_operations::get_tree`: mount a block device.

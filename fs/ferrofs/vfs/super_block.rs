@@ -4,13 +4,13 @@
 
 use core::marker::PhantomData;
 use core::ops::Deref;
-use core::pin::Pin;
 use core::ptr::NonNull;
 
 use kernel::error::{code::*, from_result, Result, VTABLE_DEFAULT_ERROR};
 use kernel::ffi;
 use kernel::prelude::*;
 use kernel::str::CStr;
+use kernel::sync::{Arc, ArcBorrow};
 use kernel::types::{ForeignOwnable, Opaque};
 
 use super::bindings;
@@ -69,7 +69,7 @@ impl SuperBlock {
     }
 
     /// The filesystem's state, set up by `fill_super`.
-    pub(crate) fn info(&self) -> Result<Pin<&FsInfo>> {
+    pub(crate) fn info(&self) -> Result<ArcBorrow<'_, FsInfo>> {
         // SAFETY: reading a field of a live super block; `s_fs_info` is set once in
         // `fill_super` before any operation can run, and cleared only in `kill_sb`.
         let ptr = unsafe { (*self.as_ptr()).s_fs_info };
@@ -78,7 +78,7 @@ impl SuperBlock {
         }
         // SAFETY: a non-NULL `s_fs_info` came from `into_foreign` in `set_info` and is only
         // given back in `take_info`, after the VFS stopped calling operations.
-        Ok(unsafe { <Pin<KBox<FsInfo>> as ForeignOwnable>::borrow(ptr) })
+        Ok(unsafe { <Arc<FsInfo> as ForeignOwnable>::borrow(ptr) })
     }
 
     /// Writes back every dirty inode and commits (`sync_filesystem`); the caller holds
@@ -92,13 +92,13 @@ impl SuperBlock {
         Ok(())
     }
 
-    /// Takes back the filesystem's state, at the end of `kill_sb`.
+    /// Takes back the super block's reference to the filesystem's state, in `kill_sb`.
     ///
     /// # Safety
     ///
     /// No operation of the super block may run any more, and no borrow from
     /// [`Self::info`] may be alive.
-    pub(crate) unsafe fn take_info(&self) -> Option<Pin<KBox<FsInfo>>> {
+    pub(crate) unsafe fn take_info(&self) -> Option<Arc<FsInfo>> {
         let sb = self.as_ptr();
         // SAFETY: exclusive by the caller's promise.
         let ptr = unsafe { core::mem::replace(&mut (*sb).s_fs_info, core::ptr::null_mut()) };
@@ -106,7 +106,7 @@ impl SuperBlock {
             return None;
         }
         // SAFETY: `ptr` came from `into_foreign` (see `info`) and is given back once.
-        Some(unsafe { <Pin<KBox<FsInfo>> as ForeignOwnable>::from_foreign(ptr) })
+        Some(unsafe { <Arc<FsInfo> as ForeignOwnable>::from_foreign(ptr) })
     }
 }
 
@@ -205,8 +205,9 @@ impl<'a> NewSuperBlock<'a> {
         unsafe { (*self.as_ptr()).s_flags |= SB_POSIXACL };
     }
 
-    /// Hands the filesystem's state to the super block (freed in `kill_sb`).
-    pub(crate) fn set_info(&mut self, info: Pin<KBox<FsInfo>>) {
+    /// Hands a reference to the filesystem's state to the super block (given back in
+    /// `kill_sb`).
+    pub(crate) fn set_info(&mut self, info: Arc<FsInfo>) {
         // SAFETY: the new super block is ours alone; `s_fs_info` is NULL until here.
         unsafe { (*self.as_ptr()).s_fs_info = info.into_foreign().cast_mut() };
     }

@@ -83,6 +83,39 @@ fn every_profile_maps_every_block_correctly() {
     }
 }
 
+/// A chunk is readable with some devices present exactly when every block maps to a
+/// copy on one of them: checked for every set of present devices.
+#[test]
+fn readable_exactly_when_every_block_has_a_present_copy() {
+    let cases = [
+        (Profile::Single, 1),
+        (Profile::Dup, 1),
+        (Profile::Raid0, 3),
+        (Profile::Raid1, 2),
+        (Profile::Raid1c3, 3),
+        (Profile::Raid10, 4),
+        (Profile::Raid10, 6),
+    ];
+    for (profile, devices) in cases {
+        let c = chunk(profile, devices);
+        for present in 0u32..1 << devices {
+            let up = |devid: u64| present & (1 << (devid - 1)) != 0;
+            let mut every_block = true;
+            let mut logical = c.logical;
+            while logical < c.logical + c.length {
+                let (copies, _) = c.map(logical, 4096).unwrap();
+                every_block &= copies.iter().any(|x| up(x.devid));
+                logical += 4096;
+            }
+            assert_eq!(
+                c.is_readable(up),
+                every_block,
+                "{profile:?} over {devices} devices, present {present:#b}"
+            );
+        }
+    }
+}
+
 #[test]
 fn striped_ranges_stop_at_the_unit_boundary() {
     let c = chunk(Profile::Raid0, 3);

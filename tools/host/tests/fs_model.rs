@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use ferrofs_engine::chunk::Profile;
+use ferrofs_engine::chunk::{Kind, Profile};
 use ferrofs_engine::error::EngineError;
 use ferrofs_engine::fs::{
     Fs, Owner, SetAttr, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE,
@@ -14,7 +14,7 @@ use ferrofs_engine::fs::{
 };
 use ferrofs_engine::fsck;
 use ferrofs_engine::inode::{Timespec, ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
-use ferrofs_engine::volume::OpenOptions;
+use ferrofs_engine::volume::{MkfsOptions, OpenOptions};
 use ferrofs_host::memdev::{self, devs, MemDev, MemDisk};
 
 #[derive(Clone, Debug)]
@@ -1244,6 +1244,77 @@ fn striped_data_reads_back_in_runs() {
         for (off, len) in [(60_000, 10_000), (65_535, 2), (1_000_000, 1_500_000)] {
             let got = fs.read(f, off as u64, len).unwrap();
             assert!(got[..] == data[off..off + len], "{profile:?} at {off}");
+        }
+    }
+}
+
+/// A degraded raid10 mount needs a device of every mirrored pair: data raid10 and
+/// metadata raid1c3 over four devices, the two devices of one pair missing, is refused
+/// with the error a profile with too many devices missing gives; one device missing from
+/// each of two pairs mounts and reads every byte back.
+#[test]
+fn degraded_raid10_needs_a_device_of_every_pair() {
+    let disks = MemDisk::set(4, 128 << 20);
+    let uuids: Vec<[u8; 16]> = (0..4).map(|i| [i as u8 + 1; 16]).collect();
+    let opts = MkfsOptions {
+        data: Profile::Raid10,
+        metadata: Profile::Raid1c3,
+        label: b"",
+        fsid: *b"FERROFS-RAID10-!",
+        dev_uuids: &uuids,
+    };
+    let mut fs = Fs::mkfs(devs(&disks), &opts, Timespec::default()).unwrap();
+    let f = new_file(&mut fs, b"f", 1);
+    let data: Vec<u8> = (0..1u32 << 20)
+        .map(|i| (i / 4096 + i % 253) as u8)
+        .collect();
+    fs.write(f, 0, &data, now(1)).unwrap();
+    fs.sync().unwrap();
+    let data_chunks: Vec<_> = fs
+        .vol
+        .chunks()
+        .iter()
+        .filter(|c| c.kind == Kind::Data)
+        .collect();
+    assert_eq!(data_chunks.len(), 1);
+    let pairs: Vec<[u64; 2]> = data_chunks[0]
+        .stripes
+        .chunks(2)
+        .map(|p| [p[0].devid, p[1].devid])
+        .collect();
+    assert_eq!(pairs.len(), 2);
+    drop(fs);
+    let degraded = OpenOptions {
+        degraded: true,
+        read_only: true,
+    };
+    let without = |missing: &[u64]| -> Vec<MemDisk> {
+        (1..=4u64)
+            .filter(|d| !missing.contains(d))
+            .map(|d| disks[d as usize - 1].clone())
+            .collect()
+    };
+    for pair in &pairs {
+        match Fs::open(devs(&without(pair)), degraded) {
+            Err(err) => assert_eq!(
+                err,
+                EngineError::Invalid("too many devices missing to read every chunk"),
+                "pair {pair:?} missing"
+            ),
+            Ok(mut fs) => panic!(
+                "pair {pair:?} missing: mounted, and reading the file gives {:?}",
+                fs.read(f, 0, data.len()).map(|d| d.len())
+            ),
+        }
+    }
+    for a in pairs[0] {
+        for b in pairs[1] {
+            let mut fs = Fs::open(devs(&without(&[a, b])), degraded)
+                .unwrap_or_else(|e| panic!("devices {a} and {b} missing: {e:?}"));
+            assert!(
+                fs.read(f, 0, data.len()).unwrap()[..] == data[..],
+                "devices {a} and {b} missing"
+            );
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use super::super::btree::NodeStore;
 use super::super::bytes;
-use super::super::chunk::{Chunk, Kind, Profile};
+use super::super::chunk::{Chunk, Kind};
 use super::super::dev::BlockDev;
 use super::super::error::{EngineError, EngineResult};
 use super::super::format::{self, item, Superblock, BLOCK_SIZE};
@@ -404,22 +404,13 @@ impl<D: BlockDev> Volume<D> {
     }
 
     fn check_chunks_readable(&self) -> EngineResult<()> {
-        for chunk in self.chunks.iter() {
-            let present = chunk
-                .stripes
+        let present = |devid: u64| {
+            self.devs
                 .iter()
-                .filter(|s| {
-                    self.devs
-                        .iter()
-                        .any(|d| d.devid == s.devid && d.dev.is_some())
-                })
-                .count();
-            let needed = match chunk.profile {
-                Profile::Raid1 | Profile::Raid1c3 => 1,
-                Profile::Raid10 => chunk.stripes.len() / 2,
-                _ => chunk.stripes.len(),
-            };
-            if present < needed {
+                .any(|d| d.devid == devid && d.dev.is_some())
+        };
+        for chunk in self.chunks.iter() {
+            if !chunk.is_readable(present) {
                 return Err(EngineError::Invalid(
                     "too many devices missing to read every chunk",
                 ));

@@ -4,11 +4,12 @@
 # Mounting ferrofs: a file tree survives unmount and a module reload; statfs reports the
 # filesystem; mount options are shown in /proc/mounts; read-only mounts refuse changes;
 # unknown options, foreign and corrupt images and missing devices are refused with an errno
-# and a kernel log line saying why; a damaged primary superblock is reported by fsck and
-# mounted from a backup copy, which the next commit rewrites; the label is read and set
-# through the generic label ioctls.
+# and a kernel log line saying why, also when the mount fails late (an unreadable root
+# directory), after which the devices are free again; a damaged primary superblock is
+# reported by fsck and mounted from a backup copy, which the next commit rewrites; the
+# label is read and set through the generic label ioctls.
 
-ntests=33
+ntests=36
 . "$(dirname "$0")/lib.sh"
 begin_test 2
 name0="$(basename "$d0")"
@@ -124,7 +125,58 @@ expect_refused "corrupt fs tree root" "ferrofs: $name0: cannot mount: corrupt me
 "$mkfs" -f -d raid1 -m raid1 "$d0" "$d1" >/dev/null
 expect_refused "raid1 with a device missing" "ferrofs: $name0: cannot mount: devices missing: mount with degraded to continue" "$d0"
 
-# 22: nothing went wrong in the kernel meanwhile.
+# A mount that fails after the filesystem's state is set up (its root directory
+# unreadable): everything is torn down before the devices are released, the kernel log
+# stays clean and both devices mount again at once. The image: metadata single (one copy
+# to change), the root inode without links and with an orphan item, so that the mount
+# frees it as it frees every orphan, after the engine opened.
+"$mkfs" -f -d single -m single "$d0" "$d1" >/dev/null
+dump="$("$root/tools/bin/ferroctl" dump "$d0" "$d1")"
+fs_root="$(awk '/^tree 5 \(fs\) root/ {print $NF}' <<<"$dump")"
+read -r meta_logical meta_devid meta_physical <<<"$(awk '/^chunk .* metadata / {
+	split($0, a, "devid: "); split(a[2], b, ","); split($0, c, "physical: "); split(c[2], d, " ")
+	print $2, b[1], d[1]}' <<<"$dump")"
+meta_dev="$d0"; [ "$meta_devid" = 1 ] || meta_dev="$d1"
+python3 - "$meta_dev" $((meta_physical + fs_root - meta_logical)) <<'EOF_PY'
+import os, struct, sys
+path, offset = sys.argv[1], int(sys.argv[2])
+ROOT_INO, INODE, ORPHAN, ORPHAN_OBJECTID = 256, 1, 48, 2**64 - 6
+ITEM = struct.Struct("<QBQII")  # key (objectid, kind, offset), data offset, data size
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+with open(path, "r+b") as dev:
+    dev.seek(offset)
+    block = bytearray(dev.read(4096))
+    count, level = struct.unpack_from("<I", block, 48)[0], block[52]
+    assert level == 0, "the fs tree root is not a leaf"
+    items = [ITEM.unpack_from(block, 64 + i * ITEM.size) for i in range(count)]
+    root = next(i for i in items if i[:3] == (ROOT_INO, INODE, 0))
+    struct.pack_into("<I", block, root[3] + 12, 0)  # nlink
+    items = sorted(items + [(ORPHAN_OBJECTID, ORPHAN, ROOT_INO, 4096, 0)])
+    assert 64 + len(items) * ITEM.size <= min(i[3] for i in items)
+    for n, item in enumerate(items):
+        ITEM.pack_into(block, 64 + n * ITEM.size, *item)
+    struct.pack_into("<I", block, 48, len(items))
+    struct.pack_into("<I", block, 0, crc32c(block[4:]))
+    dev.seek(offset)
+    dev.write(block)
+    dev.flush()
+    os.fsync(dev.fileno())
+EOF_PY
+expect_refused "root directory unreadable" "ferrofs: $name0: cannot mount: cannot read the root directory" \
+	-o device="$d1" "$d0"
+"$mkfs" -f -d raid1 -m raid1 "$d0" "$d1" >/dev/null
+check "after that failed mount both devices mount again, take a file and fsck clean" bash -c \
+	"$(declare -f mount_ferrofs on_ferrofs fsck_clean); mnt=$mnt fsck=$fsck
+	mount_ferrofs $d0 $d1 && on_ferrofs $mnt && echo data >$mnt/file && umount $mnt && fsck_clean $d0 $d1"
+! mountpoint -q "$mnt" || umount "$mnt"
+
+# Last: nothing went wrong in the kernel meanwhile.
 check_log_clean
 rm -f "$list"
 tap_end

@@ -74,12 +74,12 @@ need_disks() { # COUNT: fewer scratch disks is a setup error, not a skip
 
 load_module() { grep -q '^ferrofs ' /proc/modules || insmod "$ko"; }
 
-# begin_test DISKS: TAP header, at least DISKS scratch disks (as d0, d1, d2), the module.
+# begin_test DISKS: TAP header, at least DISKS scratch disks (as d0 to d3), the module.
 begin_test() {
 	tap_begin
 	need_disks "$1"
 	load_module
-	d0="${disks[0]:-}" d1="${disks[1]:-}" d2="${disks[2]:-}"
+	d0="${disks[0]:-}" d1="${disks[1]:-}" d2="${disks[2]:-}" d3="${disks[3]:-}"
 }
 
 mnt="$(mktemp -d /tmp/ferrofs-mnt.XXXXXX)"
