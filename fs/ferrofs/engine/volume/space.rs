@@ -142,11 +142,11 @@ impl<D: BlockDev> Volume<D> {
             .chunk_index(block)
             .and_then(|i| self.chunks.get(i))
             .map(|c| c.kind);
-        let fits = match (owner, kind) {
-            (RefOwner::File { .. }, Some(Kind::Data)) => true,
-            (RefOwner::Tree(_), Some(Kind::Metadata | Kind::System)) => true,
-            _ => false,
-        };
+        let fits = matches!(
+            (owner, kind),
+            (RefOwner::File { .. }, Some(Kind::Data))
+                | (RefOwner::Tree(_), Some(Kind::Metadata | Kind::System))
+        );
         if !fits {
             return Err(EngineError::Corrupt {
                 block,
