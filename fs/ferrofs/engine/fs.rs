@@ -119,6 +119,22 @@ fn ikey(ino: u64) -> Key {
     Key::new(ino, kind::INODE, 0)
 }
 
+/// A count read from disk (a link count, a size, bytes in use) lowered by `by`: below
+/// zero, the count was wrong on disk, which is corruption of inode `ino`, not a value to
+/// clamp.
+fn count_down<T: Copy + core::ops::Sub<Output = T> + PartialOrd>(
+    value: T,
+    by: T,
+    ino: u64,
+    reason: &'static str,
+) -> EngineResult<T> {
+    if value < by {
+        return Err(EngineError::Corrupt { block: ino, reason });
+    }
+    #[allow(clippy::arithmetic_side_effects)] // `value >= by`, checked above
+    Ok(value - by)
+}
+
 impl<D: BlockDev> Fs<D> {
     /// Formats `devs` and creates the root directory (mode 0755, owned by root).
     pub fn mkfs(devs: FVec<D>, opts: &MkfsOptions<'_>, now: Timespec) -> EngineResult<Self> {
@@ -238,7 +254,12 @@ impl<D: BlockDev> Fs<D> {
     /// Drops a name's worth of link count from `inode`: at zero the inode goes, or is kept
     /// as an orphan (see [`Fs::set_keep_unlinked`]).
     fn drop_link(&mut self, inode: &mut Inode, now: Timespec) -> EngineResult<()> {
-        inode.nlink = inode.nlink.saturating_sub(1);
+        inode.nlink = count_down(
+            inode.nlink,
+            1,
+            inode.ino,
+            "unlink of an inode with no links",
+        )?;
         inode.ctime = now;
         if inode.nlink > 0 {
             return self.put_inode(inode);
@@ -512,7 +533,7 @@ impl<D: BlockDev> Fs<D> {
                 return Err(EngineError::NotEmpty);
             }
             fs.remove_entry(&mut parent, name, ino)?;
-            parent.nlink = parent.nlink.saturating_sub(1);
+            parent.nlink = count_down(parent.nlink, 1, parent.ino, "directory link count too low")?;
             parent.touch(now);
             fs.put_inode(&parent)?;
             fs.delete_inode(ino)
@@ -592,7 +613,8 @@ impl<D: BlockDev> Fs<D> {
                     if to.nlink >= LINK_MAX {
                         return Err(EngineError::TooManyLinks);
                     }
-                    from.nlink = from.nlink.saturating_sub(1);
+                    from.nlink =
+                        count_down(from.nlink, 1, from.ino, "directory link count too low")?;
                     to.nlink = to.nlink.saturating_add(1);
                 }
                 fs.add_entry(&mut to, dname, sino, stype)?;
@@ -777,7 +799,8 @@ impl<D: BlockDev> Fs<D> {
                 }
                 let keep = size.div_ceil(BLOCK).saturating_mul(BLOCK);
                 let dropped = fs.drop_extents(ino, keep, u64::MAX)?;
-                inode.bytes = inode.bytes.saturating_sub(dropped);
+                inode.bytes =
+                    count_down(inode.bytes, dropped, ino, "inode bytes below its extents")?;
             }
             inode.size = size;
             inode.touch(now);
@@ -811,7 +834,7 @@ impl<D: BlockDev> Fs<D> {
             }
             let dropped = self.drop_extents(ino, first_full, last_full)?;
             let mut after = self.getattr(ino)?;
-            after.bytes = after.bytes.saturating_sub(dropped);
+            after.bytes = count_down(after.bytes, dropped, ino, "inode bytes below its extents")?;
             self.put_inode(&after)?;
         }
         let mut inode = self.getattr(ino)?;
@@ -1055,9 +1078,12 @@ impl<D: BlockDev> Fs<D> {
         }
         self.vol
             .remove(self.tree, &Key::new(dir.ino, kind::DIR_INDEX, index))?;
-        dir.size = dir
-            .size
-            .saturating_sub((name.len() as u64).saturating_mul(2));
+        dir.size = count_down(
+            dir.size,
+            (name.len() as u64).saturating_mul(2),
+            dir.ino,
+            "directory size below its entries",
+        )?;
         Ok(())
     }
 
@@ -1242,10 +1268,10 @@ impl<D: BlockDev> Fs<D> {
             self.add_entry(&mut b, dname, sino, stype)?;
             // A directory moving across parents takes its ".." link with it.
             if s_is_dir && !t_is_dir {
-                a.nlink = a.nlink.saturating_sub(1);
+                a.nlink = count_down(a.nlink, 1, a.ino, "directory link count too low")?;
                 b.nlink = b.nlink.saturating_add(1);
             } else if t_is_dir && !s_is_dir {
-                b.nlink = b.nlink.saturating_sub(1);
+                b.nlink = count_down(b.nlink, 1, b.ino, "directory link count too low")?;
                 a.nlink = a.nlink.saturating_add(1);
             }
             for d in [&mut a, &mut b] {
@@ -1506,10 +1532,13 @@ impl<D: BlockDev> Fs<D> {
             )?;
             pos = pos.saturating_add(len);
         }
-        inode.bytes = inode
-            .bytes
-            .saturating_sub(dropped)
-            .saturating_add(last.saturating_sub(first));
+        inode.bytes = count_down(
+            inode.bytes,
+            dropped,
+            inode.ino,
+            "inode bytes below its extents",
+        )?
+        .saturating_add(last.saturating_sub(first));
         inode.size = inode.size.max(end);
         inode.touch(now);
         self.put_inode(&inode)?;

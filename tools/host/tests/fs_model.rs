@@ -1487,3 +1487,54 @@ fn create_with_xattrs_is_one_change() {
     );
     assert_fsck_clean(&mut fs);
 }
+
+/// Counts read from disk are lowered with checks, not clamped: a file whose link count
+/// says 0 while a name still points at it, or whose byte count is below its extents, is
+/// reported as corrupt (EUCLEAN) when unlinked or truncated, and nothing changes.
+#[test]
+fn a_count_too_low_on_disk_is_corruption_not_a_clamp() {
+    use ferrofs_engine::inode::{kind, Inode};
+    use ferrofs_engine::key::Key;
+    let disks = MemDisk::set(1, 96 << 20);
+    let mut fs = memdev::mkfs_fs(&disks, Profile::Single).unwrap();
+    let f = new_file(&mut fs, b"f", 1);
+    let g = new_file(&mut fs, b"g", 2);
+    fs.write(g, 0, &[7u8; 8192], now(3)).unwrap();
+    fs.sync().unwrap();
+    let key = Key::new(f, kind::INODE, 0);
+    let mut inode = Inode::decode(f, &fs.vol.lookup(fs.tree(), &key).unwrap().unwrap(), 0).unwrap();
+    inode.nlink = 0;
+    fs.vol.insert(fs.tree(), key, &inode.encode()).unwrap();
+    let key = Key::new(g, kind::INODE, 0);
+    let mut inode = Inode::decode(g, &fs.vol.lookup(fs.tree(), &key).unwrap().unwrap(), 0).unwrap();
+    inode.bytes = 4096;
+    fs.vol.insert(fs.tree(), key, &inode.encode()).unwrap();
+    fs.vol.commit().unwrap();
+    drop(fs);
+    let mut fs = reopen(&disks);
+    let err = fs.unlink(ROOT_INO, b"f", now(4)).unwrap_err();
+    assert!(
+        matches!(err, EngineError::Corrupt { block, .. } if block == f),
+        "unlink: {err:?}"
+    );
+    assert_eq!(err.errno(), 117, "EUCLEAN");
+    let mut fs = reopen(&disks);
+    let err = fs
+        .setattr(
+            g,
+            &SetAttr {
+                size: Some(0),
+                ..SetAttr::default()
+            },
+            now(5),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, EngineError::Corrupt { block, .. } if block == g),
+        "truncate: {err:?}"
+    );
+    // Nothing changed on disk: both names are still there.
+    let mut fs = reopen(&disks);
+    assert_eq!(fs.lookup(ROOT_INO, b"f").unwrap(), Some(f));
+    assert_eq!(&fs.read(g, 0, 8192).unwrap()[..], &[7u8; 8192][..]);
+}

@@ -268,7 +268,13 @@ impl<D: BlockDev> Volume<D> {
             devs: slots,
             chunks: FVec::new(),
             spaces: FVec::new(),
-            generation: newest.generation.saturating_add(1),
+            generation: newest
+                .generation
+                .checked_add(1)
+                .ok_or(EngineError::Corrupt {
+                    block: format::SUPERBLOCK_OFFSET,
+                    reason: "superblock generation at its limit",
+                })?,
             root_tree: NodeRef {
                 block: newest.root_tree,
                 generation: newest.root_tree_generation,
@@ -458,7 +464,12 @@ impl<D: BlockDev> Volume<D> {
                 Key::new(logical, item::BITMAP, u64::MAX),
             );
             while let Some((k, v)) = self.next_in(&mut bitmaps)? {
-                let base = k.offset.saturating_mul(spacemap::BLOCKS_PER_BITMAP);
+                let base = k.offset.checked_mul(spacemap::BLOCKS_PER_BITMAP).ok_or(
+                    EngineError::Corrupt {
+                        block: logical,
+                        reason: "space map bitmap index out of range",
+                    },
+                )?;
                 let space = self.spaces.get_mut(i).ok_or(EngineError::Io)?;
                 for e in 0..spacemap::BLOCKS_PER_BITMAP {
                     if spacemap::get_entry(&v, e as usize) != 0 {
