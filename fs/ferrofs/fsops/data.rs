@@ -1,0 +1,356 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! File data: folios read and written through the page cache, writeback in runs of
+//! neighbouring folios, readahead, `fsync`, `fallocate`, `llseek` with `SEEK_DATA` /
+//! `SEEK_HOLE`, and `fiemap`.
+
+use kernel::prelude::*;
+
+use crate::engine::fs as efs;
+use crate::engine::inode::{self as ei, ExtentKind};
+use crate::engine::mem::FVec;
+use crate::vfs::address_space::{Mapping, WriteFolio};
+use crate::vfs::bio::Plug;
+use crate::vfs::dentry::NoFsScope;
+use crate::vfs::error::{eopnotsupp, from_engine};
+use crate::vfs::file::{self, File};
+use crate::vfs::folio::{LockedFolio, Readahead, WritebackControl, WritebackFolio};
+use crate::vfs::inode::{Inode, Refresh};
+use crate::vfs::inode_ops::{self, FiemapInfo};
+
+/// Fills `folio` from the engine (zeros past the end of the file and in holes).
+fn fill_folio(folio: &LockedFolio) -> Result {
+    let inode = folio.inode();
+    let ino = inode.ino();
+    let pos = folio.pos();
+    let size = folio.size();
+    let data = inode
+        .super_block()
+        .info()?
+        .with_fs(|fs| fs.read(ino, pos, size))?;
+    folio.write_at(0, &data);
+    folio.zero(data.len(), size.saturating_sub(data.len()));
+    folio.mark_uptodate();
+    Ok(())
+}
+
+/// `read_folio`.
+pub(super) fn read_folio(folio: LockedFolio) -> Result {
+    let result = fill_folio(&folio);
+    folio.unlock();
+    result
+}
+
+/// `write_begin`: a partial write needs the rest of the folio first.
+pub(super) fn write_begin(mapping: &Mapping, pos: u64, len: usize) -> Result<WriteFolio> {
+    let folio = mapping.grab_write_folio(pos)?;
+    if !folio.is_uptodate() && (pos != folio.pos() || len != folio.size()) {
+        fill_folio(&folio)?;
+    }
+    Ok(folio)
+}
+
+/// `write_end`: how much of the copy counts; the size grows over it.
+pub(super) fn write_end(folio: &LockedFolio, pos: u64, len: usize, copied: usize) -> usize {
+    let mut copied = copied;
+    if !folio.is_uptodate() {
+        if copied < len {
+            // A whole-folio write that fell short: the rest was never read, so none of
+            // it counts (the caller retries).
+            copied = 0;
+        } else {
+            folio.mark_uptodate();
+        }
+    }
+    if copied > 0 {
+        let inode = folio.inode();
+        let end = pos.saturating_add(copied as u64);
+        if end > inode.size() {
+            inode.set_size(end);
+        }
+        folio.mark_dirty();
+    }
+    copied
+}
+
+/// Most bytes one engine write takes from writeback: dirty folios that follow each other
+/// in a file go to the engine together (one extent, one checksum run) up to this size.
+const WRITE_RUN_MAX: usize = 1 << 20;
+
+/// Folios of one file under writeback that follow each other, written to the engine
+/// together by [`WriteRun::flush`], copy-on-write, to every copy of their chunk.
+struct WriteRun {
+    folios: FVec<WritebackFolio>,
+    data: FVec<u8>,
+    ino: u64,
+    pos: u64,
+}
+
+impl WriteRun {
+    fn new() -> Self {
+        Self {
+            folios: FVec::new(),
+            data: FVec::new(),
+            ino: 0,
+            pos: 0,
+        }
+    }
+
+    /// Adds a folio `writeback_iter` handed out (locked, cleaned for I/O), writing the run
+    /// first if the folio does not continue it. The folio is unlocked on return; if there
+    /// is no memory to take it, it is dirty again for a later writeback.
+    fn add(&mut self, wbc: &WritebackControl, folio: LockedFolio) -> Result {
+        let inode = folio.inode();
+        let (ino, size, pos) = (inode.ino(), inode.size(), folio.pos());
+        if pos >= size {
+            // Truncated away meanwhile.
+            folio.unlock();
+            return Ok(());
+        }
+        let len = usize::try_from(size.saturating_sub(pos))
+            .unwrap_or(usize::MAX)
+            .min(folio.size());
+        let continues = ino == self.ino
+            && pos == self.pos.saturating_add(self.data.len() as u64)
+            && self.data.len().saturating_add(len) <= WRITE_RUN_MAX;
+        let mut result = Ok(());
+        if !self.folios.is_empty() && !continues {
+            result = self.flush();
+        }
+        let at = self.data.len();
+        let room = {
+            let _nofs = NoFsScope::enter();
+            self.folios
+                .try_reserve(1)
+                .and_then(|()| self.data.try_resize(at.saturating_add(len), 0))
+        };
+        if let Err(err) = room {
+            wbc.redirty(folio);
+            return result.and(Err(from_engine(err)));
+        }
+        if self.folios.is_empty() {
+            self.ino = ino;
+            self.pos = pos;
+        }
+        // Bytes past the end of the file (an mmap store) never reach the disk.
+        folio.zero(len, folio.size().saturating_sub(len));
+        if let Some(dst) = self.data.get_mut(at..) {
+            folio.read_at(0, dst);
+        }
+        // Cannot fail: the room for it is reserved above.
+        let pushed = self.folios.try_push(folio.start_writeback());
+        result.and(pushed.map_err(from_engine))
+    }
+
+    /// Writes the run through the engine and ends the writeback of its folios; a failure
+    /// is recorded in the file's mapping for `fsync` to report.
+    fn flush(&mut self) -> Result {
+        let result = {
+            let Some(first) = self.folios.first() else {
+                return Ok(());
+            };
+            let inode = first.inode();
+            let (_, mtime, _) = inode.times();
+            let (ino, pos, data) = (self.ino, self.pos, &self.data);
+            let result = inode
+                .super_block()
+                .info()
+                .and_then(|info| info.with_fs(|fs| fs.write(ino, pos, data, mtime)));
+            match &result {
+                Ok(e) => inode.set_blocks(e.bytes),
+                Err(err) => first.set_error(*err),
+            }
+            result
+        };
+        while let Some(folio) = self.folios.pop() {
+            folio.end_writeback();
+        }
+        self.data.clear();
+        result.map(|_| ())
+    }
+}
+
+/// `readahead`: the whole window in one engine read (a device read per run of up to 1 MiB
+/// of each extent), copied into its folios. Folios left not up to date on failure are
+/// read again, and the error reported, by `read_folio`.
+pub(super) fn readahead(mut rac: Readahead) {
+    let inode = rac.inode();
+    let (ino, pos, len) = (inode.ino(), rac.pos(), rac.len());
+    let data = inode
+        .super_block()
+        .info()
+        .and_then(|info| info.with_fs(|fs| fs.read(ino, pos, len)));
+    while let Some(folio) = rac.next_folio() {
+        if let Ok(data) = &data {
+            let at = usize::try_from(folio.pos().saturating_sub(pos)).unwrap_or(usize::MAX);
+            let src = data.get(at..).unwrap_or(&[]);
+            let n = src.len().min(folio.size());
+            folio.write_at(0, src.get(..n).unwrap_or(&[]));
+            folio.zero(n, folio.size().saturating_sub(n));
+            folio.mark_uptodate();
+        }
+        folio.unlock();
+    }
+}
+
+/// `fsync`: the file's data and times, then a commit.
+pub(super) fn fsync(file: &File, start: i64, end: i64) -> Result {
+    file.write_and_wait_range(start, end)?;
+    let inode = file.inode();
+    inode.sync_metadata()?;
+    if inode.super_block().is_read_only() {
+        return Ok(());
+    }
+    inode.super_block().info()?.commit()
+}
+
+/// `fallocate`: preallocate (`KEEP_SIZE` or not), punch a hole, or zero a range.
+pub(super) fn fallocate(file: &File, mode: i32, offset: i64, len: i64) -> Result {
+    let (Ok(mode), Ok(offset), Ok(len)) = (
+        u32::try_from(mode),
+        u64::try_from(offset),
+        u64::try_from(len),
+    ) else {
+        return Err(EINVAL);
+    };
+    let inode = file.inode();
+    // Size and extents change under the inode lock.
+    let _locked = inode.lock();
+    file.modified()?;
+    let supported =
+        efs::FALLOC_FL_KEEP_SIZE | efs::FALLOC_FL_PUNCH_HOLE | efs::FALLOC_FL_ZERO_RANGE;
+    if mode & !supported != 0 {
+        return Err(eopnotsupp());
+    }
+    if inode.mode() & ei::S_IFMT != ei::S_IFREG {
+        return Err(ENODEV);
+    }
+    let end = offset.checked_add(len).ok_or(EFBIG)?;
+    if end > efs::MAX_FILE_SIZE {
+        return Err(EFBIG);
+    }
+    let ino = inode.ino();
+    let now = inode.now();
+    if mode & efs::FALLOC_FL_PUNCH_HOLE == 0 {
+        // The engine's size must cover what the page cache holds before it sets a
+        // larger one.
+        inode.write_and_wait(0, u64::MAX)?;
+    }
+    if mode & (efs::FALLOC_FL_PUNCH_HOLE | efs::FALLOC_FL_ZERO_RANGE) != 0 {
+        // Dirty data in the range must not come back after the punch or the zeroing.
+        inode.write_and_wait(offset, end.saturating_sub(1))?;
+        inode.truncate_page_cache_range(offset, end.saturating_sub(1));
+    }
+    let e = inode
+        .super_block()
+        .info()?
+        .with_fs(|fs| fs.fallocate(ino, mode, offset, len, now))?;
+    if mode & efs::FALLOC_FL_KEEP_SIZE == 0 && e.size > inode.size() {
+        inode.set_size(e.size);
+    }
+    inode.refresh(&e, Refresh::Meta);
+    inode.touch_mtime(now);
+    Ok(())
+}
+
+/// `llseek`: `SEEK_DATA` and `SEEK_HOLE` here, the rest as the VFS does it.
+pub(super) fn llseek(file: &File, offset: i64, whence: i32) -> Result<i64> {
+    if whence != file::SEEK_DATA && whence != file::SEEK_HOLE {
+        return file.generic_llseek(offset, whence);
+    }
+    let start = u64::try_from(offset).map_err(|_| ENXIO)?;
+    let inode = file.inode();
+    let pos = {
+        // Size and extents stay still meanwhile.
+        let _locked = inode.lock();
+        seek_data_hole(inode, start, whence == file::SEEK_DATA)?
+    };
+    file.set_pos(pos)
+}
+
+/// `SEEK_DATA` / `SEEK_HOLE` from `offset`: data is what regular extents hold
+/// (preallocated ranges read as zeros and count as holes).
+fn seek_data_hole(inode: &Inode, offset: u64, want_data: bool) -> Result<u64> {
+    inode.write_and_wait(0, u64::MAX)?;
+    let size = inode.size();
+    if offset >= size {
+        return Err(ENXIO);
+    }
+    let ino = inode.ino();
+    let info = inode.super_block().info()?;
+    let mut pos = offset;
+    loop {
+        let extents = info.with_fs(|fs| fs.extents(ino, pos, size, 64))?;
+        let mut progressed = false;
+        for &(off, e) in extents.iter() {
+            let end = off.saturating_add(e.len);
+            let data = e.kind == ExtentKind::Regular;
+            if want_data {
+                if data {
+                    return Ok(off.max(offset));
+                }
+            } else if !data || off > pos {
+                return Ok(pos.min(size));
+            } else {
+                pos = end;
+            }
+            pos = pos.max(end);
+            progressed = true;
+        }
+        if !progressed || pos >= size {
+            return if want_data {
+                Err(ENXIO)
+            } else {
+                Ok(pos.min(size))
+            };
+        }
+    }
+}
+
+/// `fiemap`: the extents of `[start, start + len)` (inline ones have no disk address
+/// and are left out).
+pub(super) fn fiemap(inode: &Inode, info: &mut FiemapInfo, start: u64, len: u64) -> Result {
+    let len = info.prepare(inode, start, len)?;
+    let ino = inode.ino();
+    let fs_info = inode.super_block().info()?;
+    let end = start.saturating_add(len);
+    let mut pos = start;
+    loop {
+        let extents = fs_info.with_fs(|fs| fs.extents(ino, pos, end, 64))?;
+        let Some(&(last_off, last)) = extents.last() else {
+            return Ok(());
+        };
+        let next = last_off.saturating_add(last.len);
+        // The last extent of the file, when nothing follows it.
+        let after = fs_info.with_fs(|fs| fs.extents(ino, next, u64::MAX, 1))?;
+        for (i, &(off, e)) in extents.iter().enumerate() {
+            if e.kind == ExtentKind::Inline {
+                continue;
+            }
+            let mut flags = 0;
+            if e.kind == ExtentKind::Prealloc {
+                flags |= inode_ops::FIEMAP_EXTENT_UNWRITTEN;
+            }
+            if i.saturating_add(1) == extents.len() && after.is_empty() {
+                flags |= inode_ops::FIEMAP_EXTENT_LAST;
+            }
+            if !info.fill_next(off, e.disk, e.len, flags)? {
+                return Ok(());
+            }
+        }
+        if next >= end || after.is_empty() {
+            return Ok(());
+        }
+        pos = next;
+    }
+}
+
+/// `writepages`: the dirty folios, in runs of neighbours written with one engine call
+/// each, under a block plug so that their bios merge.
+pub(super) fn writepages(mapping: &Mapping, wbc: &WritebackControl) -> Result {
+    let _plug = Plug::start();
+    let mut run = WriteRun::new();
+    let iterated = wbc.for_each_folio(mapping, |folio| run.add(wbc, folio));
+    let flushed = run.flush();
+    iterated.and(flushed)
+}
