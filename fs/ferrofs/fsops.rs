@@ -37,7 +37,7 @@ use crate::vfs::error::{eopnotsupp, from_engine};
 use crate::vfs::fs_type::{FileSystem, FsParameter};
 use crate::vfs::inode::{self, InitInode, InodeRef, Refresh};
 use crate::vfs::super_block::{NewSuperBlock, SuperBlock};
-use crate::vfs::thread::CommitThread;
+use crate::vfs::thread::{CommitThread, PeriodicCommit};
 
 mod attrs;
 mod data;
@@ -151,7 +151,7 @@ pub(crate) struct FsInfo {
     /// The background commit thread, which holds a reference to this state: stopped by
     /// `put_super` and by a remount read-only (a thread left running would keep the state).
     #[pin]
-    thread: Mutex<Option<CommitThread>>,
+    thread: Mutex<Option<CommitThread<FsInfo>>>,
     /// One commit at a time; taken before `fs`, and held while a commit flushes the
     /// devices without `fs`.
     #[pin]
@@ -234,6 +234,16 @@ impl FsInfo {
             .map_err(|_| EngineError::Io);
         drop(flushers);
         self.with_fs(|fs| fs.commit_finish(ticket, flushed))
+    }
+}
+
+impl PeriodicCommit for FsInfo {
+    fn period_secs(&self) -> u32 {
+        self.commit_secs()
+    }
+
+    fn commit(&self) -> Result {
+        FsInfo::commit(self)
     }
 }
 

@@ -20,7 +20,7 @@ use crate::engine::error::{EngineError, EngineResult};
 /// soft lockup. The engine runs in process context under a sleeping lock, where that is
 /// allowed.
 pub(crate) fn relax() {
-    crate::vfs::thread::relax();
+    crate::vfs::task::relax();
 }
 
 /// A growable array whose every allocation can fail without panicking.

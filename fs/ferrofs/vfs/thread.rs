@@ -2,6 +2,7 @@
 
 //! The background commit thread of a mounted filesystem.
 
+use core::marker::PhantomData;
 use core::ptr::NonNull;
 
 use kernel::ffi;
@@ -10,10 +11,18 @@ use kernel::str::CStr;
 use kernel::sync::Arc;
 
 use super::bindings;
-use crate::fsops::FsInfo;
 
-/// A kernel thread that commits every `commit=` seconds; stopped (and waited for) when
-/// dropped. The thread owns a reference to the [`FsInfo`] it commits and one to this
+/// What a commit thread works for: a mounted filesystem's state.
+pub(crate) trait PeriodicCommit: Send + Sync + 'static {
+    /// Seconds to sleep before the next commit (read again after each).
+    fn period_secs(&self) -> u32;
+    /// Commits what changed since the last commit.
+    fn commit(&self) -> Result;
+}
+
+/// A kernel thread that commits its filesystem every [`PeriodicCommit::period_secs`]
+/// seconds; stopped (and waited for) when dropped. The thread owns a reference to the
+/// state `T` it commits and one to this
 /// module, so that the state and the code it runs last as long as the thread whatever
 /// becomes of this handle (a handle leaked with `mem::forget` leaks the thread, its state
 /// and a module reference, nothing worse).
@@ -26,24 +35,21 @@ use crate::fsops::FsInfo;
 /// it starts, with the module reference `start` took; until then, and for good if the
 /// thread is stopped before it ever ran (kthread then never calls `run`), both are this
 /// handle's.
-pub(crate) struct CommitThread {
+pub(crate) struct CommitThread<T: PeriodicCommit> {
     task: NonNull<bindings::task_struct>,
-    info: *const FsInfo,
+    info: *const T,
+    _state: PhantomData<Arc<T>>,
 }
 
 // SAFETY: a task pointer may be used (to stop the thread) from any thread, and `info` is
-// only turned back into the `Arc<FsInfo>` it came from, which may go to any thread
-// (`start` checks that it is `Send`).
-unsafe impl Send for CommitThread {}
+// only turned back into the `Arc<T>` it came from, which may go to any thread (`T` is
+// `Send + Sync`).
+unsafe impl<T: PeriodicCommit> Send for CommitThread<T> {}
 
-/// Compiles only for a `T` that may move to another thread.
-fn assert_send<T: Send>(_: &T) {}
-
-impl CommitThread {
+impl<T: PeriodicCommit> CommitThread<T> {
     /// Starts the thread, with a reference to `info` that it keeps until it ends.
-    pub(crate) fn start(name: &CStr, info: Arc<FsInfo>) -> Result<Self> {
+    pub(crate) fn start(name: &CStr, info: Arc<T>) -> Result<Self> {
         // The reference goes to the new thread.
-        assert_send(&info);
         let data = Arc::into_raw(info);
         // SAFETY: takes a reference to this module (which is loaded: its code runs here),
         // for the thread; given back by the thread as it ends, or below, or by `drop`.
@@ -72,7 +78,11 @@ impl CommitThread {
         // would stay with whatever thread might run (leaked, never freed under it).
         let task = NonNull::new(task).ok_or(ENOMEM)?;
         // INVARIANT: a thread that runs `run` with `data`, not stopped.
-        Ok(Self { task, info: data })
+        Ok(Self {
+            task,
+            info: data,
+            _state: PhantomData,
+        })
     }
 
     /// The thread: sleep, commit, until stopped; then it ends with 0, putting its
@@ -85,12 +95,12 @@ impl CommitThread {
     unsafe extern "C" fn run(data: *mut ffi::c_void) -> ffi::c_int {
         // SAFETY: see above: the reference count is ours now (the handle takes it back only
         // if the thread never ran, see `drop`), and so is the module reference.
-        let info = unsafe { Arc::from_raw(data.cast::<FsInfo>()) };
+        let info = unsafe { Arc::from_raw(data.cast::<T>()) };
         loop {
             // SAFETY: sleeping in a kernel thread; `kthread_stop` wakes it early.
             unsafe {
                 bindings::schedule_timeout_interruptible(bindings::ferrofs_secs_to_jiffies(
-                    info.commit_secs(),
+                    info.period_secs(),
                 ))
             };
             // SAFETY: called from the kernel thread itself.
@@ -108,7 +118,7 @@ impl CommitThread {
     }
 }
 
-impl Drop for CommitThread {
+impl<T: PeriodicCommit> Drop for CommitThread<T> {
     fn drop(&mut self) {
         // SAFETY: by the invariant the thread is not stopped yet and only ends when stopped,
         // so the task is still alive; `kthread_stop` wakes it and waits for it to end.
@@ -122,11 +132,4 @@ impl Drop for CommitThread {
             unsafe { bindings::ferrofs_module_put() };
         }
     }
-}
-
-/// `cond_resched()`: lets others run if this thread used its share of the CPU.
-pub(crate) fn relax() {
-    // SAFETY: called from process context only (the engine's callers: system calls, the
-    // commit thread, writeback), holding no spinlock; `cond_resched` may sleep there.
-    unsafe { bindings::ferrofs_cond_resched() }
 }
