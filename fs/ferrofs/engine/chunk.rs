@@ -281,6 +281,14 @@ impl Chunk {
         if self.length.checked_rem(unit) != Some(0) || self.logical % 4096 != 0 {
             return Err("chunk is not aligned to its stripe unit");
         }
+        // Every stripe's extent must be a whole number of blocks that fits in the device
+        // address space: a stripe near the end of it would wrap in the mapping.
+        let stripe_size = self.stripe_size();
+        for stripe in self.stripes.iter() {
+            if stripe.physical % 4096 != 0 || stripe.physical.checked_add(stripe_size).is_none() {
+                return Err("chunk stripe out of the device address range");
+            }
+        }
         if matches!(
             self.profile,
             Profile::Raid1 | Profile::Raid1c3 | Profile::Raid10

@@ -152,6 +152,20 @@ fn invalid_chunks_are_rejected() {
     let mut c = chunk(Profile::Single, 1);
     c.length = 0;
     assert!(c.validate().is_err());
+    // A stripe whose extent would run past the end of the device address space, or that
+    // is not block-aligned.
+    let mut c = chunk(Profile::Raid1, 2);
+    c.stripes[1].physical = u64::MAX - 4095;
+    assert_eq!(
+        c.validate(),
+        Err("chunk stripe out of the device address range")
+    );
+    let mut c = chunk(Profile::Raid1, 2);
+    c.stripes[0].physical += 512;
+    assert_eq!(
+        c.validate(),
+        Err("chunk stripe out of the device address range")
+    );
 }
 
 #[test]
