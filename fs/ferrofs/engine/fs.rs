@@ -135,6 +135,39 @@ fn count_down<T: Copy + core::ops::Sub<Output = T> + PartialOrd>(
     Ok(value - by)
 }
 
+/// A link count raised by one, for a new name or a subdirectory's "..": at `LINK_MAX`
+/// (or past it, as a corrupt count read from disk may be), the link is refused.
+fn link_up(nlink: u32) -> EngineResult<u32> {
+    if nlink >= LINK_MAX {
+        return Err(EngineError::TooManyLinks);
+    }
+    nlink.checked_add(1).ok_or(EngineError::TooManyLinks)
+}
+
+/// Where a file extent read from disk ends: one running past the largest file, or a block
+/// extent not starting on a block boundary, is corruption (reported against `block`).
+pub(super) fn extent_end(offset: u64, extent: &Extent, block: u64) -> EngineResult<u64> {
+    let corrupt = EngineError::Corrupt {
+        block,
+        reason: "file extent past the largest file size or off a block boundary",
+    };
+    if extent.kind != ExtentKind::Inline && offset % BLOCK != 0 {
+        return Err(corrupt);
+    }
+    offset
+        .checked_add(extent.len)
+        .filter(|&end| end <= MAX_FILE_SIZE)
+        .ok_or(corrupt)
+}
+
+/// A file extent and the bytes of the file it covers, `[start, end)`, checked as read.
+#[derive(Clone, Copy)]
+struct Placed {
+    start: u64,
+    end: u64,
+    extent: Extent,
+}
+
 impl<D: BlockDev> Fs<D> {
     /// Formats `devs` and creates the root directory (mode 0755, owned by root).
     pub fn mkfs(devs: FVec<D>, opts: &MkfsOptions<'_>, now: Timespec) -> EngineResult<Self> {
@@ -491,7 +524,7 @@ impl<D: BlockDev> Fs<D> {
                 // A tmpfile given its first name is no longer an orphan.
                 fs.vol.remove(fs.tree, &inode::orphan_key(ino))?;
             }
-            inode.nlink = inode.nlink.saturating_add(1);
+            inode.nlink = link_up(inode.nlink)?;
             inode.ctime = now;
             parent.touch(now);
             fs.put_inode(&inode)?;
@@ -615,7 +648,7 @@ impl<D: BlockDev> Fs<D> {
                     }
                     from.nlink =
                         count_down(from.nlink, 1, from.ino, "directory link count too low")?;
-                    to.nlink = to.nlink.saturating_add(1);
+                    to.nlink = link_up(to.nlink)?;
                 }
                 fs.add_entry(&mut to, dname, sino, stype)?;
                 to.touch(now);
@@ -896,11 +929,11 @@ impl<D: BlockDev> Fs<D> {
             while pos < last {
                 let next = fs.extent_at_or_after(ino, pos)?;
                 let hole_end = match next {
-                    Some((off, e)) if off <= pos => {
-                        pos = off.saturating_add(e.len);
+                    Some(p) if p.start <= pos => {
+                        pos = p.end;
                         continue;
                     }
-                    Some((off, _)) => off.min(last),
+                    Some(p) => p.start.min(last),
                     None => last,
                 };
                 while pos < hole_end {
@@ -918,7 +951,10 @@ impl<D: BlockDev> Fs<D> {
                     added = added.saturating_add(e.len);
                 }
             }
-            inode.bytes = inode.bytes.saturating_add(added);
+            inode.bytes = inode.bytes.checked_add(added).ok_or(EngineError::Corrupt {
+                block: ino,
+                reason: "inode bytes in use past the largest file",
+            })?;
             if mode & FALLOC_FL_KEEP_SIZE == 0 {
                 inode.size = inode.size.max(end);
             }
@@ -1026,9 +1062,14 @@ impl<D: BlockDev> Fs<D> {
         self.vol
             .insert(self.tree, Key::new(dir.ino, kind::DIR_INDEX, index), &one)?;
         self.vol.insert(self.tree, rkey, &refs)?;
+        // Names are at most NAME_MAX bytes; a size this overflows was wrong on disk.
         dir.size = dir
             .size
-            .saturating_add((name.len() as u64).saturating_mul(2));
+            .checked_add((name.len() as u64).saturating_mul(2))
+            .ok_or(EngineError::Corrupt {
+                block: dir.ino,
+                reason: "directory size past any count of entries",
+            })?;
         Ok(())
     }
 
@@ -1170,7 +1211,7 @@ impl<D: BlockDev> Fs<D> {
             if parent.nlink >= LINK_MAX {
                 return Err(EngineError::TooManyLinks);
             }
-            parent.nlink = parent.nlink.saturating_add(1);
+            parent.nlink = link_up(parent.nlink)?;
         }
         let inode = self.new_inode(mode, rdev, owner, now)?;
         self.add_entry(&mut parent, name, inode.ino, type_of(mode))?;
@@ -1254,8 +1295,8 @@ impl<D: BlockDev> Fs<D> {
         let s_is_dir = self.getattr(sino)?.is_dir();
         let t_is_dir = self.getattr(tino)?.is_dir();
         let mut a = self.getattr(sdir)?;
-        self.remove_entry(&mut a, sname, sino)?;
         if sdir == ddir {
+            self.remove_entry(&mut a, sname, sino)?;
             self.remove_entry(&mut a, dname, tino)?;
             self.add_entry(&mut a, sname, tino, ttype)?;
             self.add_entry(&mut a, dname, sino, stype)?;
@@ -1263,17 +1304,19 @@ impl<D: BlockDev> Fs<D> {
             self.put_inode(&a)?;
         } else {
             let mut b = self.getattr(ddir)?;
+            // A directory moving across parents takes its ".." link with it; the counts
+            // are checked before anything changes, so a refusal leaves both names.
+            if s_is_dir && !t_is_dir {
+                a.nlink = count_down(a.nlink, 1, a.ino, "directory link count too low")?;
+                b.nlink = link_up(b.nlink)?;
+            } else if t_is_dir && !s_is_dir {
+                b.nlink = count_down(b.nlink, 1, b.ino, "directory link count too low")?;
+                a.nlink = link_up(a.nlink)?;
+            }
+            self.remove_entry(&mut a, sname, sino)?;
             self.remove_entry(&mut b, dname, tino)?;
             self.add_entry(&mut a, sname, tino, ttype)?;
             self.add_entry(&mut b, dname, sino, stype)?;
-            // A directory moving across parents takes its ".." link with it.
-            if s_is_dir && !t_is_dir {
-                a.nlink = count_down(a.nlink, 1, a.ino, "directory link count too low")?;
-                b.nlink = b.nlink.saturating_add(1);
-            } else if t_is_dir && !s_is_dir {
-                b.nlink = count_down(b.nlink, 1, b.ino, "directory link count too low")?;
-                a.nlink = a.nlink.saturating_add(1);
-            }
             for d in [&mut a, &mut b] {
                 d.touch(now);
             }
@@ -1327,18 +1370,25 @@ impl<D: BlockDev> Fs<D> {
 
     // ---- data ----
 
-    /// The extent of `ino` that covers byte `pos`, or the next one after it:
-    /// (file offset, extent).
-    fn extent_at_or_after(&mut self, ino: u64, pos: u64) -> EngineResult<Option<(u64, Extent)>> {
+    /// The extent of `ino` that covers byte `pos`, or the next one after it.
+    fn extent_at_or_after(&mut self, ino: u64, pos: u64) -> EngineResult<Option<Placed>> {
         let root = self.vol.root_block(self.tree).unwrap_or(0);
+        let placed = |k: &Key, v: &[u8]| -> EngineResult<Placed> {
+            let extent = Extent::decode(v, root)?;
+            Ok(Placed {
+                start: k.offset,
+                end: extent_end(k.offset, &extent, root)?,
+                extent,
+            })
+        };
         let before = self
             .vol
             .last_at_or_before(self.tree, &Key::new(ino, kind::EXTENT_DATA, pos))?;
         if let Some((k, v)) = before {
             if k.objectid == ino && k.kind == kind::EXTENT_DATA {
-                let e = Extent::decode(&v, root)?;
-                if k.offset.saturating_add(e.len) > pos {
-                    return Ok(Some((k.offset, e)));
+                let p = placed(&k, &v)?;
+                if p.end > pos {
+                    return Ok(Some(p));
                 }
             }
         }
@@ -1347,7 +1397,7 @@ impl<D: BlockDev> Fs<D> {
             .first_at_or_after(self.tree, &Key::new(ino, kind::EXTENT_DATA, pos))?;
         match after {
             Some((k, v)) if k.objectid == ino && k.kind == kind::EXTENT_DATA => {
-                Ok(Some((k.offset, Extent::decode(&v, root)?)))
+                Ok(Some(placed(&k, &v)?))
             }
             _ => Ok(None),
         }
@@ -1359,13 +1409,17 @@ impl<D: BlockDev> Fs<D> {
         let mut dropped = 0u64;
         let mut pos = start;
         while pos < end {
-            let Some((off, e)) = self.extent_at_or_after(ino, pos)? else {
+            let Some(Placed {
+                start: off,
+                end: e_end,
+                extent: e,
+            }) = self.extent_at_or_after(ino, pos)?
+            else {
                 break;
             };
             if off >= end {
                 break;
             }
-            let e_end = off.saturating_add(e.len);
             self.vol
                 .remove(self.tree, &Key::new(ino, kind::EXTENT_DATA, off))?;
             if e.kind == ExtentKind::Inline {
@@ -1437,13 +1491,14 @@ impl<D: BlockDev> Fs<D> {
         let mut run = FVec::new();
         let mut pos = offset;
         while pos < end {
-            let Some((off, e)) = self.extent_at_or_after(ino, pos)? else {
+            let Some(placed) = self.extent_at_or_after(ino, pos)? else {
                 break;
             };
+            let (off, e) = (placed.start, placed.extent);
             if off >= end {
                 break;
             }
-            let e_end = off.saturating_add(e.len).min(end);
+            let e_end = placed.end.min(end);
             let mut p = pos.max(off);
             if e.kind == ExtentKind::Regular {
                 // Whole blocks, in runs of at most MAX_READ_RUN bytes read at once.
@@ -1558,14 +1613,14 @@ impl<D: BlockDev> Fs<D> {
         let mut out = FVec::new();
         let mut pos = start;
         while pos < end && out.len() < max {
-            let Some((off, e)) = self.extent_at_or_after(ino, pos)? else {
+            let Some(p) = self.extent_at_or_after(ino, pos)? else {
                 break;
             };
-            if off >= end {
+            if p.start >= end {
                 break;
             }
-            out.try_push((off, e))?;
-            pos = off.saturating_add(e.len).max(pos.saturating_add(1));
+            out.try_push((p.start, p.extent))?;
+            pos = p.end.max(pos.saturating_add(1));
         }
         Ok(out)
     }

@@ -14,6 +14,7 @@ use super::chunk::Kind;
 use super::dev::BlockDev;
 use super::error::{EngineError, EngineResult};
 use super::format::{self, item, BLOCK_SIZE};
+use super::fs;
 use super::inode::{self, kind, Extent, ExtentKind, Inode};
 use super::key::Key;
 use super::map::U64Map;
@@ -344,22 +345,28 @@ fn check_refcounts<D: BlockDev>(
             if v.len() != spacemap::BITMAP_BYTES {
                 report.add(logical, 0, "space map bitmap item of the wrong size", false)?;
             }
-            let base = k.offset.saturating_mul(spacemap::BLOCKS_PER_BITMAP);
+            let Some(base) = k.offset.checked_mul(spacemap::BLOCKS_PER_BITMAP) else {
+                report.add(logical, 0, "space map bitmap index out of range", false)?;
+                continue;
+            };
             for e in 0..spacemap::BLOCKS_PER_BITMAP {
                 if spacemap::get_entry(&v, e as usize) == 0 {
                     continue;
                 }
-                let n = base.saturating_add(e);
-                let block = logical.saturating_add(n.saturating_mul(BLOCK));
-                if n.saturating_mul(BLOCK) >= length {
+                // The block's offset in its chunk, if it is inside it.
+                let inside = base
+                    .checked_add(e)
+                    .and_then(|n| n.checked_mul(BLOCK))
+                    .filter(|&off| off < length);
+                let Some(block) = inside.and_then(|off| logical.checked_add(off)) else {
                     report.add(
-                        block,
+                        logical,
                         0,
                         "space map entry beyond the end of its chunk",
                         false,
                     )?;
                     continue;
-                }
+                };
                 used = used.saturating_add(BLOCK);
                 if !expected.contains_key(block) {
                     fixes.refcount(
@@ -452,7 +459,15 @@ fn check_chunks<D: BlockDev>(vol: &mut Volume<D>, report: &mut Report) -> Engine
         if !matched.get(i).copied().unwrap_or(false) {
             report.add(physical, devid, "device extent without a chunk", false)?;
         }
-        let end = physical.saturating_add(len);
+        let Some(end) = physical.checked_add(len) else {
+            report.add(
+                physical,
+                devid,
+                "device extent past the end of the device address space",
+                false,
+            )?;
+            continue;
+        };
         let dev_size = vol
             .devices()
             .iter()
@@ -479,7 +494,9 @@ fn check_chunks<D: BlockDev>(vol: &mut Volume<D>, report: &mut Report) -> Engine
             }
         }
         for &(d2, p2, _, l2) in extents.iter().skip(i.saturating_add(1)) {
-            if d2 == devid && physical < p2.saturating_add(l2) && p2 < end {
+            // An extent whose end overflows is reported in its own turn.
+            let meets = p2.checked_add(l2).is_some_and(|p2_end| physical < p2_end);
+            if d2 == devid && meets && p2 < end {
                 report.add(physical, devid, "device extents overlap", false)?;
             }
         }
@@ -593,7 +610,16 @@ fn check_fs_tree<D: BlockDev>(
                 if k.offset < facts.extent_end {
                     report.add(ino, 0, "file extents overlap", false)?;
                 }
-                facts.extent_end = k.offset.saturating_add(e.len);
+                let Ok(end) = fs::extent_end(k.offset, &e, ino) else {
+                    report.add(
+                        ino,
+                        0,
+                        "file extent past the largest file size or off a block boundary",
+                        false,
+                    )?;
+                    continue;
+                };
+                facts.extent_end = end;
                 if e.kind != ExtentKind::Inline && !vol.is_data_range(e.disk, e.len) {
                     report.add(ino, 0, "file extent outside the data chunks", false)?;
                 } else if e.kind != ExtentKind::Inline {

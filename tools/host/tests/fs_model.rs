@@ -1538,3 +1538,81 @@ fn a_count_too_low_on_disk_is_corruption_not_a_clamp() {
     assert_eq!(fs.lookup(ROOT_INO, b"f").unwrap(), Some(f));
     assert_eq!(&fs.read(g, 0, 8192).unwrap()[..], &[7u8; 8192][..]);
 }
+
+/// A file extent whose key puts it past the largest file, or a block extent off a block
+/// boundary, is corruption: reads fail with EUCLEAN and fsck names it (a clamped end once
+/// read such an extent as a hole).
+#[test]
+fn extents_misplaced_in_the_file_are_corrupt() {
+    use ferrofs_engine::fs::MAX_FILE_SIZE;
+    use ferrofs_engine::inode::kind;
+    use ferrofs_engine::key::Key;
+    for bad_offset in [MAX_FILE_SIZE, u64::MAX - 4095, 100] {
+        let disks = MemDisk::set(1, 96 << 20);
+        let mut fs = memdev::mkfs_fs(&disks, Profile::Single).unwrap();
+        let f = new_file(&mut fs, b"f", 1);
+        fs.write(f, 0, &[7u8; 4096], now(2)).unwrap();
+        let tree = fs.tree();
+        let at0 = Key::new(f, kind::EXTENT_DATA, 0);
+        let item = fs.vol.remove(tree, &at0).unwrap().unwrap();
+        fs.vol
+            .insert(tree, Key::new(f, kind::EXTENT_DATA, bad_offset), &item)
+            .unwrap();
+        fs.sync().unwrap();
+        let mut fs = reopen(&disks);
+        assert_eq!(
+            fs.read(f, 0, 4096).map(|_| ()).map_err(errno),
+            Err(117),
+            "extent at {bad_offset}"
+        );
+        let report = fsck::check(&mut fs.vol, false).unwrap();
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.block == f && p.what.contains("largest file size")),
+            "extent at {bad_offset}: {:?}",
+            &report.problems[..]
+        );
+    }
+}
+
+/// An exchange that would move a directory into a parent at the link limit is refused
+/// with EMLINK before anything changes: both names stay, the filesystem goes on.
+#[test]
+fn exchange_into_a_full_parent_is_refused_whole() {
+    use ferrofs_engine::fs::LINK_MAX;
+    use ferrofs_engine::inode::kind;
+    use ferrofs_engine::key::Key;
+    let disks = MemDisk::set(1, 96 << 20);
+    let mut fs = memdev::mkfs_fs(&disks, Profile::Single).unwrap();
+    let mk = |fs: &mut Fs<MemDev>, dir, name: &[u8]| {
+        fs.mkdir(dir, name, 0o755, Owner::default(), now(1))
+            .unwrap()
+            .ino
+    };
+    let a = mk(&mut fs, ROOT_INO, b"a");
+    let b = mk(&mut fs, ROOT_INO, b"b");
+    let sub = mk(&mut fs, a, b"sub");
+    let file = fs
+        .create(b, b"file", S_IFREG | 0o644, 0, Owner::default(), now(2))
+        .unwrap()
+        .ino;
+    // Parent `b` as if it had LINK_MAX - 2 subdirectories.
+    let mut full = fs.getattr(b).unwrap();
+    full.nlink = LINK_MAX;
+    fs.vol
+        .insert(fs.tree(), Key::new(b, kind::INODE, 0), &full.encode())
+        .unwrap();
+    fs.sync().unwrap();
+    let err = fs
+        .rename(a, b"sub", b, b"file", RENAME_EXCHANGE, now(3))
+        .unwrap_err();
+    assert_eq!(errno(err), 31);
+    assert_eq!(fs.lookup(a, b"sub").unwrap(), Some(sub));
+    assert_eq!(fs.lookup(b, b"file").unwrap(), Some(file));
+    assert_eq!(fs.getattr(b).unwrap().nlink, LINK_MAX);
+    // Not aborted: changes still go through and commit.
+    new_file(&mut fs, b"after", 4);
+    fs.sync().unwrap();
+}

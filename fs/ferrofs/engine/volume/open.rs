@@ -309,6 +309,8 @@ impl<D: BlockDev> Volume<D> {
                 block: format::SUPERBLOCK_OFFSET,
                 reason: "truncated system chunk array",
             })?;
+            // `u64_at` found 8 bytes at `off`, and `used` is at most what `rest` holds, so
+            // neither sum can pass the array's length.
             let rest = sys.get(off.saturating_add(8)..).unwrap_or(&[]);
             let (chunk, used) = Chunk::decode(logical, rest, format::SUPERBLOCK_OFFSET)?;
             vol.add_chunk(chunk)?;
@@ -473,13 +475,12 @@ impl<D: BlockDev> Volume<D> {
                 let space = self.spaces.get_mut(i).ok_or(EngineError::Io)?;
                 for e in 0..spacemap::BLOCKS_PER_BITMAP {
                     if spacemap::get_entry(&v, e as usize) != 0 {
-                        let n = base.saturating_add(e);
-                        if n >= space.blocks {
-                            return Err(EngineError::Corrupt {
+                        let n = base.checked_add(e).filter(|&n| n < space.blocks).ok_or(
+                            EngineError::Corrupt {
                                 block: logical,
                                 reason: "space map entry beyond the end of its chunk",
-                            });
-                        }
+                            },
+                        )?;
                         space.set(n, true);
                         space.used_bytes = space.used_bytes.saturating_add(BLOCK);
                     }

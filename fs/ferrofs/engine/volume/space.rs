@@ -118,8 +118,10 @@ impl<D: BlockDev> Volume<D> {
         }
         let (i, chunk_logical) = self.chunk_of(block, "block address outside every chunk")?;
         let old = self.stored_refcount(block)?;
-        let delta = i64::try_from(i128::from(count).saturating_sub(i128::from(old)))
-            .map_err(|_| EngineError::Range)?;
+        let delta = i128::from(count)
+            .checked_sub(i128::from(old))
+            .and_then(|d| i64::try_from(d).ok())
+            .ok_or(EngineError::Range)?;
         if delta == 0 {
             return Ok(());
         }
@@ -205,11 +207,13 @@ impl<D: BlockDev> Volume<D> {
             _ => self.stored_refcount(block)?,
         };
         let delta = self.delayed.get(block).copied().unwrap_or(0);
-        let count = i128::from(stored).saturating_add(i128::from(delta));
-        u64::try_from(count).map_err(|_| EngineError::Corrupt {
-            block,
-            reason: "reference count below zero",
-        })
+        i128::from(stored)
+            .checked_add(i128::from(delta))
+            .and_then(|count| u64::try_from(count).ok())
+            .ok_or(EngineError::Corrupt {
+                block,
+                reason: "reference count below zero",
+            })
     }
 
     /// Drops one reference to the tree block `at` points at, of `tree`; at the last
@@ -385,21 +389,29 @@ impl<D: BlockDev> Volume<D> {
         platform::relax();
         let (i, chunk_logical) = self.chunk_of(block, "reference change outside every chunk")?;
         let old = self.stored_refcount(block)?;
-        let new = i128::from(old).saturating_add(i128::from(delta));
-        let new = u64::try_from(new).map_err(|_| EngineError::Corrupt {
-            block,
-            reason: "reference count below zero",
-        })?;
+        let new = i128::from(old)
+            .checked_add(i128::from(delta))
+            .and_then(|new| u64::try_from(new).ok())
+            .ok_or(EngineError::Corrupt {
+                block,
+                reason: "reference count below zero",
+            })?;
         self.in_flight = Some((block, new));
         let result = self.write_refcount(block, chunk_logical, old, new);
         self.in_flight = None;
         result?;
         if let Some(space) = self.spaces.get_mut(i) {
+            // The usage counts the blocks of the chunk's space map: it can go neither
+            // past the chunk nor below zero unless the map was wrong.
+            let wrong = EngineError::Corrupt {
+                block,
+                reason: "chunk usage disagrees with its space map",
+            };
             if old == 0 && new > 0 {
-                space.used_bytes = space.used_bytes.saturating_add(BLOCK);
+                space.used_bytes = space.used_bytes.checked_add(BLOCK).ok_or(wrong)?;
                 space.used_dirty = true;
             } else if old > 0 && new == 0 {
-                space.used_bytes = space.used_bytes.saturating_sub(BLOCK);
+                space.used_bytes = space.used_bytes.checked_sub(BLOCK).ok_or(wrong)?;
                 space.used_dirty = true;
                 self.pinned.try_push(block)?;
             }

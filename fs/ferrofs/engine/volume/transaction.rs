@@ -147,6 +147,11 @@ impl<D: BlockDev> Volume<D> {
         if self.pending.is_some() {
             return Err(EngineError::Invalid("a commit is already started"));
         }
+        // A generation repeated would make stale blocks look current: never clamp it.
+        let next_generation = self.generation.checked_add(1).ok_or(EngineError::Corrupt {
+            block: format::SUPERBLOCK_OFFSET,
+            reason: "transaction generation exhausted",
+        })?;
         self.changed();
         let mut settled = false;
         for _ in 0..MAX_COMMIT_PASSES {
@@ -218,7 +223,7 @@ impl<D: BlockDev> Volume<D> {
             pinned,
             changes: self.changes,
         });
-        self.generation = self.generation.saturating_add(1);
+        self.generation = next_generation;
         Ok(CommitTicket { generation })
     }
 
