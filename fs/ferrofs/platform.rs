@@ -23,6 +23,21 @@ pub(crate) fn relax() {
     crate::vfs::task::relax();
 }
 
+/// Continues a raw CRC-32C (no initial or final inversion) over `data`, with the kernel's
+/// `crc32c()` (`lib/libcrc32c.c`: the crypto API's fastest "crc32c", the CPU's CRC
+/// instructions where the kernel is built with them).
+pub(crate) fn crc32c_update(mut crc: u32, data: &[u8]) -> u32 {
+    // The kernel takes an `unsigned int` length: longer runs go in pieces.
+    for piece in data.chunks(1 << 30) {
+        // SAFETY: `piece` is a live, initialised byte slice of `piece.len()` bytes, which
+        // `crc32c()` only reads, for the duration of the call; the length fits a u32.
+        crc = unsafe {
+            crate::vfs::bindings::crc32c(crc, piece.as_ptr().cast(), piece.len() as u32)
+        };
+    }
+    crc
+}
+
 /// A growable array whose every allocation can fail without panicking.
 pub struct FVec<T> {
     inner: KVVec<T>,
@@ -68,5 +83,38 @@ impl<T> FVec<T> {
     /// The elements, mutably.
     pub fn as_mut_slice(&mut self) -> &mut [T] {
         self.inner.as_mut_slice()
+    }
+
+    /// Shortens the vector to `len` elements, dropping the rest (no-op if not longer).
+    pub fn truncate(&mut self, len: usize) {
+        if len >= self.inner.len() {
+            return;
+        }
+        let Some(tail) = self.inner.as_mut_slice().get_mut(len..) else {
+            return;
+        };
+        let tail: *mut [T] = tail;
+        // SAFETY: `len` is below the length; it is lowered before the tail is dropped, so a
+        // panicking destructor cannot make the vector drop those elements again.
+        unsafe { self.inner.set_len(len) };
+        // SAFETY: the tail's elements are initialised, no longer part of the vector, and
+        // dropped exactly once here.
+        unsafe { core::ptr::drop_in_place(tail) };
+    }
+}
+
+impl<T: Clone> FVec<T> {
+    /// Appends clones of `items`, in one allocation and one copy.
+    pub fn try_extend_from_slice(&mut self, items: &[T]) -> EngineResult<()> {
+        self.inner
+            .extend_from_slice(items, GFP_KERNEL)
+            .map_err(|_| EngineError::NoMemory)
+    }
+
+    /// Appends `n` clones of `value`, in one allocation and one fill.
+    pub fn try_extend_with(&mut self, n: usize, value: T) -> EngineResult<()> {
+        self.inner
+            .extend_with(n, value, GFP_KERNEL)
+            .map_err(|_| EngineError::NoMemory)
     }
 }

@@ -3,8 +3,9 @@
 //! Fallible containers for the engine.
 //!
 //! Each host provides `crate::platform::FVec` with a handful of primitives (`new`,
-//! `try_reserve`, `try_push`, `pop`, `as_slice`, `as_mut_slice`); the rest is built here
-//! from them, so both hosts run the same code. Nothing here panics: out-of-range positions
+//! `try_reserve`, `try_push`, `pop`, `as_slice`, `as_mut_slice`, and the bulk ones
+//! `truncate`, `try_extend_from_slice`, `try_extend_with`, which copy and fill whole
+//! ranges at once); the rest is built here from them, so both hosts run the same code. Nothing here panics: out-of-range positions
 //! are errors, and every allocation is reported.
 
 use core::ops::{Deref, DerefMut};
@@ -53,13 +54,6 @@ impl<T> FVec<T> {
         let mut v = Self::new();
         v.try_reserve(capacity)?;
         Ok(v)
-    }
-
-    /// Shortens the vector to `len` elements (no-op if it is not longer).
-    pub fn truncate(&mut self, len: usize) {
-        while self.len() > len {
-            drop(self.pop());
-        }
     }
 
     /// Removes every element.
@@ -123,15 +117,6 @@ impl<T> FVec<T> {
 }
 
 impl<T: Clone> FVec<T> {
-    /// Appends clones of `items`.
-    pub fn try_extend_from_slice(&mut self, items: &[T]) -> EngineResult<()> {
-        self.try_reserve(items.len())?;
-        for item in items {
-            self.try_push(item.clone())?;
-        }
-        Ok(())
-    }
-
     /// A vector holding clones of `items`.
     pub fn try_from_slice(items: &[T]) -> EngineResult<Self> {
         let mut v = Self::try_with_capacity(items.len())?;
@@ -145,11 +130,7 @@ impl<T: Clone> FVec<T> {
             self.truncate(len);
             return Ok(());
         }
-        self.try_reserve(len.saturating_sub(self.len()))?;
-        while self.len() < len {
-            self.try_push(value.clone())?;
-        }
-        Ok(())
+        self.try_extend_with(len.saturating_sub(self.len()), value)
     }
 
     /// A copy of the vector.

@@ -16,6 +16,13 @@ use crate::engine::error::{EngineError, EngineResult};
 /// host's scheduler preempts).
 pub(crate) fn relax() {}
 
+/// Continues a raw CRC-32C (no initial or final inversion) over `data`, with the CPU's
+/// CRC instructions where it has them.
+pub(crate) fn crc32c_update(crc: u32, data: &[u8]) -> u32 {
+    // The crate's running value is the finished CRC of what came before.
+    !crc32c::crc32c_append(!crc, data)
+}
+
 /// A growable array whose every allocation can fail without panicking.
 pub struct FVec<T> {
     inner: Vec<T>,
@@ -54,5 +61,27 @@ impl<T> FVec<T> {
     /// The elements, mutably.
     pub fn as_mut_slice(&mut self) -> &mut [T] {
         &mut self.inner
+    }
+
+    /// Shortens the vector to `len` elements, dropping the rest (no-op if not longer).
+    pub fn truncate(&mut self, len: usize) {
+        self.inner.truncate(len);
+    }
+}
+
+impl<T: Clone> FVec<T> {
+    /// Appends clones of `items`, in one allocation and one copy.
+    pub fn try_extend_from_slice(&mut self, items: &[T]) -> EngineResult<()> {
+        self.try_reserve(items.len())?;
+        self.inner.extend_from_slice(items);
+        Ok(())
+    }
+
+    /// Appends `n` clones of `value`, in one allocation and one fill.
+    pub fn try_extend_with(&mut self, n: usize, value: T) -> EngineResult<()> {
+        self.try_reserve(n)?;
+        let len = self.inner.len().saturating_add(n);
+        self.inner.resize(len, value);
+        Ok(())
     }
 }

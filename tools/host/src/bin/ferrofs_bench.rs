@@ -2,15 +2,31 @@
 
 //! Engine micro-benchmarks on in-memory devices (see scripts/bench/btree): b-tree inserts
 //! and lookups per second and commit throughput, at growing tree sizes, so the growth of
-//! cost with size is visible. Not a test: it prints numbers and asserts nothing.
+//! cost with size is visible; with `io [MiB]`, file writes with a commit and reads through
+//! `Fs` (see scripts/bench/io, which prints it beside the VM's figures). Not a test: it
+//! prints numbers and asserts nothing.
 
 use std::time::Instant;
 
 use ferrofs_engine::chunk::Profile;
+use ferrofs_engine::dev::BlockDev;
+use ferrofs_engine::error::{EngineError, EngineResult};
+use ferrofs_engine::fs::{Fs, Owner};
+use ferrofs_engine::inode::{Timespec, ROOT_INO, S_IFREG};
 use ferrofs_engine::key::Key;
+use ferrofs_engine::mem::FVec;
+use ferrofs_engine::volume::MkfsOptions;
 use ferrofs_host::memdev::{self, MemDisk, Op, TEST_TREE};
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("io") {
+        let mib = std::env::args()
+            .nth(2)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(256u64);
+        bench_io(mib);
+        return;
+    }
     let sizes: Vec<u64> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())
@@ -96,4 +112,89 @@ fn bench(n: u64) {
     println!(
         "{n:>10} {insert_rate:>14.0} {lookup_rate:>14.0} {commits:>12} {mb_s:>14.1} {used:>10.1}"
     );
+}
+
+/// A device in memory that only stores: no crash simulation, no log (unlike `MemDisk`), so
+/// the engine's own cost is what is measured.
+struct RamDev(Vec<u8>);
+
+impl BlockDev for RamDev {
+    fn size(&self) -> u64 {
+        self.0.len() as u64
+    }
+
+    fn read(&mut self, offset: u64, buf: &mut [u8]) -> EngineResult<()> {
+        let at = offset as usize;
+        let src = self.0.get(at..at + buf.len()).ok_or(EngineError::Io)?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+
+    fn write(&mut self, offset: u64, buf: &[u8]) -> EngineResult<()> {
+        let at = offset as usize;
+        let dst = self.0.get_mut(at..at + buf.len()).ok_or(EngineError::Io)?;
+        dst.copy_from_slice(buf);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> EngineResult<()> {
+        Ok(())
+    }
+
+    fn write_fua(&mut self, offset: u64, buf: &[u8]) -> EngineResult<()> {
+        self.write(offset, buf)
+    }
+}
+
+/// Writes a file of `mib` MiB in 1 MiB calls and commits, then reads it back in 1 MiB
+/// calls after the node cache was trimmed: MB/s of each, on one core.
+fn bench_io(mib: u64) {
+    let size = (mib * 2 + 256) << 20;
+    let mut devs = FVec::new();
+    if devs.try_push(RamDev(vec![0u8; size as usize])).is_err() {
+        println!("out of memory");
+        return;
+    }
+    let opts = MkfsOptions {
+        data: Profile::Single,
+        metadata: Profile::Single,
+        label: b"bench",
+        fsid: *b"FERROFS-BENCH-IO",
+        dev_uuids: &[[1u8; 16]],
+    };
+    let t0 = Timespec { sec: 0, nsec: 0 };
+    let run = || -> EngineResult<(f64, f64)> {
+        let mut fs = Fs::mkfs(devs, &opts, t0)?;
+        let ino = fs
+            .create(ROOT_INO, b"bench", S_IFREG | 0o644, 0, Owner::default(), t0)?
+            .ino;
+        let chunk: Vec<u8> = (0..1u32 << 20).map(|i| (i * 7 + i / 4096) as u8).collect();
+        let start = Instant::now();
+        for i in 0..mib {
+            fs.write(ino, i << 20, &chunk, t0)?;
+        }
+        fs.sync()?;
+        let write = start.elapsed().as_secs_f64();
+        let _ = fs.vol.trim_cache();
+        let start = Instant::now();
+        for i in 0..mib {
+            let got = fs.read(ino, i << 20, 1 << 20)?;
+            if got.len() != chunk.len() {
+                return Err(EngineError::Io);
+            }
+        }
+        let read = start.elapsed().as_secs_f64();
+        Ok((write, read))
+    };
+    match run() {
+        Ok((write, read)) => {
+            let mb = (mib << 20) as f64 / 1e6;
+            println!(
+                "engine on the host, {mib} MiB file: write+commit {:.0} MB/s, read {:.0} MB/s",
+                mb / write.max(1e-9),
+                mb / read.max(1e-9)
+            );
+        }
+        Err(e) => println!("engine io benchmark failed: {e:?}"),
+    }
 }
