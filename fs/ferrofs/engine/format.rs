@@ -86,6 +86,12 @@ pub const RESERVED_RANGES: [(u64, u64); 3] =
 /// The format version this engine writes and mounts.
 pub const FORMAT_VERSION: u32 = 2;
 
+/// Incompatible feature: extended attribute values spilled to `XATTR_SPILL` items (set
+/// with the first one; a reader without it would take their entries for corruption).
+pub const INCOMPAT_XATTR_SPILL: u64 = 1 << 0;
+/// The incompatible features this engine reads and writes.
+pub const INCOMPAT_SUPPORTED: u64 = INCOMPAT_XATTR_SPILL;
+
 /// Longest label, in bytes.
 pub const LABEL_MAX: usize = 255;
 
@@ -372,7 +378,7 @@ impl Superblock {
         if sb.root_tree_generation > sb.generation || sb.chunk_tree_generation > sb.generation {
             return Err(corrupt("superblock tree root newer than the superblock"));
         }
-        if sb.incompat != 0 {
+        if sb.incompat & !INCOMPAT_SUPPORTED != 0 {
             return Err(corrupt("superblock has unknown incompatible features"));
         }
         Ok(sb)

@@ -10,7 +10,7 @@
 
 use super::dev::BlockDev;
 use super::error::{EngineError, EngineResult};
-use super::format::BLOCK_SIZE;
+use super::format::{self, BLOCK_SIZE};
 use super::inode::{
     self, check_name, kind, name_hash, DirEntry, Extent, ExtentKind, Inode, Timespec, ROOT_INO,
     S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG,
@@ -731,18 +731,65 @@ impl<D: BlockDev> Fs<D> {
         self.guarded(|fs| {
             check_xattr(name, value)?;
             let mut node = fs.getattr(ino)?;
-            let key = Key::new(ino, kind::XATTR, name_hash(name));
+            let hash = name_hash(name);
+            let key = Key::new(ino, kind::XATTR, hash);
+            // The item's other names, the slots their spilled values use, and the old
+            // value of this name if it was spilled.
             let mut out = FVec::new();
+            let mut slots: FVec<u16> = FVec::new();
+            let mut old_spill = None;
             if let Some(data) = fs.vol.lookup(fs.tree, &key)? {
-                for (n, v) in inode::decode_xattrs(&data, ino)?.iter() {
-                    if n.as_slice() != name {
-                        inode::encode_xattr(&mut out, n, v)?;
+                for e in inode::decode_xattrs(&data, ino)?.iter() {
+                    let spill = match e.value {
+                        inode::XattrValue::Spilled { slot, .. } => Some(slot),
+                        inode::XattrValue::Inline(_) => None,
+                    };
+                    if e.name.as_slice() == name {
+                        old_spill = spill;
+                    } else {
+                        inode::encode_xattr_entry(&mut out, e)?;
+                        if let Some(slot) = spill {
+                            slots.try_push(slot)?;
+                        }
                     }
                 }
             }
-            inode::encode_xattr(&mut out, name, value)?;
+            // Everything is checked before anything changes: a refusal changes nothing.
+            let fits_inline = value.len() <= inode::XATTR_INLINE_MAX
+                && out
+                    .len()
+                    .saturating_add(4)
+                    .saturating_add(name.len())
+                    .saturating_add(value.len())
+                    <= super::node::MAX_ITEM_DATA;
+            let spill = if fits_inline {
+                inode::encode_xattr(&mut out, name, value)?;
+                None
+            } else {
+                // The value's own slot if it had one, else the lowest free one.
+                let slot = match old_spill {
+                    Some(slot) => slot,
+                    None => (0..=u16::MAX)
+                        .find(|s| !slots.contains(s))
+                        .ok_or(EngineError::NoSpace)?,
+                };
+                let len = u32::try_from(value.len()).map_err(|_| EngineError::NoSpace)?;
+                inode::encode_spilled_xattr(&mut out, name, len, slot)?;
+                Some(slot)
+            };
             if out.len() > super::node::MAX_ITEM_DATA {
                 return Err(EngineError::NoSpace);
+            }
+            if let Some(slot) = old_spill {
+                fs.remove_xattr_spill(ino, hash, slot)?;
+            }
+            if let Some(slot) = spill {
+                for (part, piece) in value.chunks(inode::XATTR_SPILL_PART).enumerate() {
+                    let part = u16::try_from(part).map_err(|_| EngineError::NoSpace)?;
+                    let at = inode::xattr_spill_key(ino, hash, slot, part);
+                    fs.vol.insert(fs.tree, at, piece)?;
+                }
+                fs.vol.enable_incompat(format::INCOMPAT_XATTR_SPILL);
             }
             fs.vol.insert(fs.tree, key, &out)?;
             node.ctime = now;
@@ -754,19 +801,26 @@ impl<D: BlockDev> Fs<D> {
     pub fn remove_xattr(&mut self, ino: u64, name: &[u8], now: Timespec) -> EngineResult<()> {
         self.guarded(|fs| {
             let mut node = fs.getattr(ino)?;
-            let key = Key::new(ino, kind::XATTR, name_hash(name));
+            let hash = name_hash(name);
+            let key = Key::new(ino, kind::XATTR, hash);
             let data = fs.vol.lookup(fs.tree, &key)?.ok_or(EngineError::NoData)?;
             let mut out = FVec::new();
-            let mut found = false;
-            for (n, v) in inode::decode_xattrs(&data, ino)?.iter() {
-                if n.as_slice() == name {
-                    found = true;
+            let mut found = None;
+            for e in inode::decode_xattrs(&data, ino)?.iter() {
+                if e.name.as_slice() == name {
+                    found = Some(match e.value {
+                        inode::XattrValue::Spilled { slot, .. } => Some(slot),
+                        inode::XattrValue::Inline(_) => None,
+                    });
                 } else {
-                    inode::encode_xattr(&mut out, n, v)?;
+                    inode::encode_xattr_entry(&mut out, e)?;
                 }
             }
-            if !found {
+            let Some(spilled) = found else {
                 return Err(EngineError::NoData);
+            };
+            if let Some(slot) = spilled {
+                fs.remove_xattr_spill(ino, hash, slot)?;
             }
             if out.is_empty() {
                 fs.vol.remove(fs.tree, &key)?;
@@ -1342,12 +1396,31 @@ impl<D: BlockDev> Fs<D> {
             .lookup(self.tree, &key)?
             .ok_or(EngineError::NoData)?;
         let mut all = inode::decode_xattrs(&data, ino)?;
-        while let Some((n, v)) = all.pop() {
-            if n.as_slice() == name {
-                return Ok(v);
+        while let Some(e) = all.pop() {
+            if e.name.as_slice() != name {
+                continue;
             }
+            return match e.value {
+                inode::XattrValue::Inline(v) => Ok(v),
+                inode::XattrValue::Spilled { len, slot } => {
+                    read_xattr_spill(&mut self.vol, self.tree, ino, name_hash(name), slot, len)
+                }
+            };
         }
         Err(EngineError::NoData)
+    }
+
+    /// Removes every piece of the value spilled under `slot` of `hash`.
+    fn remove_xattr_spill(&mut self, ino: u64, hash: u64, slot: u16) -> EngineResult<()> {
+        let mut pieces = self.vol.range(
+            self.tree,
+            inode::xattr_spill_key(ino, hash, slot, 0),
+            inode::xattr_spill_key(ino, hash, slot, u16::MAX),
+        );
+        while let Some((k, _)) = self.vol.next_in(&mut pieces)? {
+            self.vol.remove(self.tree, &k)?;
+        }
+        Ok(())
     }
 
     /// The names of the extended attributes of `ino`, each followed by a NUL.
@@ -1360,8 +1433,8 @@ impl<D: BlockDev> Fs<D> {
             Key::new(ino, kind::XATTR, u64::MAX),
         );
         while let Some((k, v)) = self.vol.next_in(&mut xattrs)? {
-            for (n, _) in inode::decode_xattrs(&v, k.objectid)?.iter() {
-                out.try_extend_from_slice(n)?;
+            for e in inode::decode_xattrs(&v, k.objectid)?.iter() {
+                out.try_extend_from_slice(&e.name)?;
                 out.try_push(0)?;
             }
         }
@@ -1684,8 +1757,38 @@ impl<D: BlockDev> Fs<D> {
     }
 }
 
+/// The value of `len` bytes that inode `ino` of `tree` spilled under `slot` of `hash`,
+/// from its pieces: each but the last of [`inode::XATTR_SPILL_PART`] bytes, none missing.
+pub(super) fn read_xattr_spill<D: BlockDev>(
+    vol: &mut Volume<D>,
+    tree: Tree,
+    ino: u64,
+    hash: u64,
+    slot: u16,
+    len: u32,
+) -> EngineResult<FVec<u8>> {
+    let corrupt = EngineError::Corrupt {
+        block: ino,
+        reason: "spilled extended attribute value with missing or wrong pieces",
+    };
+    let mut value = FVec::try_with_capacity(len as usize)?;
+    for part in 0..inode::xattr_spill_parts(len) {
+        let piece = vol
+            .lookup(tree, &inode::xattr_spill_key(ino, hash, slot, part))?
+            .ok_or(corrupt)?;
+        let want = (len as usize)
+            .saturating_sub(value.len())
+            .min(inode::XATTR_SPILL_PART);
+        if piece.len() != want {
+            return Err(corrupt);
+        }
+        value.try_extend_from_slice(&piece)?;
+    }
+    Ok(value)
+}
+
 /// Whether an extended attribute can be stored: a name of 1 to 255 bytes without NUL, and
-/// a value small enough for the item that holds it (else ENOSPC, as on ext4 and btrfs).
+/// a value of at most `XATTR_SIZE_MAX` bytes (else ENOSPC, as on ext4 and btrfs).
 fn check_xattr(name: &[u8], value: &[u8]) -> EngineResult<()> {
     if name.is_empty() || name.contains(&0) {
         return Err(EngineError::Invalid("invalid attribute name"));

@@ -230,6 +230,24 @@ fn note_corruption(report: &mut Report, err: EngineError) -> EngineResult<()> {
     }
 }
 
+/// Whether the `XATTR_SPILL` item at `offset` of inode `ino` is a piece of a spilled value
+/// an attribute names (see [`inode::xattr_spill_key`]).
+fn xattr_piece_is_named<D: BlockDev>(
+    vol: &mut Volume<D>,
+    ino: u64,
+    offset: u64,
+) -> EngineResult<bool> {
+    let (hash, slot, part) = (offset >> 32, (offset >> 16) as u16, offset as u16);
+    let Some(item) = vol.lookup(Tree::FS, &Key::new(ino, kind::XATTR, hash))? else {
+        return Ok(false);
+    };
+    let named = inode::decode_xattrs(&item, ino)?.iter().any(|e| {
+        matches!(e.value, inode::XattrValue::Spilled { len, slot: s }
+            if s == slot && part < inode::xattr_spill_parts(len))
+    });
+    Ok(named)
+}
+
 fn bump(map: &mut U64Map<u64>, block: u64) -> EngineResult<bool> {
     let first = !map.contains_key(block);
     let n = map.get(block).copied().unwrap_or(0).saturating_add(1);
@@ -604,6 +622,43 @@ fn check_fs_tree<D: BlockDev>(
                         report.add(ino, 0, "directory entry names a missing inode", false)?;
                     }
                 }
+            }
+            kind::XATTR => {
+                let entries = match inode::decode_xattrs(&v, ino) {
+                    Ok(entries) => entries,
+                    Err(EngineError::Corrupt { reason, .. }) => {
+                        report.add(ino, 0, reason, false)?;
+                        continue;
+                    }
+                    Err(other) => return Err(other),
+                };
+                for e in entries.iter() {
+                    if inode::name_hash(&e.name) != k.offset {
+                        report.add(
+                            ino,
+                            0,
+                            "extended attribute under another name's hash",
+                            false,
+                        )?;
+                    }
+                    if let inode::XattrValue::Spilled { len, slot } = e.value {
+                        match fs::read_xattr_spill(vol, Tree::FS, ino, k.offset, slot, len) {
+                            Ok(_) => {}
+                            Err(EngineError::Corrupt { reason, .. }) => {
+                                report.add(ino, 0, reason, false)?
+                            }
+                            Err(other) => return Err(other),
+                        }
+                    }
+                }
+            }
+            kind::XATTR_SPILL if !xattr_piece_is_named(vol, ino, k.offset)? => {
+                report.add(
+                    ino,
+                    0,
+                    "extended attribute value piece without its attribute",
+                    false,
+                )?;
             }
             kind::EXTENT_DATA => {
                 let e = Extent::decode(&v, ino)?;

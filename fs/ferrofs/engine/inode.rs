@@ -33,6 +33,8 @@ pub mod kind {
     pub const INODE_REF: u8 = 12;
     /// Extended attributes.
     pub const XATTR: u8 = 24;
+    /// A piece of a long extended attribute value (see [`super::xattr_spill_key`]).
+    pub const XATTR_SPILL: u8 = 25;
     /// Directory entries by name hash.
     pub const DIR_ITEM: u8 = 84;
     /// Directory entries by position.
@@ -63,8 +65,19 @@ pub fn csum_key(block: u64) -> Key {
 
 /// Longest name of a directory entry or extended attribute.
 pub const NAME_MAX: usize = 255;
-/// Longest extended attribute value (it must fit in one item with its name).
-pub const XATTR_VALUE_MAX: usize = 700;
+/// Longest extended attribute value (Linux's `XATTR_SIZE_MAX`).
+pub const XATTR_VALUE_MAX: usize = 65536;
+/// Longest value kept in the item of its name; a longer one, or one that would overflow
+/// an item that names of the same hash share, is spilled to `XATTR_SPILL` items of
+/// [`XATTR_SPILL_PART`] bytes (the last one shorter).
+pub const XATTR_INLINE_MAX: usize = 700;
+/// Bytes of a spilled value per `XATTR_SPILL` item.
+pub const XATTR_SPILL_PART: usize = 960;
+const _: () = assert!(XATTR_SPILL_PART <= super::node::MAX_ITEM_DATA);
+/// Set in an attribute entry's name length: the value is spilled.
+const XATTR_SPILLED: u16 = 0x8000;
+/// Bytes after the name of a spilled entry: the value's length (u32) and its slot (u16).
+const XATTR_SPILL_REF: usize = 6;
 /// Longest symlink target (`PATH_MAX` less the terminating NUL).
 pub const SYMLINK_MAX: usize = 4095;
 /// Longest symlink target stored inline in one item; longer ones go to a data block.
@@ -304,18 +317,69 @@ pub fn decode_refs(data: &[u8], block: u64) -> EngineResult<FVec<(u64, FVec<u8>)
     Ok(out)
 }
 
-/// Appends an extended attribute (name, value) to `out`.
+/// Where an extended attribute's value is.
+#[derive(Debug, PartialEq, Eq)]
+pub enum XattrValue {
+    /// In the entry itself.
+    Inline(FVec<u8>),
+    /// In `XATTR_SPILL` items: `len` bytes, under slot `slot` of the name's hash.
+    Spilled {
+        /// Length of the value.
+        len: u32,
+        /// Tells the spilled values of names sharing one hash apart.
+        slot: u16,
+    },
+}
+
+/// One extended attribute of an XATTR item.
+#[derive(Debug, PartialEq, Eq)]
+pub struct XattrEntry {
+    /// The attribute's name.
+    pub name: FVec<u8>,
+    /// Its value, or where it is.
+    pub value: XattrValue,
+}
+
+/// Appends an extended attribute (name, value) to `out`, its value inline.
 pub fn encode_xattr(out: &mut FVec<u8>, name: &[u8], value: &[u8]) -> EngineResult<()> {
-    let nlen = u16::try_from(name.len()).map_err(|_| EngineError::NameTooLong)?;
+    if name.len() > NAME_MAX {
+        return Err(EngineError::NameTooLong);
+    }
     let vlen = u16::try_from(value.len()).map_err(|_| EngineError::Range)?;
-    out.try_extend_from_slice(&nlen.to_le_bytes())?;
+    out.try_extend_from_slice(&(name.len() as u16).to_le_bytes())?;
     out.try_extend_from_slice(&vlen.to_le_bytes())?;
     out.try_extend_from_slice(name)?;
     out.try_extend_from_slice(value)
 }
 
-/// Decodes the attributes of an XATTR value: (name, value) each.
-pub fn decode_xattrs(data: &[u8], block: u64) -> EngineResult<FVec<(FVec<u8>, FVec<u8>)>> {
+/// Appends an extended attribute whose value of `len` bytes is spilled under `slot`.
+pub fn encode_spilled_xattr(
+    out: &mut FVec<u8>,
+    name: &[u8],
+    len: u32,
+    slot: u16,
+) -> EngineResult<()> {
+    if name.len() > NAME_MAX {
+        return Err(EngineError::NameTooLong);
+    }
+    let nlen = name.len() as u16 | XATTR_SPILLED;
+    out.try_extend_from_slice(&nlen.to_le_bytes())?;
+    out.try_extend_from_slice(&(XATTR_SPILL_REF as u16).to_le_bytes())?;
+    out.try_extend_from_slice(name)?;
+    out.try_extend_from_slice(&len.to_le_bytes())?;
+    out.try_extend_from_slice(&slot.to_le_bytes())
+}
+
+/// Appends `entry` as [`decode_xattrs`] returned it.
+pub fn encode_xattr_entry(out: &mut FVec<u8>, entry: &XattrEntry) -> EngineResult<()> {
+    match &entry.value {
+        XattrValue::Inline(v) => encode_xattr(out, &entry.name, v),
+        XattrValue::Spilled { len, slot } => encode_spilled_xattr(out, &entry.name, *len, *slot),
+    }
+}
+
+/// Decodes the attributes of an XATTR value.
+pub fn decode_xattrs(data: &[u8], block: u64) -> EngineResult<FVec<XattrEntry>> {
     let corrupt = EngineError::Corrupt {
         block,
         reason: "malformed extended attribute item",
@@ -323,17 +387,52 @@ pub fn decode_xattrs(data: &[u8], block: u64) -> EngineResult<FVec<(FVec<u8>, FV
     let mut out = FVec::new();
     let mut off = 0usize;
     while off < data.len() {
-        let nlen = u16::from_le_bytes(bytes::array(data, off).ok_or(corrupt)?) as usize;
+        let nlen = u16::from_le_bytes(bytes::array(data, off).ok_or(corrupt)?);
         let vlen =
             u16::from_le_bytes(bytes::array(data, off.saturating_add(2)).ok_or(corrupt)?) as usize;
+        let spilled = nlen & XATTR_SPILLED != 0;
+        let nlen = usize::from(nlen & !XATTR_SPILLED);
+        if nlen == 0 || nlen > NAME_MAX {
+            return Err(corrupt);
+        }
+        // Offsets within one item of at most a block: these sums cannot overflow, and
+        // `get` refuses any range past the item.
         let ns = off.saturating_add(4);
         let vs = ns.saturating_add(nlen);
-        let name = data.get(ns..vs).ok_or(corrupt)?;
-        let value = data.get(vs..vs.saturating_add(vlen)).ok_or(corrupt)?;
-        out.try_push((FVec::try_from_slice(name)?, FVec::try_from_slice(value)?))?;
+        let name = FVec::try_from_slice(data.get(ns..vs).ok_or(corrupt)?)?;
+        let raw = data.get(vs..vs.saturating_add(vlen)).ok_or(corrupt)?;
+        let value = if spilled {
+            let (len, slot) = match raw {
+                [a, b, c, d, e, f] => (
+                    u32::from_le_bytes([*a, *b, *c, *d]),
+                    u16::from_le_bytes([*e, *f]),
+                ),
+                _ => return Err(corrupt),
+            };
+            if len == 0 || len as usize > XATTR_VALUE_MAX {
+                return Err(corrupt);
+            }
+            XattrValue::Spilled { len, slot }
+        } else {
+            XattrValue::Inline(FVec::try_from_slice(raw)?)
+        };
+        out.try_push(XattrEntry { name, value })?;
         off = vs.saturating_add(vlen);
     }
     Ok(out)
+}
+
+/// The key of piece `part` of the value spilled under `slot` by a name of hash `hash`
+/// of inode `ino`: the pieces of one value are consecutive keys.
+pub fn xattr_spill_key(ino: u64, hash: u64, slot: u16, part: u16) -> Key {
+    let offset = (hash & 0xffff_ffff) << 32 | u64::from(slot) << 16 | u64::from(part);
+    Key::new(ino, kind::XATTR_SPILL, offset)
+}
+
+/// How many `XATTR_SPILL` pieces a spilled value of `len` bytes has.
+pub fn xattr_spill_parts(len: u32) -> u16 {
+    // At most 65536 / 960 rounded up: 69.
+    (len as usize).div_ceil(XATTR_SPILL_PART) as u16
 }
 
 /// What an extent holds.

@@ -509,7 +509,12 @@ fn run(seed: u64, steps: u64, disks_n: usize, profile: Profile) {
                     let had = m.xattrs.entry(ino).or_default().remove(&xname).is_some();
                     assert_eq!(got, if had { Ok(()) } else { Err(61) }, "{ctx} removexattr");
                 } else {
-                    let value: Vec<u8> = vec![rng.next() as u8; rng.below(300) as usize];
+                    // Mostly short values, some spilled out of their item.
+                    let len = match rng.below(8) {
+                        0 => rng.below(9000),
+                        _ => rng.below(300),
+                    };
+                    let value: Vec<u8> = (0..len).map(|i| (i as u8) ^ rng.next() as u8).collect();
                     fs.set_xattr(ino, &xname, &value, t).unwrap();
                     m.xattrs
                         .entry(ino)
@@ -643,7 +648,7 @@ fn bad_names_and_types_are_refused() {
     );
     assert_eq!(fs.get_xattr(f.ino, b"user.none").unwrap_err().errno(), 61);
     assert_eq!(
-        fs.set_xattr(f.ino, b"user.big", &[0u8; 701], t)
+        fs.set_xattr(f.ino, b"user.big", &[0u8; 65537], t)
             .unwrap_err()
             .errno(),
         28
@@ -1460,7 +1465,7 @@ fn create_with_xattrs_is_one_change() {
             fs.create(d.ino, b"f", S_IFREG | 0o640, 0, Owner::default(), t)
         })
         .unwrap();
-    let big = vec![7u8; 4096];
+    let big = vec![7u8; 65537];
     let err = fs
         .create_with_xattrs(&[(b"system.posix_acl_access", &big)], t, |fs| {
             fs.create(d.ino, b"g", S_IFREG | 0o640, 0, Owner::default(), t)
@@ -1615,4 +1620,86 @@ fn exchange_into_a_full_parent_is_refused_whole() {
     // Not aborted: changes still go through and commit.
     new_file(&mut fs, b"after", 4);
     fs.sync().unwrap();
+}
+
+/// Values too long for the item of their name are spilled to pieces: up to
+/// `XATTR_SIZE_MAX`, read back whole after a remount, replaced and removed with their
+/// pieces, names of one hash each with their own; fsck checks the pieces both ways.
+#[test]
+fn long_xattr_values_spill() {
+    use ferrofs_engine::format::INCOMPAT_XATTR_SPILL;
+    use ferrofs_engine::inode::{self, kind, name_hash, XATTR_VALUE_MAX};
+    use ferrofs_engine::key::Key;
+    let disks = MemDisk::set(1, 96 << 20);
+    let mut fs = memdev::mkfs_fs(&disks, Profile::Single).unwrap();
+    let t = now(1);
+    let f = new_file(&mut fs, b"f", 1);
+    let value =
+        |len: usize, seed: u8| -> Vec<u8> { (0..len).map(|i| (i * 31) as u8 ^ seed).collect() };
+    assert_eq!(fs.vol.superblock().incompat & INCOMPAT_XATTR_SPILL, 0);
+    // Two names of one hash (a CRC-32C collision, found by a search over "user.cN"): one
+    // item, two slots.
+    let (a, b) = (b"user.c1371838".to_vec(), b"user.c2000402".to_vec());
+    assert_eq!(name_hash(&a), name_hash(&b));
+    let sizes = [
+        (b"user.max".to_vec(), XATTR_VALUE_MAX),
+        (b"user.3840".to_vec(), 3840),
+        (a.clone(), 5000),
+        (b.clone(), 961),
+    ];
+    for (i, (name, len)) in sizes.iter().enumerate() {
+        fs.set_xattr(f, name, &value(*len, i as u8), t).unwrap();
+    }
+    fs.set_xattr(f, b"user.small", b"inline", t).unwrap();
+    fs.sync().unwrap();
+    let mut fs = reopen(&disks);
+    assert_ne!(fs.vol.superblock().incompat & INCOMPAT_XATTR_SPILL, 0);
+    for (i, (name, len)) in sizes.iter().enumerate() {
+        assert_eq!(
+            &fs.get_xattr(f, name).unwrap()[..],
+            &value(*len, i as u8)[..]
+        );
+    }
+    assert_fsck_clean(&mut fs);
+    // Replaced by a short one, then by a long one again; removed: no piece left behind.
+    fs.set_xattr(f, &a, b"short", t).unwrap();
+    assert_eq!(&fs.get_xattr(f, &b).unwrap()[..], &value(961, 3)[..]);
+    fs.sync().unwrap();
+    assert_fsck_clean(&mut fs);
+    fs.set_xattr(f, &a, &value(2000, 9), t).unwrap();
+    fs.remove_xattr(f, &b, t).unwrap();
+    assert_eq!(&fs.get_xattr(f, &a).unwrap()[..], &value(2000, 9)[..]);
+    assert_eq!(fs.get_xattr(f, &b).unwrap_err().errno(), 61);
+    fs.remove_xattr(f, b"user.max", t).unwrap();
+    fs.sync().unwrap();
+    assert_fsck_clean(&mut fs);
+    // fsck names a missing piece, and a piece no attribute names.
+    let hash = name_hash(b"user.3840");
+    let tree = fs.tree();
+    let piece = inode::xattr_spill_key(f, hash, 0, 1);
+    fs.vol.remove(tree, &piece).unwrap().unwrap();
+    let stray = Key::new(f, kind::XATTR_SPILL, piece.offset + 7);
+    fs.vol.insert(tree, stray, b"stray").unwrap();
+    fs.sync().unwrap();
+    let report = fsck::check(&mut fs.vol, false).unwrap();
+    let whats: Vec<&str> = report.problems.iter().map(|p| p.what).collect();
+    assert!(
+        whats.iter().any(|w| w.contains("missing or wrong pieces")),
+        "{whats:?}"
+    );
+    assert!(
+        whats
+            .iter()
+            .any(|w| w.contains("piece without its attribute")),
+        "{whats:?}"
+    );
+    assert_eq!(fs.get_xattr(f, b"user.3840").unwrap_err().errno(), 117);
+    // The file goes with every piece.
+    fs.vol.remove(tree, &stray).unwrap();
+    fs.unlink(ROOT_INO, b"f", t).unwrap();
+    fs.sync().unwrap();
+    let mut pieces = fs
+        .vol
+        .range(tree, Key::new(f, 0, 0), Key::new(f, u8::MAX, u64::MAX));
+    assert!(fs.vol.next_in(&mut pieces).unwrap().is_none());
 }

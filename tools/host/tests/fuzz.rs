@@ -153,6 +153,9 @@ fn build_fs() -> (Vec<MemDisk>, Vec<(usize, u64)>) {
                 fs.link(ino, ROOT_INO, format!("link{d}-{f}").as_bytes(), t)
                     .unwrap();
                 fs.set_xattr(ino, b"user.tag", name.as_bytes(), t).unwrap();
+                // Spilled to pieces, so damage reaches those too.
+                fs.set_xattr(ino, b"user.long", &vec![f as u8; 2500], t)
+                    .unwrap();
             }
         }
         fs.symlink(dir, b"sym", b"../dir0/file1", o, t).unwrap();
@@ -232,6 +235,7 @@ fn one_fs_case(base: &[MemDisk], places: &[(usize, u64)], seed: u64) {
             let _ = fs.readlink(e.ino);
             let _ = fs.list_xattr(e.ino);
             let _ = fs.get_xattr(e.ino, b"user.tag");
+            let _ = fs.get_xattr(e.ino, b"user.long");
             let _ = fs.lookup(dir, &e.name);
             if e.file_type == 4 {
                 stack.push(e.ino);

@@ -172,6 +172,16 @@ impl<D: BlockDev> Volume<D> {
         self.sb.label_bytes()
     }
 
+    /// Marks the volume as using incompatible feature `feature` (a
+    /// [`format::INCOMPAT_SUPPORTED`] bit), written with the next commit: engines without
+    /// it refuse the volume from then on.
+    pub fn enable_incompat(&mut self, feature: u64) {
+        if self.sb.incompat & feature != feature {
+            self.sb.incompat |= feature;
+            self.changed();
+        }
+    }
+
     /// Sets the label; the next commit writes it into every superblock copy.
     pub fn set_label(&mut self, label: &[u8]) -> EngineResult<()> {
         if self.read_only {
