@@ -89,8 +89,11 @@ pub const FORMAT_VERSION: u32 = 2;
 /// Incompatible feature: extended attribute values spilled to `XATTR_SPILL` items (set
 /// with the first one; a reader without it would take their entries for corruption).
 pub const INCOMPAT_XATTR_SPILL: u64 = 1 << 0;
+/// Incompatible feature: extended back references (`INODE_EXTREF` items), for names of an
+/// inode in one directory past what its `INODE_REF` item holds.
+pub const INCOMPAT_EXTREF: u64 = 1 << 1;
 /// The incompatible features this engine reads and writes.
-pub const INCOMPAT_SUPPORTED: u64 = INCOMPAT_XATTR_SPILL;
+pub const INCOMPAT_SUPPORTED: u64 = INCOMPAT_XATTR_SPILL | INCOMPAT_EXTREF;
 
 /// Longest label, in bytes.
 pub const LABEL_MAX: usize = 255;

@@ -1103,19 +1103,29 @@ impl<D: BlockDev> Fs<D> {
         if list.len() > super::node::MAX_ITEM_DATA {
             return Err(EngineError::NoSpace);
         }
-        // The names of one inode in one directory share a back-reference item.
+        // The names of one inode in one directory share a back-reference item; once it
+        // is full, further names are extended references, by hash of directory and name.
         let rkey = Key::new(ino, kind::INODE_REF, dir.ino);
         let mut refs = self.vol.lookup(self.tree, &rkey)?.unwrap_or_default();
         inode::encode_ref(&mut refs, index, name)?;
-        if refs.len() > super::node::MAX_ITEM_DATA {
-            return Err(EngineError::TooManyLinks);
-        }
+        let (back_key, back) = if refs.len() <= super::node::MAX_ITEM_DATA {
+            (rkey, refs)
+        } else {
+            let xkey = Key::new(ino, kind::INODE_EXTREF, inode::extref_hash(dir.ino, name));
+            let mut xrefs = self.vol.lookup(self.tree, &xkey)?.unwrap_or_default();
+            inode::encode_extref(&mut xrefs, dir.ino, index, name)?;
+            if xrefs.len() > super::node::MAX_ITEM_DATA {
+                return Err(EngineError::TooManyLinks);
+            }
+            self.vol.enable_incompat(format::INCOMPAT_EXTREF);
+            (xkey, xrefs)
+        };
         let mut one = FVec::new();
         inode::encode_dirent(&mut one, ino, file_type, name)?;
         self.vol.insert(self.tree, hkey, &list)?;
         self.vol
             .insert(self.tree, Key::new(dir.ino, kind::DIR_INDEX, index), &one)?;
-        self.vol.insert(self.tree, rkey, &refs)?;
+        self.vol.insert(self.tree, back_key, &back)?;
         // Names are at most NAME_MAX bytes; a size this overflows was wrong on disk.
         dir.size = dir
             .size
@@ -1145,32 +1155,7 @@ impl<D: BlockDev> Fs<D> {
         } else {
             self.vol.insert(self.tree, hkey, &rest)?;
         }
-        let rkey = Key::new(ino, kind::INODE_REF, dir.ino);
-        let data = self
-            .vol
-            .lookup(self.tree, &rkey)?
-            .ok_or(EngineError::Corrupt {
-                block: ino,
-                reason: "directory entry without a back reference",
-            })?;
-        let mut index = None;
-        let mut refs = FVec::new();
-        for (idx, n) in inode::decode_refs(&data, ino)?.iter() {
-            if index.is_none() && n.as_slice() == name {
-                index = Some(*idx);
-            } else {
-                inode::encode_ref(&mut refs, *idx, n)?;
-            }
-        }
-        let index = index.ok_or(EngineError::Corrupt {
-            block: ino,
-            reason: "directory entry without a back reference",
-        })?;
-        if refs.is_empty() {
-            self.vol.remove(self.tree, &rkey)?;
-        } else {
-            self.vol.insert(self.tree, rkey, &refs)?;
-        }
+        let index = self.remove_back_ref(ino, dir.ino, name)?;
         self.vol
             .remove(self.tree, &Key::new(dir.ino, kind::DIR_INDEX, index))?;
         dir.size = count_down(
@@ -1180,6 +1165,53 @@ impl<D: BlockDev> Fs<D> {
             "directory size below its entries",
         )?;
         Ok(())
+    }
+
+    /// Removes the back reference of name `name` of `ino` in `dir` (from its INODE_REF
+    /// item, or else its extended one); returns the entry's index.
+    fn remove_back_ref(&mut self, ino: u64, dir: u64, name: &[u8]) -> EngineResult<u64> {
+        let missing = EngineError::Corrupt {
+            block: ino,
+            reason: "directory entry without a back reference",
+        };
+        let rkey = Key::new(ino, kind::INODE_REF, dir);
+        if let Some(data) = self.vol.lookup(self.tree, &rkey)? {
+            let mut index = None;
+            let mut refs = FVec::new();
+            for (idx, n) in inode::decode_refs(&data, ino)?.iter() {
+                if index.is_none() && n.as_slice() == name {
+                    index = Some(*idx);
+                } else {
+                    inode::encode_ref(&mut refs, *idx, n)?;
+                }
+            }
+            if let Some(index) = index {
+                if refs.is_empty() {
+                    self.vol.remove(self.tree, &rkey)?;
+                } else {
+                    self.vol.insert(self.tree, rkey, &refs)?;
+                }
+                return Ok(index);
+            }
+        }
+        let xkey = Key::new(ino, kind::INODE_EXTREF, inode::extref_hash(dir, name));
+        let data = self.vol.lookup(self.tree, &xkey)?.ok_or(missing)?;
+        let mut index = None;
+        let mut xrefs = FVec::new();
+        for (parent, idx, n) in inode::decode_extrefs(&data, ino)?.iter() {
+            if index.is_none() && *parent == dir && n.as_slice() == name {
+                index = Some(*idx);
+            } else {
+                inode::encode_extref(&mut xrefs, *parent, *idx, n)?;
+            }
+        }
+        let index = index.ok_or(missing)?;
+        if xrefs.is_empty() {
+            self.vol.remove(self.tree, &xkey)?;
+        } else {
+            self.vol.insert(self.tree, xkey, &xrefs)?;
+        }
+        Ok(index)
     }
 
     /// Entries of `dir` at positions `pos` and after, at most `max` of them.

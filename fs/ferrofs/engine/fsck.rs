@@ -230,6 +230,21 @@ fn note_corruption(report: &mut Report, err: EngineError) -> EngineResult<()> {
     }
 }
 
+/// Whether directory `dir` has entry `name` -> `ino` at position `index`.
+fn has_dir_entry<D: BlockDev>(
+    vol: &mut Volume<D>,
+    dir: u64,
+    index: u64,
+    ino: u64,
+    name: &[u8],
+) -> EngineResult<bool> {
+    let entry = vol.lookup(Tree::FS, &Key::new(dir, kind::DIR_INDEX, index))?;
+    Ok(entry
+        .map(|e| inode::decode_dirents(&e, dir))
+        .transpose()?
+        .is_some_and(|e| e.iter().any(|(i, _, n)| *i == ino && n.as_slice() == name)))
+}
+
 /// Whether the `XATTR_SPILL` item at `offset` of inode `ino` is a piece of a spilled value
 /// an attribute names (see [`inode::xattr_spill_key`]).
 fn xattr_piece_is_named<D: BlockDev>(
@@ -576,16 +591,24 @@ fn check_fs_tree<D: BlockDev>(
                 facts.names = facts.names.saturating_add(refs.len() as u64);
                 facts.parents.try_push(k.offset)?;
                 for (index, name) in refs.iter() {
-                    let entry =
-                        vol.lookup(Tree::FS, &Key::new(k.offset, kind::DIR_INDEX, *index))?;
-                    let ok = entry
-                        .map(|e| inode::decode_dirents(&e, k.offset))
-                        .transpose()?
-                        .is_some_and(|e| {
-                            e.iter()
-                                .any(|(i, _, n)| *i == ino && n.as_slice() == name.as_slice())
-                        });
-                    if !ok {
+                    if !has_dir_entry(vol, k.offset, *index, ino, name)? {
+                        report.add(ino, 0, "back reference without its directory entry", false)?;
+                    }
+                }
+            }
+            kind::INODE_EXTREF => {
+                let refs = inode::decode_extrefs(&v, ino)?;
+                facts.names = facts.names.saturating_add(refs.len() as u64);
+                for (parent, index, name) in refs.iter() {
+                    if inode::extref_hash(*parent, name) != k.offset {
+                        report.add(
+                            ino,
+                            0,
+                            "extended back reference under another name's hash",
+                            false,
+                        )?;
+                    }
+                    if !has_dir_entry(vol, *parent, *index, ino, name)? {
                         report.add(ino, 0, "back reference without its directory entry", false)?;
                     }
                 }

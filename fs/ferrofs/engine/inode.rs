@@ -7,6 +7,7 @@
 //! |---------------------------------------|----------------------------------------------|
 //! | (ino, INODE, 0)                       | [`Inode`], [`INODE_SIZE`] bytes               |
 //! | (ino, INODE_REF, parent)              | entries: index u64, name length u16, name    |
+//! | (ino, INODE_EXTREF, hash(parent, name)) | entries: parent u64, index u64, name len u16, name |
 //! | (ino, XATTR, hash(name))              | entries: name len u16, value len u16, name, value |
 //! | (dir, DIR_ITEM, hash(name))           | entries: ino u64, type u8, name len u16, name |
 //! | (dir, DIR_INDEX, index)               | one entry: ino u64, type u8, name len u16, name |
@@ -31,6 +32,9 @@ pub mod kind {
     pub const INODE: u8 = 1;
     /// A name of an inode in a directory (back reference).
     pub const INODE_REF: u8 = 12;
+    /// A name of an inode in a directory whose INODE_REF item is full (extended back
+    /// reference), by hash of (directory, name).
+    pub const INODE_EXTREF: u8 = 13;
     /// Extended attributes.
     pub const XATTR: u8 = 24;
     /// A piece of a long extended attribute value (see [`super::xattr_spill_key`]).
@@ -295,6 +299,46 @@ pub fn encode_ref(out: &mut FVec<u8>, index: u64, name: &[u8]) -> EngineResult<(
     out.try_extend_from_slice(&index.to_le_bytes())?;
     out.try_extend_from_slice(&len.to_le_bytes())?;
     out.try_extend_from_slice(name)
+}
+
+/// Hash of a name in directory `parent`, the offset of its INODE_EXTREF key.
+pub fn extref_hash(parent: u64, name: &[u8]) -> u64 {
+    u64::from(!crc32c::update(
+        crc32c::update(!0, &parent.to_le_bytes()),
+        name,
+    ))
+}
+
+/// Appends an extended back reference (directory, index, name) to `out`.
+pub fn encode_extref(out: &mut FVec<u8>, parent: u64, index: u64, name: &[u8]) -> EngineResult<()> {
+    out.try_extend_from_slice(&parent.to_le_bytes())?;
+    encode_ref(out, index, name)
+}
+
+/// Decodes the extended back references of an INODE_EXTREF value: (directory, index, name)
+/// each.
+pub fn decode_extrefs(data: &[u8], block: u64) -> EngineResult<FVec<(u64, u64, FVec<u8>)>> {
+    let corrupt = EngineError::Corrupt {
+        block,
+        reason: "malformed extended inode back reference",
+    };
+    let mut out = FVec::new();
+    let mut off = 0usize;
+    while off < data.len() {
+        let parent = bytes::u64_at(data, off).ok_or(corrupt)?;
+        let index = bytes::u64_at(data, off.saturating_add(8)).ok_or(corrupt)?;
+        let len =
+            u16::from_le_bytes(bytes::array(data, off.saturating_add(16)).ok_or(corrupt)?) as usize;
+        // Offsets within one item: the sums cannot overflow, `get` refuses a range past it.
+        let start = off.saturating_add(18);
+        let name = data.get(start..start.saturating_add(len)).ok_or(corrupt)?;
+        if name.is_empty() || name.len() > NAME_MAX {
+            return Err(corrupt);
+        }
+        out.try_push((parent, index, FVec::try_from_slice(name)?))?;
+        off = start.saturating_add(len);
+    }
+    Ok(out)
 }
 
 /// Decodes the back references of an INODE_REF value: (index, name) each.

@@ -157,6 +157,12 @@ fn build_fs() -> (Vec<MemDisk>, Vec<(usize, u64)>) {
                 fs.set_xattr(ino, b"user.long", &vec![f as u8; 2500], t)
                     .unwrap();
             }
+            if d == 0 && f == 0 {
+                // Past what one back-reference item holds: extended references.
+                for i in 0..100 {
+                    fs.link(ino, dir, format!("many{i}").as_bytes(), t).unwrap();
+                }
+            }
         }
         fs.symlink(dir, b"sym", b"../dir0/file1", o, t).unwrap();
     }
