@@ -326,17 +326,9 @@ pub fn decode_extrefs(data: &[u8], block: u64) -> EngineResult<FVec<(u64, u64, F
     let mut off = 0usize;
     while off < data.len() {
         let parent = bytes::u64_at(data, off).ok_or(corrupt)?;
-        let index = bytes::u64_at(data, off.saturating_add(8)).ok_or(corrupt)?;
-        let len =
-            u16::from_le_bytes(bytes::array(data, off.saturating_add(16)).ok_or(corrupt)?) as usize;
-        // Offsets within one item: the sums cannot overflow, `get` refuses a range past it.
-        let start = off.saturating_add(18);
-        let name = data.get(start..start.saturating_add(len)).ok_or(corrupt)?;
-        if name.is_empty() || name.len() > NAME_MAX {
-            return Err(corrupt);
-        }
+        let (index, name, next) = ref_at(data, off.saturating_add(8), corrupt)?;
         out.try_push((parent, index, FVec::try_from_slice(name)?))?;
-        off = start.saturating_add(len);
+        off = next;
     }
     Ok(out)
 }
@@ -350,15 +342,26 @@ pub fn decode_refs(data: &[u8], block: u64) -> EngineResult<FVec<(u64, FVec<u8>)
     let mut out = FVec::new();
     let mut off = 0usize;
     while off < data.len() {
-        let index = bytes::u64_at(data, off).ok_or(corrupt)?;
-        let len =
-            u16::from_le_bytes(bytes::array(data, off.saturating_add(8)).ok_or(corrupt)?) as usize;
-        let start = off.saturating_add(10);
-        let name = data.get(start..start.saturating_add(len)).ok_or(corrupt)?;
+        let (index, name, next) = ref_at(data, off, corrupt)?;
         out.try_push((index, FVec::try_from_slice(name)?))?;
-        off = start.saturating_add(len);
+        off = next;
     }
     Ok(out)
+}
+
+/// The back reference (index u64, name length u16, name) at `off` of `data`, and the
+/// offset after it; a name that is empty or longer than `NAME_MAX` is `corrupt`.
+fn ref_at(data: &[u8], off: usize, corrupt: EngineError) -> EngineResult<(u64, &[u8], usize)> {
+    let index = bytes::u64_at(data, off).ok_or(corrupt)?;
+    let len = u16::from_le_bytes(bytes::array(data, off.saturating_add(8)).ok_or(corrupt)?);
+    // Offsets within one item: the sums cannot overflow, `get` refuses a range past it.
+    let start = off.saturating_add(10);
+    let end = start.saturating_add(usize::from(len));
+    let name = data.get(start..end).ok_or(corrupt)?;
+    if name.is_empty() || name.len() > NAME_MAX {
+        return Err(corrupt);
+    }
+    Ok((index, name, end))
 }
 
 /// Where an extended attribute's value is.
