@@ -1386,8 +1386,19 @@ fn the_node_cache_stays_bounded_across_commits() {
     let mut fs = reopen(&disks);
     assert_fsck_clean(&mut fs);
     assert_eq!(fs.read(files[0], 0, 100).unwrap()[..], [0xee; 100][..]);
+    drop(fs);
+    // Reads alone (read-only: no atime changes), with no commit to trim at, keep to the
+    // limit too: the least used blocks make room.
+    let ro = OpenOptions {
+        read_only: true,
+        ..OpenOptions::default()
+    };
+    let mut fs = Fs::open(devs(&disks), ro).unwrap();
+    fs.vol.set_cache_limit(limit);
     for (i, &ino) in files.iter().enumerate().skip(1) {
         assert_eq!(fs.read(ino, 0, 5000).unwrap()[..], vec![i as u8; 5000][..]);
+        let cached = fs.vol.cached_blocks();
+        assert!(cached <= limit, "{cached} blocks cached by reads");
     }
 }
 

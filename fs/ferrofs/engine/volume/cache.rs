@@ -15,6 +15,19 @@ use super::Volume;
 pub(super) struct Cached {
     pub(super) node: Node,
     pub(super) dirty: bool,
+    /// Read since the last sweep of [`Volume::evict_cold`] passed it (the "clock" bit).
+    pub(super) used: bool,
+}
+
+impl Cached {
+    /// A block just read or made.
+    pub(super) fn new(node: Node, dirty: bool) -> Self {
+        Self {
+            node,
+            dirty,
+            used: true,
+        }
+    }
 }
 
 /// Decodes tree block `at` of tree `owner` from `buf` and checks it against `at`.
@@ -121,9 +134,14 @@ impl<D: BlockDev> Volume<D> {
     /// as corrupt as a stale copy).
     pub fn read_node(&mut self, at: &NodeRef, owner: u64) -> EngineResult<&Node> {
         let logical = at.block;
-        if !self.cache.contains_key(logical) {
+        if let Some(hit) = self.cache.get_mut(logical) {
+            hit.used = true;
+        } else {
             let node = self.load(at, owner)?;
-            self.cache.insert(logical, Cached { node, dirty: false })?;
+            if self.cache.len() >= self.cache_limit {
+                self.evict_cold()?;
+            }
+            self.cache.insert(logical, Cached::new(node, false))?;
         }
         let node = self
             .cache
@@ -178,6 +196,34 @@ impl<D: BlockDev> Volume<D> {
         for k in keys.iter() {
             if self.cache.get(*k).is_some_and(|c| !c.dirty) && !self.fresh.contains_key(*k) {
                 self.cache.remove(*k);
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the cache smaller than three quarters of its limit where it can: drops clean
+    /// blocks the transaction did not make, those not read since the last sweep first
+    /// (an approximation of least recently used that costs one bit per block), and clears
+    /// the bits of the rest. Blocks the running transaction changed stay.
+    pub(super) fn evict_cold(&mut self) -> EngineResult<()> {
+        let target = self.cache_limit.saturating_mul(3) / 4;
+        for pass in 0..2 {
+            let mut cold = FVec::new();
+            for (block, cached) in self.cache.iter_mut() {
+                if cached.dirty || self.fresh.contains_key(block) {
+                    continue;
+                }
+                if cached.used && pass == 0 {
+                    cached.used = false;
+                } else {
+                    cold.try_push(block)?;
+                }
+            }
+            for &block in cold.iter() {
+                if self.cache.len() <= target {
+                    return Ok(());
+                }
+                self.cache.remove(block);
             }
         }
         Ok(())

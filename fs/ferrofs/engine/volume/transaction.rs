@@ -210,8 +210,8 @@ impl<D: BlockDev> Volume<D> {
         self.fresh.clear();
         if self.cache.len() > self.cache_limit {
             // Every cached block is clean and committed now: any of them can be read
-            // again from the devices.
-            self.cache.clear();
+            // again from the devices, the least used go.
+            self.evict_cold()?;
         }
         while let Some(b) = self.pinned.pop() {
             pinned.try_push(b)?;

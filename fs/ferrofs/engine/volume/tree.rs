@@ -169,7 +169,7 @@ impl<D: BlockDev> NodeStore for TreeStore<'_, D> {
         let block = self.vol.alloc_block(kind)?;
         self.vol.add_ref(block, 1, RefOwner::Tree(self.tree))?;
         self.vol.fresh.insert(block, ())?;
-        self.vol.cache.insert(block, Cached { node, dirty: true })?;
+        self.vol.cache.insert(block, Cached::new(node, true))?;
         Ok(block)
     }
 
