@@ -129,9 +129,10 @@ pub struct Volume<D: BlockDev> {
     fresh: U64Map<()>,
     delayed: U64Map<i64>,
     pinned: FVec<u64>,
-    /// The block whose count is being written to the space tree, and its new count: while
-    /// the space tree items change, reading them back would give a half-written answer.
-    in_flight: Option<(u64, u64)>,
+    /// The blocks whose counts are being written to the space tree, with their new counts,
+    /// sorted by block: while the space tree items change, reading them back would give a
+    /// half-written answer.
+    in_flight: FVec<(u64, u64)>,
     /// Copies that failed verification when read and were rewritten from a good copy:
     /// (logical block, device id).
     pub repairs: FVec<(u64, u64)>,

@@ -202,9 +202,14 @@ impl<D: BlockDev> Volume<D> {
 
     /// The current reference count of `block`, including changes not yet applied.
     pub fn refcount(&mut self, block: u64) -> EngineResult<u64> {
-        let stored = match self.in_flight {
-            Some((b, count)) if b == block => count,
-            _ => self.stored_refcount(block)?,
+        let in_flight = self
+            .in_flight
+            .binary_search_by_key(&block, |&(b, _)| b)
+            .ok()
+            .and_then(|at| self.in_flight.get(at));
+        let stored = match in_flight {
+            Some(&(_, count)) => count,
+            None => self.stored_refcount(block)?,
         };
         let delta = self.delayed.get(block).copied().unwrap_or(0);
         i128::from(stored)
@@ -386,77 +391,107 @@ impl<D: BlockDev> Volume<D> {
 
     /// Applies one queued reference change to the space tree.
     pub(super) fn apply_delta(&mut self, block: u64, delta: i64) -> EngineResult<()> {
-        platform::relax();
-        let (i, chunk_logical) = self.chunk_of(block, "reference change outside every chunk")?;
-        let old = self.stored_refcount(block)?;
-        let new = i128::from(old)
-            .checked_add(i128::from(delta))
-            .and_then(|new| u64::try_from(new).ok())
-            .ok_or(EngineError::Corrupt {
-                block,
-                reason: "reference count below zero",
-            })?;
-        self.in_flight = Some((block, new));
-        let result = self.write_refcount(block, chunk_logical, old, new);
-        self.in_flight = None;
-        result?;
-        if let Some(space) = self.spaces.get_mut(i) {
-            // The usage counts the blocks of the chunk's space map: it can go neither
-            // past the chunk nor below zero unless the map was wrong.
-            let wrong = EngineError::Corrupt {
-                block,
-                reason: "chunk usage disagrees with its space map",
-            };
-            if old == 0 && new > 0 {
-                space.used_bytes = space.used_bytes.checked_add(BLOCK).ok_or(wrong)?;
-                space.used_dirty = true;
-            } else if old > 0 && new == 0 {
-                space.used_bytes = space.used_bytes.checked_sub(BLOCK).ok_or(wrong)?;
-                space.used_dirty = true;
-                self.pinned.try_push(block)?;
-            }
-        }
-        let is_data = self.chunks.get(i).is_some_and(|c| c.kind == Kind::Data);
-        if is_data && old > 0 && new == 0 {
-            self.remove(Tree::CSUM, &inode::csum_key(block))?;
-        }
-        Ok(())
+        self.apply_batch(&[(block, delta)])
     }
 
-    /// Stores count `new` (was `old`) of `block` in the space tree: the bitmap entry, and
-    /// the REFCOUNT item for counts of 3 and more.
-    fn write_refcount(
-        &mut self,
-        block: u64,
-        chunk_logical: u64,
-        old: u64,
-        new: u64,
-    ) -> EngineResult<()> {
-        let (index, entry) = spacemap::position(block.saturating_sub(chunk_logical) / BLOCK);
+    /// Applies queued reference changes `(block, delta)` of blocks in one bitmap item (of
+    /// one chunk), in increasing block order: the item is read and written once for all of
+    /// them, and REFCOUNT items change only for counts of 3 and more.
+    pub(super) fn apply_batch(&mut self, batch: &[(u64, i64)]) -> EngineResult<()> {
+        platform::relax();
+        let Some(&(first, _)) = batch.first() else {
+            return Ok(());
+        };
+        let (i, chunk_logical) = self.chunk_of(first, "reference change outside every chunk")?;
+        let (index, _) = spacemap::position(first.saturating_sub(chunk_logical) / BLOCK);
         let bkey = Key::new(chunk_logical, item::BITMAP, index);
         let mut bitmap = match self.lookup(Tree::SPACE, &bkey)? {
             Some(b) if b.len() == spacemap::BITMAP_BYTES => b,
             Some(_) => {
                 return Err(EngineError::Corrupt {
-                    block,
+                    block: first,
                     reason: "space map bitmap item of the wrong size",
                 })
             }
             None => mem::zeroed_bytes(spacemap::BITMAP_BYTES)?,
         };
-        spacemap::set_entry(&mut bitmap, entry, spacemap::entry_for(new));
+        // Old and new counts of each block; the new ones are what `refcount` answers
+        // while the space tree is written (its copy-on-write asks for counts).
+        let mut counts: FVec<(u64, u64, u64)> = FVec::try_with_capacity(batch.len())?;
+        for &(block, delta) in batch.iter() {
+            let (at, entry) = spacemap::position(block.saturating_sub(chunk_logical) / BLOCK);
+            if at != index || block < chunk_logical {
+                return Err(EngineError::Invalid("reference batch across bitmap items"));
+            }
+            let old = match spacemap::get_entry(&bitmap, entry) {
+                e if e < spacemap::OVERFLOW => u64::from(e),
+                _ => self.stored_refcount(block)?,
+            };
+            let new = i128::from(old)
+                .checked_add(i128::from(delta))
+                .and_then(|new| u64::try_from(new).ok())
+                .ok_or(EngineError::Corrupt {
+                    block,
+                    reason: "reference count below zero",
+                })?;
+            spacemap::set_entry(&mut bitmap, entry, spacemap::entry_for(new));
+            counts.try_push((block, old, new))?;
+        }
+        self.in_flight.clear();
+        self.in_flight.try_reserve(counts.len())?;
+        for &(block, _, new) in counts.iter() {
+            self.in_flight.try_push((block, new))?;
+        }
+        let result = self.write_batch(bkey, &bitmap, &counts);
+        self.in_flight.clear();
+        result?;
+        let is_data = self.chunks.get(i).is_some_and(|c| c.kind == Kind::Data);
+        for &(block, old, new) in counts.iter() {
+            if let Some(space) = self.spaces.get_mut(i) {
+                // The usage counts the blocks of the chunk's space map: it can go
+                // neither past the chunk nor below zero unless the map was wrong.
+                let wrong = EngineError::Corrupt {
+                    block,
+                    reason: "chunk usage disagrees with its space map",
+                };
+                if old == 0 && new > 0 {
+                    space.used_bytes = space.used_bytes.checked_add(BLOCK).ok_or(wrong)?;
+                    space.used_dirty = true;
+                } else if old > 0 && new == 0 {
+                    space.used_bytes = space.used_bytes.checked_sub(BLOCK).ok_or(wrong)?;
+                    space.used_dirty = true;
+                    self.pinned.try_push(block)?;
+                }
+            }
+            if is_data && old > 0 && new == 0 {
+                self.remove(Tree::CSUM, &inode::csum_key(block))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores the bitmap item `bkey` as `bitmap` (removed when all zero), and the REFCOUNT
+    /// items of `counts` (block, old, new) for counts of 3 and more.
+    fn write_batch(
+        &mut self,
+        bkey: Key,
+        bitmap: &[u8],
+        counts: &[(u64, u64, u64)],
+    ) -> EngineResult<()> {
         if bitmap.iter().all(|&b| b == 0) {
             self.remove(Tree::SPACE, &bkey)?;
         } else {
-            self.insert(Tree::SPACE, bkey, &bitmap)?;
+            self.insert(Tree::SPACE, bkey, bitmap)?;
         }
-        let okey = Key::new(block, item::REFCOUNT, 0);
-        if new >= 3 {
-            let n =
-                u32::try_from(new).map_err(|_| EngineError::Invalid("reference count overflow"))?;
-            self.insert(Tree::SPACE, okey, &n.to_le_bytes())?;
-        } else if old >= 3 {
-            self.remove(Tree::SPACE, &okey)?;
+        for &(block, old, new) in counts.iter() {
+            let okey = Key::new(block, item::REFCOUNT, 0);
+            if new >= 3 {
+                let n = u32::try_from(new)
+                    .map_err(|_| EngineError::Invalid("reference count overflow"))?;
+                self.insert(Tree::SPACE, okey, &n.to_le_bytes())?;
+            } else if old >= 3 {
+                self.remove(Tree::SPACE, &okey)?;
+            }
         }
         Ok(())
     }

@@ -10,6 +10,7 @@ use super::super::format::{self, item, Superblock, BLOCK_SIZE};
 use super::super::key::Key;
 use super::super::mem::{self, FVec};
 use super::super::node::NodeRef;
+use super::super::spacemap;
 use super::{OpenOptions, Tree, Volume, BLOCK, ROOT_ITEM_SIZE};
 use crate::platform;
 
@@ -95,7 +96,7 @@ impl<D: BlockDev> Volume<D> {
         self.cache.clear();
         self.delayed.clear();
         self.pinned.clear();
-        self.in_flight = None;
+        self.in_flight.clear();
         let mut devs = FVec::try_with_capacity(slots.len())?;
         while let Some(slot) = slots.pop() {
             if let Some(dev) = slot.dev {
@@ -161,12 +162,24 @@ impl<D: BlockDev> Volume<D> {
                 settled = true;
                 break;
             }
+            // The changes of the blocks of one bitmap item go together.
             let blocks = self.delayed.sorted_keys()?;
+            let mut batch: FVec<(u64, i64)> = FVec::new();
+            let mut group = None;
             for &b in blocks.iter() {
+                let (_, chunk_logical) =
+                    self.chunk_of(b, "reference change outside every chunk")?;
+                let (index, _) = spacemap::position(b.saturating_sub(chunk_logical) / BLOCK);
+                if group != Some((chunk_logical, index)) {
+                    self.apply_batch(&batch)?;
+                    batch.clear();
+                    group = Some((chunk_logical, index));
+                }
                 if let Some(delta) = self.delayed.remove(b) {
-                    self.apply_delta(b, delta)?;
+                    batch.try_push((b, delta))?;
                 }
             }
+            self.apply_batch(&batch)?;
         }
         if !settled {
             return Err(EngineError::Invalid("commit did not settle"));
