@@ -92,8 +92,10 @@ pub const INCOMPAT_XATTR_SPILL: u64 = 1 << 0;
 /// Incompatible feature: extended back references (`INODE_EXTREF` items), for names of an
 /// inode in one directory past what its `INODE_REF` item holds.
 pub const INCOMPAT_EXTREF: u64 = 1 << 1;
+/// Incompatible feature: data checksum items of more than one block.
+pub const INCOMPAT_PACKED_CSUMS: u64 = 1 << 2;
 /// The incompatible features this engine reads and writes.
-pub const INCOMPAT_SUPPORTED: u64 = INCOMPAT_XATTR_SPILL | INCOMPAT_EXTREF;
+pub const INCOMPAT_SUPPORTED: u64 = INCOMPAT_XATTR_SPILL | INCOMPAT_EXTREF | INCOMPAT_PACKED_CSUMS;
 
 /// Longest label, in bytes.
 pub const LABEL_MAX: usize = 255;

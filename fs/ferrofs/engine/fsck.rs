@@ -208,7 +208,7 @@ fn apply_fixes<D: BlockDev>(vol: &mut Volume<D>, fixes: &Fixes) -> EngineResult<
         vol.set_refcount(block, count)?;
     }
     for &block in fixes.stray_csums.iter() {
-        vol.remove(Tree::CSUM, &inode::csum_key(block))?;
+        vol.remove_stray_csum(block)?;
     }
     vol.commit()
 }
@@ -445,13 +445,24 @@ fn check_csums<D: BlockDev>(
     fixes: &mut Fixes,
     report: &mut Report,
 ) -> EngineResult<()> {
-    let mut csums = vol.range(Tree::CSUM, inode::csum_key(0), inode::csum_key(u64::MAX));
-    while let Some((k, _)) = vol.next_in(&mut csums)? {
-        if !expected.contains_key(k.offset) {
-            fixes.refcount_problems.try_push(report.problems.len())?;
-            fixes.stray_csums.try_push(k.offset)?;
-            report.add(k.offset, 0, "checksum item of an unreferenced block", false)?;
+    let mut covered_to = 0u64;
+    for &(start, count) in vol.csum_runs()?.iter() {
+        if count == 0 {
+            report.add(start, 0, "malformed data checksum item", false)?;
+            continue;
         }
+        if start < covered_to {
+            report.add(start, 0, "data checksum items overlap", false)?;
+        }
+        for n in 0..count {
+            let block = start.saturating_add(n.saturating_mul(BLOCK));
+            if !expected.contains_key(block) {
+                fixes.refcount_problems.try_push(report.problems.len())?;
+                fixes.stray_csums.try_push(block)?;
+                report.add(block, 0, "checksum of an unreferenced block", false)?;
+            }
+        }
+        covered_to = start.saturating_add(count.saturating_mul(BLOCK));
     }
     Ok(())
 }

@@ -59,10 +59,15 @@ pub fn orphan_key(ino: u64) -> Key {
 
 /// Object id of data checksum items in the checksum tree.
 pub const CSUM_OBJECTID: u64 = u64::MAX - 9;
-/// Item type of data checksum items: (CSUM_OBJECTID, EXTENT_CSUM, block) -> CRC-32C u32.
+/// Item type of data checksum items: (CSUM_OBJECTID, EXTENT_CSUM, block) -> the CRC-32Cs
+/// (u32 each) of the data blocks from `block` on.
 pub const EXTENT_CSUM: u8 = 128;
+/// Most checksums in one item.
+pub const CSUMS_PER_ITEM: usize = 240;
+const _: () = assert!(CSUMS_PER_ITEM * 4 <= super::node::MAX_ITEM_DATA);
 
-/// The checksum item of data block `block` (in the checksum tree).
+/// The key of the checksum item whose run starts at data block `block` (in the checksum
+/// tree).
 pub fn csum_key(block: u64) -> Key {
     Key::new(CSUM_OBJECTID, EXTENT_CSUM, block)
 }

@@ -3,16 +3,17 @@
 //! Data blocks: their allocation and reference counts, reads and writes striped over the
 //! copies of their chunk, and their checksums, against which every read is verified.
 
-use super::super::bytes;
 use super::super::chunk::{Copy, Kind};
 use super::super::crc32c;
 use super::super::dev::BlockDev;
 use super::super::error::{EngineError, EngineResult};
 use super::super::format::BLOCK_SIZE;
-use super::super::inode;
 use super::super::mem::FVec;
-use super::{RefOwner, Tree, Volume, BLOCK};
+use super::{RefOwner, Volume, BLOCK};
 use crate::platform;
+
+/// A data block's size, as a length.
+const BLOCK_BYTES: usize = BLOCK_SIZE as usize;
 
 impl<D: BlockDev> Volume<D> {
     /// Allocates up to `max` contiguous data blocks (at least one), each with a reference
@@ -74,7 +75,7 @@ impl<D: BlockDev> Volume<D> {
         // every block this transaction freed).
         if delta < 0 && !self.delayed.contains_key(block) && self.stored_refcount(block)? == 0 {
             self.pinned.try_push(block)?;
-            self.remove(Tree::CSUM, &inode::csum_key(block))?;
+            self.remove_csums(block, 1)?;
         }
         Ok(())
     }
@@ -97,23 +98,11 @@ impl<D: BlockDev> Volume<D> {
                 }
             }
         }
-        for (i, block) in data.chunks(BLOCK_SIZE as usize).enumerate() {
-            let at = logical.saturating_add((i as u64).saturating_mul(BLOCK));
-            let csum = crc32c::checksum(block);
-            self.insert(Tree::CSUM, inode::csum_key(at), &csum.to_le_bytes())?;
+        let mut sums = FVec::try_with_capacity(data.len() / BLOCK_BYTES)?;
+        for block in data.chunks(BLOCK_SIZE as usize) {
+            sums.try_push(crc32c::checksum(block))?;
         }
-        Ok(())
-    }
-
-    /// The recorded checksum of data block `logical`.
-    fn data_csum(&mut self, logical: u64) -> EngineResult<u32> {
-        self.lookup(Tree::CSUM, &inode::csum_key(logical))?
-            .as_deref()
-            .and_then(|d| bytes::u32_at(d, 0))
-            .ok_or(EngineError::Corrupt {
-                block: logical,
-                reason: "data block without a checksum",
-            })
+        self.put_csums(logical, &sums)
     }
 
     /// Reads data block `logical` into `buf` (4096 bytes), verifying its checksum and
@@ -167,10 +156,14 @@ impl<D: BlockDev> Volume<D> {
                 }
             }
             let at = logical.saturating_add(*from as u64);
-            for (i, block) in piece.chunks_mut(BLOCK_SIZE as usize).enumerate() {
-                let at = at.saturating_add((i as u64).saturating_mul(BLOCK));
-                let want = self.data_csum(at)?;
+            let sums = self.data_csums(at, piece.len() / BLOCK_BYTES)?;
+            for (i, (block, &want)) in piece
+                .chunks_mut(BLOCK_SIZE as usize)
+                .zip(sums.iter())
+                .enumerate()
+            {
                 if !read || crc32c::checksum(block) != want {
+                    let at = at.saturating_add((i as u64).saturating_mul(BLOCK));
                     self.read_data(at, block)?;
                 }
             }

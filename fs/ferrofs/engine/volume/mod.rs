@@ -30,6 +30,7 @@
 
 mod cache;
 mod chunk_io;
+mod csum;
 mod data;
 mod open;
 mod space;

@@ -10,7 +10,6 @@ use super::super::chunk::{Chunk, Kind, Profile, Stripe, STRIPE_LEN};
 use super::super::dev::BlockDev;
 use super::super::error::{EngineError, EngineResult};
 use super::super::format::{self, item};
-use super::super::inode;
 use super::super::key::Key;
 use super::super::mem::{self, FVec};
 use super::super::node::{self, NodeRef};
@@ -446,6 +445,8 @@ impl<D: BlockDev> Volume<D> {
         self.in_flight.clear();
         result?;
         let is_data = self.chunks.get(i).is_some_and(|c| c.kind == Kind::Data);
+        // Runs of freed data blocks, whose checksums go: (first block, blocks).
+        let mut freed: Option<(u64, u64)> = None;
         for &(block, old, new) in counts.iter() {
             if let Some(space) = self.spaces.get_mut(i) {
                 // The usage counts the blocks of the chunk's space map: it can go
@@ -464,8 +465,20 @@ impl<D: BlockDev> Volume<D> {
                 }
             }
             if is_data && old > 0 && new == 0 {
-                self.remove(Tree::CSUM, &inode::csum_key(block))?;
+                freed = match freed {
+                    Some((start, n)) if start.saturating_add(n.saturating_mul(BLOCK)) == block => {
+                        Some((start, n.saturating_add(1)))
+                    }
+                    Some((start, n)) => {
+                        self.remove_csums(start, n)?;
+                        Some((block, 1))
+                    }
+                    None => Some((block, 1)),
+                };
             }
+        }
+        if let Some((start, n)) = freed {
+            self.remove_csums(start, n)?;
         }
         Ok(())
     }
