@@ -31,9 +31,8 @@ pub(crate) fn crc32c_update(mut crc: u32, data: &[u8]) -> u32 {
     for piece in data.chunks(1 << 30) {
         // SAFETY: `piece` is a live, initialised byte slice of `piece.len()` bytes, which
         // `crc32c()` only reads, for the duration of the call; the length fits a u32.
-        crc = unsafe {
-            crate::vfs::bindings::crc32c(crc, piece.as_ptr().cast(), piece.len() as u32)
-        };
+        crc =
+            unsafe { crate::vfs::bindings::crc32c(crc, piece.as_ptr().cast(), piece.len() as u32) };
     }
     crc
 }
