@@ -355,6 +355,8 @@ pub fn last_at_or_before<S: NodeStore>(
 struct Step {
     block: u64,
     index: usize,
+    /// Whether `index` is the node's last child.
+    is_last: bool,
 }
 
 /// Shadows the path from `root` to the leaf for `key`; returns the new root, the steps, and
@@ -369,12 +371,17 @@ fn shadow_path<S: NodeStore>(
     let mut block = new_root;
     for _ in 0..=MAX_LEVEL {
         let node = store.own_node(block)?;
-        let (index, child) = match &node.body {
+        let (index, is_last, child) = match &node.body {
             Body::Leaf(_) => return Ok((new_root, path, block)),
             Body::Internal(children) => {
                 let index = child_index(children, key);
+                let is_last = index.saturating_add(1) == children.len();
                 match children.get(index) {
-                    Some(c) => (index, NodeRef::child(c, child_level(block, node.level)?)),
+                    Some(c) => (
+                        index,
+                        is_last,
+                        NodeRef::child(c, child_level(block, node.level)?),
+                    ),
                     None => return Err(corrupt_structure(block, "empty internal node")),
                 }
             }
@@ -383,7 +390,11 @@ fn shadow_path<S: NodeStore>(
         if shadowed != child.block {
             set_child_block(store, block, index, shadowed)?;
         }
-        path.try_push(Step { block, index })?;
+        path.try_push(Step {
+            block,
+            index,
+            is_last,
+        })?;
         block = shadowed;
     }
     Err(corrupt_structure(
@@ -436,17 +447,21 @@ pub fn insert<S: NodeStore>(
     let (new_root, path, leaf) = shadow_path(store, root, &key)?;
     let mut root_block = new_root;
     let items = items_mut(store, leaf)?;
-    let old = match items.binary_search_by(|i| i.key.cmp(&key)) {
+    let (old, appended) = match items.binary_search_by(|i| i.key.cmp(&key)) {
         Ok(i) => match items.get_mut(i) {
-            Some(item) => Some(core::mem::replace(&mut item.data, data)),
-            None => None,
+            Some(item) => (Some(core::mem::replace(&mut item.data, data)), false),
+            None => (None, false),
         },
         Err(i) => {
+            let last = i == items.len();
             items.try_insert(i, Item { key, data })?;
-            None
+            (None, last)
         }
     };
-    fix_up_after_insert(store, &mut root_block, &path, leaf)?;
+    // A new last item of the tree's last leaf: keys growing in order (file extents,
+    // checksums, new inodes). Its leaf then splits off the new item alone and stays full.
+    let appended = appended && path.iter().all(|step| step.is_last);
+    fix_up_after_insert(store, &mut root_block, &path, leaf, appended)?;
     *root = own_root(store, root_block)?;
     Ok(old)
 }
@@ -458,10 +473,11 @@ fn fix_up_after_insert<S: NodeStore>(
     root: &mut u64,
     path: &[Step],
     leaf: u64,
+    appended: bool,
 ) -> EngineResult<()> {
     let mut block = leaf;
     let mut split_off = if store.own_node(leaf)?.used() > NODE_CAPACITY {
-        Some(split(store, leaf)?)
+        Some(split(store, leaf, appended)?)
     } else {
         None
     };
@@ -475,7 +491,7 @@ fn fix_up_after_insert<S: NodeStore>(
             children.try_insert(step.index.saturating_add(1), right)?;
         }
         if store.own_node(step.block)?.used() > NODE_CAPACITY {
-            split_off = Some(split(store, step.block)?);
+            split_off = Some(split(store, step.block, false)?);
         }
         block = step.block;
     }
@@ -502,13 +518,19 @@ fn fix_up_after_insert<S: NodeStore>(
     Ok(())
 }
 
-/// Splits the overfull node at `block` in two by bytes; returns the entry for the new right
-/// half, to be inserted into the parent after the left half.
-fn split<S: NodeStore>(store: &mut S, block: u64) -> EngineResult<Child> {
+/// Splits the overfull node at `block` in two by bytes, or, for a leaf overfull by an item
+/// `appended` at the end of the tree, into all it held before and the new item; returns the
+/// entry for the new right half, to be inserted into the parent after the left half.
+fn split<S: NodeStore>(store: &mut S, block: u64, appended: bool) -> EngineResult<Child> {
     let generation = store.generation();
     let node = store.node_mut(block)?;
     let (level, owner) = (node.level, node.owner);
     let right_body = match &mut node.body {
+        Body::Leaf(items) if appended && items.len() > 1 => {
+            // The leaf held everything but the new item before it came.
+            let at = items.len().saturating_sub(1);
+            Body::Leaf(items.try_split_off(at)?)
+        }
         Body::Leaf(items) => {
             let total: usize = items.iter().fold(0, |n, i| n.saturating_add(i.size()));
             let mut left_bytes = 0usize;

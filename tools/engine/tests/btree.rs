@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use common::{MemStore, Rng};
 use ferrofs_engine::btree::{self, Cursor};
 use ferrofs_engine::key::Key;
-use ferrofs_engine::node::{NodeRef, MAX_ITEM_DATA};
+use ferrofs_engine::node::{NodeRef, ITEM_HEADER_SIZE, MAX_ITEM_DATA, NODE_CAPACITY};
 
 fn value(rng: &mut Rng, key: &Key) -> Vec<u8> {
     // Mostly small values, sometimes the largest allowed, to exercise byte-based splits.
@@ -185,4 +185,36 @@ fn oversized_item_is_rejected() {
     let too_big = vec![0u8; MAX_ITEM_DATA + 1];
     assert!(btree::insert(&mut store, &mut root, Key::new(1, 1, 1), &too_big).is_err());
     assert_eq!(btree::check(&mut store, &root).unwrap(), 0);
+}
+
+/// Keys inserted in increasing order (file extents, checksums, new inodes) leave full
+/// leaves behind, not half-full ones: the last leaf splits off only the new item.
+/// Inserts in decreasing order still split in halves, and both trees check out.
+#[test]
+fn appends_fill_their_leaves() {
+    let n = 20_000u64;
+    let per_leaf = (NODE_CAPACITY / (100 + ITEM_HEADER_SIZE)) as u64;
+    let ideal = n.div_ceil(per_leaf);
+    for reverse in [false, true] {
+        let mut store = MemStore::new();
+        let mut root = store.new_tree();
+        for i in 0..n {
+            let k = if reverse { n - i } else { i };
+            btree::insert(&mut store, &mut root, Key::new(k, 1, 0), &[7u8; 100]).unwrap();
+        }
+        store.commit();
+        assert_eq!(btree::check(&mut store, &root).unwrap(), n);
+        let nodes = store.nodes.len() as u64;
+        if reverse {
+            assert!(
+                nodes > ideal * 3 / 2,
+                "{nodes} nodes for {ideal} full leaves"
+            );
+        } else {
+            assert!(
+                nodes <= ideal + ideal / 20 + 2,
+                "{nodes} nodes for {ideal} full leaves"
+            );
+        }
+    }
 }
