@@ -297,10 +297,14 @@ impl BlockDev for MemDev {
         self.check(offset, buf.len())?;
         self.check_writable()?;
         self.0 .0.borrow_mut().pending.push((offset, buf.to_vec()));
-        self.record(Op::Write {
-            offset,
-            data: buf.to_vec(),
-        });
+        // A block at a time in the log: a volatile cache may keep any of the blocks of a
+        // write and lose the others, so a crash may cut between them.
+        for (i, block) in buf.chunks(BLOCK).enumerate() {
+            self.record(Op::Write {
+                offset: offset + (i * BLOCK) as u64,
+                data: block.to_vec(),
+            });
+        }
         Ok(())
     }
 

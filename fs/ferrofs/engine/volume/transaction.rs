@@ -14,6 +14,11 @@ use super::super::spacemap;
 use super::{OpenOptions, Tree, Volume, BLOCK, ROOT_ITEM_SIZE};
 use crate::platform;
 
+/// Dirty tree blocks encoded at once by a commit before they are written.
+const WRITE_BATCH_BLOCKS: usize = 1024;
+/// Largest single write of tree blocks a commit makes.
+const MAX_WRITE_BYTES: usize = 1 << 20;
+
 /// Passes of the commit loop before giving up: each pass applies the reference changes the
 /// previous one made, and real commits settle within a handful.
 const MAX_COMMIT_PASSES: usize = 64;
@@ -187,23 +192,8 @@ impl<D: BlockDev> Volume<D> {
         // Every dirty block, to every copy. Only blocks of this transaction change, so the
         // dirty ones are among them (the cache may hold many more).
         let dirty = self.fresh.sorted_keys()?;
-        let mut buf = mem::zeroed_bytes(BLOCK_SIZE as usize)?;
-        let fsid = self.sb.fsid;
-        for &b in dirty.iter() {
-            platform::relax();
-            let Some(cached) = self.cache.get(b) else {
-                continue;
-            };
-            if !cached.dirty {
-                continue;
-            }
-            cached.node.encode(&fsid, b, &mut buf)?;
-            let copies = self.map_block(b)?;
-            for copy in copies.iter() {
-                if let Some(dev) = self.dev_mut(copy.devid) {
-                    dev.write(copy.physical, &buf)?;
-                }
-            }
+        for batch in dirty.chunks(WRITE_BATCH_BLOCKS) {
+            self.write_dirty(batch)?;
         }
         self.sb.generation = self.generation;
         self.sb.root_tree = self.root_tree.block;
@@ -238,6 +228,59 @@ impl<D: BlockDev> Volume<D> {
         });
         self.generation = next_generation;
         Ok(CommitTicket { generation })
+    }
+
+    /// Writes the dirty ones of cached tree blocks `blocks` to every copy: the copies sorted
+    /// by device and place, and those that follow each other on a device in one write, so
+    /// that the devices see few large writes (a DUP chunk's two copies no longer alternate).
+    fn write_dirty(&mut self, blocks: &[u64]) -> EngineResult<()> {
+        let fsid = self.sb.fsid;
+        let mut encoded = FVec::new();
+        // (device, place on it, index of the block in `encoded`)
+        let mut places: FVec<(u64, u64, usize)> = FVec::new();
+        let mut count = 0usize;
+        for &b in blocks.iter() {
+            platform::relax();
+            let Some(cached) = self.cache.get(b) else {
+                continue;
+            };
+            if !cached.dirty {
+                continue;
+            }
+            let at = encoded.len();
+            encoded.try_resize(at.saturating_add(BLOCK_SIZE as usize), 0)?;
+            let buf = encoded.get_mut(at..).ok_or(EngineError::Range)?;
+            cached.node.encode(&fsid, b, buf)?;
+            for copy in self.map_block(b)?.iter() {
+                places.try_push((copy.devid, copy.physical, count))?;
+            }
+            count = count.saturating_add(1);
+        }
+        places.sort_unstable();
+        let block_bytes = BLOCK_SIZE as usize;
+        let mut run: FVec<u8> = FVec::new();
+        let mut i = 0usize;
+        while let Some(&(devid, start, _)) = places.get(i) {
+            // The copies that follow this one on its device without a gap.
+            run.clear();
+            let mut next = start;
+            while let Some(&(d, physical, index)) = places.get(i) {
+                if d != devid || physical != next || run.len() >= MAX_WRITE_BYTES {
+                    break;
+                }
+                let from = index.saturating_mul(block_bytes);
+                let block = encoded
+                    .get(from..from.saturating_add(block_bytes))
+                    .ok_or(EngineError::Range)?;
+                run.try_extend_from_slice(block)?;
+                next = next.saturating_add(BLOCK);
+                i = i.saturating_add(1);
+            }
+            if let Some(dev) = self.dev_mut(devid) {
+                dev.write(start, &run)?;
+            }
+        }
+        Ok(())
     }
 
     /// Finishes the commit `ticket` started: flushes every device unless the caller did so
