@@ -114,6 +114,9 @@ XATTRS = {
     "user.colour": b"green",  # first set to "blue", then replaced
     "user.empty": b"",
     "user.large": pattern(7, 700),
+    # Longer than an item holds: spilled to pieces.
+    "user.block": pattern(8, 3840),
+    "user.max": pattern(9, 65536),
     "trusted.owner": b"\x00\x01binary\xff",
     "security.label": b"system_u:object_r:test_t",
 }
@@ -135,8 +138,11 @@ def xattr_setup(top):
                  "user.colour", b"red", os.XATTR_CREATE)
     expect_errno(errno.ENODATA, "XATTR_REPLACE of a missing name", os.setxattr, path,
                  "user.none", b"x", os.XATTR_REPLACE)
-    expect_errno(errno.ENOSPC, "a 701-byte value", os.setxattr, path, "user.toolong",
-                 b"x" * 701)
+    expect_errno(errno.E2BIG, "a value over XATTR_SIZE_MAX", os.setxattr, path,
+                 "user.toolong", b"x" * 65537)
+    # A long value replaced by a short one and back (its pieces go and come).
+    os.setxattr(path, "user.block", b"short", os.XATTR_REPLACE)
+    os.setxattr(path, "user.block", XATTRS["user.block"], os.XATTR_REPLACE)
     expect_errno(errno.EOPNOTSUPP, "an unknown namespace", os.setxattr, path, "bogus.name",
                  b"x")
     os.setxattr(path, "user.colour", XATTRS["user.colour"], os.XATTR_REPLACE)
@@ -150,6 +156,34 @@ def xattr_setup(top):
     os.mkdir(d)
     os.setxattr(d, "user.on-dir", b"yes")
     os.symlink("xattrs", os.path.join(top, "xattr-link"))
+
+
+LINKS = 500
+
+
+def links_setup(top):
+    """Many names of one file in one directory (past what one back-reference item holds,
+    as xfstests generic/040 makes), then a few of them unlinked."""
+    d = os.path.join(top, "links")
+    os.mkdir(d)
+    first = os.path.join(d, "l0")
+    write_at(first, 0, b"linked")
+    for i in range(1, LINKS):
+        os.link(first, os.path.join(d, f"l{i}"))
+    for i in range(0, LINKS, 50):
+        os.unlink(os.path.join(d, f"l{i}"))
+    links_verify(top)
+
+
+def links_verify(top):
+    d = os.path.join(top, "links")
+    names = [f"l{i}" for i in range(LINKS) if i % 50 != 0]
+    expect(sorted(os.listdir(d)) == sorted(names), "the names of the links differ")
+    ino = os.stat(os.path.join(d, names[0])).st_ino
+    for n in names:
+        st = os.stat(os.path.join(d, n))
+        expect(st.st_ino == ino, f"{n} names another inode")
+    expect(st.st_nlink == len(names), f"link count {st.st_nlink}, not {len(names)}")
 
 
 def xattr_verify(top):
@@ -709,6 +743,7 @@ CHECKS = {
     "acl-setup": acl_setup, "acl-verify": acl_verify,
     "handle-setup": handle_setup, "handle-verify": handle_verify,
     "xattr-setup": xattr_setup, "xattr-verify": xattr_verify,
+    "links-setup": links_setup, "links-verify": links_verify,
     "seek": seek, "fiemap": fiemap, "fallocate": falloc, "fallocate-large": falloc_large,
     "rename-setup": rename_setup, "rename-verify": rename_verify,
     "mknod-setup": mknod_setup, "mknod-verify": mknod_verify,

@@ -2,13 +2,13 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Single operations, each against what a Linux filesystem must do (ferrofs_ops.py): extended
-# attributes, SEEK_DATA/SEEK_HOLE, FIEMAP, fallocate modes (zero range too), RENAME_NOREPLACE and
-# RENAME_EXCHANGE, RENAME_WHITEOUT, POSIX ACLs, file handles (name_to_handle_at and
+# attributes (long values too), many hard links in one directory, SEEK_DATA/SEEK_HOLE,
+# FIEMAP, fallocate modes (zero range too), RENAME_NOREPLACE and RENAME_EXCHANGE, RENAME_WHITEOUT, POSIX ACLs, file handles (name_to_handle_at and
 # open_by_handle_at), special files, O_TMPFILE with linkat, open unlinked files, telldir and
 # seekdir across unlinks, long symlinks, read-only remount with an unlinked file open; what
 # they left is read again after a remount.
 
-ntests=28
+ntests=30
 . "$(dirname "$0")/lib.sh"
 begin_test 1
 
@@ -17,6 +17,7 @@ ops() { on_ferrofs "$mnt" && python3 "$here/ferrofs_ops.py" "$1" "$mnt"; }
 "$mkfs" -f "$d0" >/dev/null
 check "mount" mount_ferrofs "$d0"
 check "xattrs: user., trusted., security.; XATTR_CREATE/REPLACE; listxattr; limits" ops xattr-setup
+check "hard links: 500 names of one file in one directory, some unlinked" ops links-setup
 check "SEEK_DATA and SEEK_HOLE, before and after fsync" ops seek
 check "FIEMAP: data and preallocated (unwritten) extents, no holes, the last flagged" ops fiemap
 check "fallocate: default, KEEP_SIZE, PUNCH_HOLE, ZERO_RANGE; unsupported modes refused" ops fallocate
@@ -49,6 +50,7 @@ check "fsck clean" fsck_clean "$d0"
 
 check "mount again" mount_ferrofs "$d0"
 check "after the remount: xattrs" ops xattr-verify
+check "after the remount: the hard links" ops links-verify
 check "after the remount: renamed and exchanged names" ops rename-verify
 check "after the remount: special files" ops mknod-verify
 check "after the remount: the whiteout" ops whiteout-verify
