@@ -3,7 +3,8 @@
 #
 # Single operations, each against what a Linux filesystem must do (ferrofs_ops.py): extended
 # attributes (long values too), many hard links in one directory, SEEK_DATA/SEEK_HOLE,
-# FIEMAP, fallocate modes (zero range too), RENAME_NOREPLACE and RENAME_EXCHANGE, RENAME_WHITEOUT, POSIX ACLs, file handles (name_to_handle_at and
+# FIEMAP, fallocate modes (zero range too), RENAME_NOREPLACE and RENAME_EXCHANGE,
+# RENAME_WHITEOUT, POSIX ACLs, file handles (name_to_handle_at and
 # open_by_handle_at), special files, O_TMPFILE with linkat, open unlinked files, telldir and
 # seekdir across unlinks, long symlinks, read-only remount with an unlinked file open; what
 # they left is read again after a remount.
