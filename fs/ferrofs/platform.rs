@@ -29,10 +29,10 @@ pub(crate) fn relax() {
 pub(crate) fn crc32c_update(mut crc: u32, data: &[u8]) -> u32 {
     // The kernel takes an `unsigned int` length: longer runs go in pieces.
     for piece in data.chunks(1 << 30) {
-        // SAFETY: `piece` is a live, initialised byte slice of `piece.len()` bytes, which
-        // `crc32c()` only reads, for the duration of the call; the length fits a u32.
-        crc =
-            unsafe { crate::vfs::bindings::crc32c(crc, piece.as_ptr().cast(), piece.len() as u32) };
+        let (ptr, len) = (piece.as_ptr().cast(), piece.len() as u32);
+        // SAFETY: `ptr` points at `piece`, a live, initialised slice of `len` bytes (at most
+        // 2^30, so the cast is exact), which `crc32c()` only reads during the call.
+        crc = unsafe { crate::vfs::bindings::crc32c(crc, ptr, len) };
     }
     crc
 }
