@@ -3,8 +3,10 @@
 //! Engine micro-benchmarks on in-memory devices (see scripts/bench/btree): b-tree inserts
 //! and lookups per second and commit throughput, at growing tree sizes, so the growth of
 //! cost with size is visible; with `io [MiB]`, file writes with a commit and reads through
-//! `Fs` (see scripts/bench/io, which prints it beside the VM's figures). Not a test: it
-//! prints numbers and asserts nothing.
+//! `Fs` (see scripts/bench/io, which prints it beside the VM's figures); with
+//! `fsync [COUNT]`, 4 KiB random writes each committed, and the device writes and flushes
+//! each costs. Volumes are made as `mkfs.ferrofs` makes them on one device (metadata DUP).
+//! Not a test: it prints numbers and asserts nothing.
 
 use std::time::Instant;
 
@@ -19,13 +21,16 @@ use ferrofs_engine::volume::MkfsOptions;
 use ferrofs_host::memdev::{self, MemDisk, Op, TEST_TREE};
 
 fn main() {
-    if std::env::args().nth(1).as_deref() == Some("io") {
-        let mib = std::env::args()
+    let count = |default: u64| {
+        std::env::args()
             .nth(2)
             .and_then(|a| a.parse().ok())
-            .unwrap_or(256u64);
-        bench_io(mib);
-        return;
+            .unwrap_or(default)
+    };
+    match std::env::args().nth(1).as_deref() {
+        Some("io") => return bench_io(count(256)),
+        Some("fsync") => return bench_fsync(count(2000)),
+        _ => {}
     }
     let sizes: Vec<u64> = std::env::args()
         .skip(1)
@@ -114,9 +119,26 @@ fn bench(n: u64) {
     );
 }
 
-/// A device in memory that only stores: no crash simulation, no log (unlike `MemDisk`), so
-/// the engine's own cost is what is measured.
-struct RamDev(Vec<u8>);
+/// What a device was asked to do.
+#[derive(Default, Clone, Copy)]
+struct IoCounts {
+    writes: u64,
+    bytes_written: u64,
+    flushes: u64,
+    fua_writes: u64,
+}
+
+/// A device in memory that only stores and counts: no crash simulation, no log (unlike
+/// `MemDisk`), so the engine's own cost is what is measured.
+struct RamDev(Vec<u8>, std::rc::Rc<std::cell::Cell<IoCounts>>);
+
+impl RamDev {
+    fn count(&self, change: impl FnOnce(&mut IoCounts)) {
+        let mut counts = self.1.get();
+        change(&mut counts);
+        self.1.set(counts);
+    }
+}
 
 impl BlockDev for RamDev {
     fn size(&self) -> u64 {
@@ -134,15 +156,96 @@ impl BlockDev for RamDev {
         let at = offset as usize;
         let dst = self.0.get_mut(at..at + buf.len()).ok_or(EngineError::Io)?;
         dst.copy_from_slice(buf);
+        self.count(|c| {
+            c.writes += 1;
+            c.bytes_written += buf.len() as u64;
+        });
         Ok(())
     }
 
     fn flush(&mut self) -> EngineResult<()> {
+        self.count(|c| c.flushes += 1);
         Ok(())
     }
 
     fn write_fua(&mut self, offset: u64, buf: &[u8]) -> EngineResult<()> {
-        self.write(offset, buf)
+        self.write(offset, buf)?;
+        self.count(|c| c.fua_writes += 1);
+        Ok(())
+    }
+}
+
+/// A one-device volume on a prefaulted RAM device of `size` bytes, and its counters.
+fn ram_fs(size: u64) -> EngineResult<(Fs<RamDev>, std::rc::Rc<std::cell::Cell<IoCounts>>)> {
+    let counts = std::rc::Rc::new(std::cell::Cell::new(IoCounts::default()));
+    let mut devs = FVec::new();
+    // Filled, not zeroed, so that its pages exist before the clock starts: the first
+    // touch of a page is the host's cost, not the engine's.
+    devs.try_push(RamDev(vec![0xa5u8; size as usize], counts.clone()))?;
+    let opts = MkfsOptions {
+        data: Profile::Single,
+        metadata: Profile::Dup,
+        label: b"bench",
+        fsid: *b"FERROFS-BENCH-IO",
+        dev_uuids: &[[1u8; 16]],
+    };
+    let fs = Fs::mkfs(devs, &opts, Timespec { sec: 0, nsec: 0 })?;
+    Ok((fs, counts))
+}
+
+/// 4 KiB writes at random places of a 256 MiB file, each followed by a commit (what
+/// `fsync` costs today): writes, bytes and flushes per fsync, and fsyncs per second of
+/// engine time, on one core.
+fn bench_fsync(count: u64) {
+    let run = || -> EngineResult<(f64, IoCounts)> {
+        let (mut fs, counts) = ram_fs(1 << 30)?;
+        let t0 = Timespec { sec: 0, nsec: 0 };
+        let ino = fs
+            .create(ROOT_INO, b"bench", S_IFREG | 0o644, 0, Owner::default(), t0)?
+            .ino;
+        let file_blocks = 256u64 << 8;
+        let mega: Vec<u8> = vec![0x5au8; 1 << 20];
+        for i in 0..file_blocks / 256 {
+            fs.write(ino, i << 20, &mega, t0)?;
+        }
+        fs.sync()?;
+        let block = vec![0x3cu8; 4096];
+        let before = counts.get();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let start = Instant::now();
+        for _ in 0..count {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            fs.write(ino, (seed % file_blocks) << 12, &block, t0)?;
+            fs.sync()?;
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        let after = counts.get();
+        Ok((
+            elapsed,
+            IoCounts {
+                writes: after.writes - before.writes,
+                bytes_written: after.bytes_written - before.bytes_written,
+                flushes: after.flushes - before.flushes,
+                fua_writes: after.fua_writes - before.fua_writes,
+            },
+        ))
+    };
+    match run() {
+        Ok((elapsed, c)) => {
+            let n = count.max(1) as f64;
+            println!(
+                "engine on the host, 4 KiB random write + commit, dup metadata: {:.0} per second; \
+                 per fsync {:.1} writes ({:.1} KiB), {:.1} flushes, {:.1} FUA writes",
+                n / elapsed.max(1e-9),
+                c.writes as f64 / n,
+                c.bytes_written as f64 / n / 1024.0,
+                c.flushes as f64 / n,
+                c.fua_writes as f64 / n
+            );
+        }
+        Err(e) => println!("engine fsync benchmark failed: {e:?}"),
     }
 }
 
@@ -150,23 +253,9 @@ impl BlockDev for RamDev {
 /// calls after the node cache was trimmed: MB/s of each, on one core.
 fn bench_io(mib: u64) {
     let size = (mib * 2 + 256) << 20;
-    let mut devs = FVec::new();
-    // Filled, not zeroed, so that its pages exist before the clock starts: the first
-    // touch of a page is the host's cost, not the engine's.
-    if devs.try_push(RamDev(vec![0xa5u8; size as usize])).is_err() {
-        println!("out of memory");
-        return;
-    }
-    let opts = MkfsOptions {
-        data: Profile::Single,
-        metadata: Profile::Single,
-        label: b"bench",
-        fsid: *b"FERROFS-BENCH-IO",
-        dev_uuids: &[[1u8; 16]],
-    };
     let t0 = Timespec { sec: 0, nsec: 0 };
     let run = || -> EngineResult<(f64, f64)> {
-        let mut fs = Fs::mkfs(devs, &opts, t0)?;
+        let (mut fs, _) = ram_fs(size)?;
         let ino = fs
             .create(ROOT_INO, b"bench", S_IFREG | 0o644, 0, Owner::default(), t0)?
             .ino;
