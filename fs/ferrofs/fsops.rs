@@ -29,7 +29,7 @@ use crate::engine::format::{self, Probe, BLOCK_SIZE};
 use crate::engine::fs::{self as efs, Fs};
 use crate::engine::inode as ei;
 use crate::engine::mem::FVec;
-use crate::engine::volume::OpenOptions;
+use crate::engine::volume::{LogWrite, OpenOptions};
 use crate::vfs::bio::Plug;
 use crate::vfs::blockdev::{DevFlusher, KernelDev};
 use crate::vfs::dentry::NoFsScope;
@@ -214,27 +214,72 @@ impl FsInfo {
             if !fs.needs_commit() {
                 return Ok(None);
             }
-            let mut flushers = KVec::new();
-            for slot in fs.vol.devices() {
-                if let Some(dev) = slot.dev.as_ref() {
-                    flushers
-                        .push(dev.flusher(), GFP_KERNEL)
-                        .map_err(|_| EngineError::NoMemory)?;
-                }
-            }
+            let flushers = flushers(fs)?;
             let _plug = Plug::start();
             Ok(Some((fs.commit_start()?, flushers)))
         })?;
         let Some((ticket, flushers)) = started else {
             return Ok(());
         };
-        let flushed = flushers
-            .iter()
-            .try_for_each(DevFlusher::flush)
-            .map_err(|_| EngineError::Io);
-        drop(flushers);
+        let flushed = flush_all(flushers);
         self.with_fs(|fs| fs.commit_finish(ticket, flushed))
     }
+
+    /// Makes everything done so far durable for `fsync`: through the fsync log (a record
+    /// written, then every device flushed without the filesystem lock, as a commit
+    /// flushes), or by a commit where the log cannot take it. An `fsync` that finds its
+    /// changes in the record of one in flight waits for that one and writes nothing.
+    pub(crate) fn fsync(&self) -> Result {
+        if !self.log_sync()? {
+            return self.commit();
+        }
+        Ok(())
+    }
+
+    /// The log half of [`Self::fsync`]: `false` if a commit is needed instead.
+    fn log_sync(&self) -> Result<bool> {
+        // Log writes and commits are ordered by the one lock: a record must follow the
+        // commit it extends.
+        let _one_sync = self.commit_lock.lock();
+        let started = self.with_fs(|fs| {
+            let flushers = flushers(fs)?;
+            Ok(match fs.log_start()? {
+                LogWrite::Started(ticket) => Some(Some((ticket, flushers))),
+                LogWrite::Nothing => Some(None),
+                LogWrite::NeedsCommit => None,
+            })
+        })?;
+        match started {
+            None => Ok(false),
+            Some(None) => Ok(true),
+            Some(Some((ticket, flushers))) => {
+                let flushed = flush_all(flushers);
+                self.with_fs(|fs| fs.log_finish(ticket, flushed))?;
+                Ok(true)
+            }
+        }
+    }
+}
+
+/// A flusher of every present device of `fs`, to flush them without its lock.
+fn flushers(fs: &Fs<KernelDev>) -> EngineResult<KVec<DevFlusher>> {
+    let mut flushers = KVec::new();
+    for slot in fs.vol.devices() {
+        if let Some(dev) = slot.dev.as_ref() {
+            flushers
+                .push(dev.flusher(), GFP_KERNEL)
+                .map_err(|_| EngineError::NoMemory)?;
+        }
+    }
+    Ok(flushers)
+}
+
+/// Flushes every device of `flushers`; an I/O error if any flush failed.
+fn flush_all(flushers: KVec<DevFlusher>) -> EngineResult<()> {
+    flushers
+        .iter()
+        .try_for_each(DevFlusher::flush)
+        .map_err(|_| EngineError::Io)
 }
 
 impl PeriodicCommit for FsInfo {

@@ -94,8 +94,12 @@ pub const INCOMPAT_XATTR_SPILL: u64 = 1 << 0;
 pub const INCOMPAT_EXTREF: u64 = 1 << 1;
 /// Incompatible feature: data checksum items of more than one block.
 pub const INCOMPAT_PACKED_CSUMS: u64 = 1 << 2;
+/// Incompatible feature: an fsync log area (see `volume::log`), whose records a mount
+/// must replay: a reader without it would lose what was fsynced since the last commit.
+pub const INCOMPAT_LOG: u64 = 1 << 3;
 /// The incompatible features this engine reads and writes.
-pub const INCOMPAT_SUPPORTED: u64 = INCOMPAT_XATTR_SPILL | INCOMPAT_EXTREF | INCOMPAT_PACKED_CSUMS;
+pub const INCOMPAT_SUPPORTED: u64 =
+    INCOMPAT_XATTR_SPILL | INCOMPAT_EXTREF | INCOMPAT_PACKED_CSUMS | INCOMPAT_LOG;
 
 /// Longest label, in bytes.
 pub const LABEL_MAX: usize = 255;
@@ -123,6 +127,9 @@ pub mod tree_id {
 pub mod item {
     /// Root tree: (tree id, ROOT, 0) -> root block address and level.
     pub const ROOT: u8 = 1;
+    /// Root tree: (LOG_OBJECTID, LOG_AREA, 0) -> first block and block count of the fsync
+    /// log area.
+    pub const LOG_AREA: u8 = 2;
     /// Chunk tree: (DEV_ITEMS_OBJECTID, DEV, devid) -> device item.
     pub const DEV: u8 = 10;
     /// Chunk tree: (CHUNK_OBJECTID, CHUNK, logical) -> chunk item.
@@ -136,6 +143,10 @@ pub mod item {
     /// Space tree: (block logical, REFCOUNT, 0) -> reference count of 3 or more.
     pub const REFCOUNT: u8 = 22;
 }
+
+/// Object id of the root-tree item naming the fsync log area (not a tree: no tree has
+/// this id).
+pub const LOG_OBJECTID: u64 = 8;
 
 /// Object id of device items in the chunk tree.
 pub const DEV_ITEMS_OBJECTID: u64 = 1;

@@ -17,7 +17,9 @@ use super::inode::{
 };
 use super::key::Key;
 use super::mem::{self, FVec};
-use super::volume::{CommitTicket, MkfsOptions, OpenOptions, RefOwner, Tree, Volume};
+use super::volume::{
+    CommitTicket, LogTicket, LogWrite, MkfsOptions, OpenOptions, RefOwner, Tree, Volume,
+};
 
 const BLOCK: u64 = BLOCK_SIZE as u64;
 
@@ -199,6 +201,11 @@ impl<D: BlockDev> Fs<D> {
     /// Mounts a filesystem.
     pub fn open(devs: FVec<D>, opts: OpenOptions) -> EngineResult<Self> {
         let mut vol = Volume::open_with(devs, opts)?;
+        // What was fsynced after the last commit: committed at once on a writable mount,
+        // only in memory on a read-only one (the records stay for a writable mount).
+        if vol.replay_log()? > 0 && !vol.is_read_only() {
+            vol.commit()?;
+        }
         let tree = Tree::FS;
         // The highest inode number: the last item below the orphan items.
         let below_orphans = Key::new(inode::ORPHAN_OBJECTID, 0, 0);
@@ -380,6 +387,34 @@ impl<D: BlockDev> Fs<D> {
     /// Commits everything done so far.
     pub fn sync(&mut self) -> EngineResult<()> {
         self.guarded(|fs| fs.vol.commit())
+    }
+
+    /// Makes everything done so far durable (`fsync`): through the fsync log where it can
+    /// (see [`crate::volume`]'s `log`), else by a commit.
+    pub fn fsync(&mut self) -> EngineResult<()> {
+        match self.log_start()? {
+            LogWrite::Nothing => Ok(()),
+            LogWrite::NeedsCommit => self.sync(),
+            LogWrite::Started(ticket) => {
+                let flushed = self.vol.flush_devices();
+                self.log_finish(ticket, flushed)
+            }
+        }
+    }
+
+    /// Starts a log write of what was done since the last one (see
+    /// [`Volume::log_start`]): the caller flushes every device, then calls
+    /// [`Self::log_finish`]; or commits, if the log cannot take it.
+    pub fn log_start(&mut self) -> EngineResult<LogWrite> {
+        if self.vol.is_read_only() {
+            return Err(EngineError::ReadOnly);
+        }
+        self.vol.log_start()
+    }
+
+    /// Finishes the log write of `ticket` (see [`Volume::log_finish`]).
+    pub fn log_finish(&mut self, ticket: LogTicket, flushed: EngineResult<()>) -> EngineResult<()> {
+        self.vol.log_finish(ticket, flushed)
     }
 
     /// Starts a commit of everything done so far (see [`Volume::commit_start`]); changes
@@ -1780,6 +1815,7 @@ impl<D: BlockDev> Fs<D> {
             used_bytes: self
                 .vol
                 .used_raw_bytes()
+                .saturating_sub(self.vol.log_area_raw_bytes())
                 .checked_div(copies)
                 .unwrap_or(0)
                 .min(total),

@@ -114,6 +114,11 @@ fn corrupt_what(err: &EngineError) -> &'static str {
 /// Checks the volume; with `repair`, rewrites bad copies of tree blocks from good ones.
 pub fn check<D: BlockDev>(vol: &mut Volume<D>, repair: bool) -> EngineResult<Report> {
     let mut report = Report::default();
+    // A repair commits, which would drop what the fsync log holds: replayed first, as a
+    // mount would. A check that only reads looks at the last commit.
+    if repair && vol.replay_log()? > 0 {
+        vol.commit()?;
+    }
     // Copies already rewritten from a mirror while mounting.
     let repairs = core::mem::take(&mut vol.repairs);
     for &(block, devid) in repairs.iter() {
@@ -139,6 +144,16 @@ pub fn check<D: BlockDev>(vol: &mut Volume<D>, repair: bool) -> EngineResult<Rep
         match btree::check(&mut vol.store(tree), &root) {
             Ok(items) => report.items = report.items.saturating_add(items),
             Err(err) => note_corruption(&mut report, err)?,
+        }
+    }
+    // The fsync log area holds one reference to each of its blocks.
+    if let Some(area) = vol.log_area() {
+        for i in 0..area.blocks {
+            let block = i
+                .checked_mul(u64::from(BLOCK_SIZE))
+                .and_then(|off| area.start.checked_add(off))
+                .ok_or(EngineError::Range)?;
+            bump(&mut expected, block)?;
         }
     }
     // The cross-checks read trees that may themselves be damaged: what cannot be read is

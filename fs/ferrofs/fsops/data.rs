@@ -193,7 +193,7 @@ pub(super) fn readahead(mut rac: Readahead) {
     }
 }
 
-/// `fsync`: the file's data and times, then a commit.
+/// `fsync`: the file's data and times, then a record in the fsync log (or a commit).
 pub(super) fn fsync(file: &File, start: i64, end: i64) -> Result {
     file.write_and_wait_range(start, end)?;
     let inode = file.inode();
@@ -201,7 +201,7 @@ pub(super) fn fsync(file: &File, start: i64, end: i64) -> Result {
     if inode.super_block().is_read_only() {
         return Ok(());
     }
-    inode.super_block().info()?.commit()
+    inode.super_block().info()?.fsync()
 }
 
 /// `fallocate`: preallocate (`KEEP_SIZE` or not), punch a hole, or zero a range.

@@ -175,9 +175,30 @@ fn snapshot(fs: &mut ferrofs_engine::fs::Fs<MemDev>) -> Snapshot {
     out
 }
 
+/// How a round of the file workload is made durable.
+#[derive(Clone, Copy, PartialEq)]
+enum Durable {
+    /// A commit (`sync`).
+    Commit,
+    /// `fsync`, through the fsync log; every fourth round a commit.
+    FsyncLog,
+}
+
 /// The same power cuts, under a file workload: creates, writes that overwrite and extend,
 /// truncates, renames, links, unlinks and directories, with syncs in between.
 fn file_workload_cuts(n_disks: usize, profile: Profile, rounds: usize, seed: u64, stride: usize) {
+    file_workload_cuts_with(n_disks, profile, rounds, seed, stride, Durable::Commit)
+}
+
+/// [`file_workload_cuts`], each round made durable as `durable` says.
+fn file_workload_cuts_with(
+    n_disks: usize,
+    profile: Profile,
+    rounds: usize,
+    seed: u64,
+    stride: usize,
+    durable: Durable,
+) {
     use ferrofs_engine::fs::{Fs, Owner, SetAttr};
     use ferrofs_engine::inode::{Timespec, ROOT_INO, S_IFREG};
     use ferrofs_engine::volume::OpenOptions;
@@ -199,7 +220,8 @@ fn file_workload_cuts(n_disks: usize, profile: Profile, rounds: usize, seed: u64
         .mkdir(ROOT_INO, b"d", 0o755, Owner::default(), t)
         .unwrap()
         .ino;
-    for _ in 0..rounds {
+    let mut logged = 0;
+    for round in 0..rounds {
         for _ in 0..12 {
             let dir = if rnd() % 2 == 0 { ROOT_INO } else { d };
             let name = format!("f{}", rnd() % 8).into_bytes();
@@ -242,9 +264,24 @@ fn file_workload_cuts(n_disks: usize, profile: Profile, rounds: usize, seed: u64
                 }
             }
         }
-        fs.sync().unwrap();
+        if durable == Durable::FsyncLog && round % 4 != 3 {
+            let generation = fs.vol.superblock().generation;
+            fs.fsync().unwrap();
+            if fs.vol.superblock().generation == generation {
+                logged += 1;
+            }
+        } else {
+            fs.sync().unwrap();
+        }
         states.push(snapshot(&mut fs));
         ends.push(disks[0].log().borrow().len());
+    }
+    if durable == Durable::FsyncLog {
+        // Most fsyncs went through the log, not a commit (a new chunk blocks it).
+        assert!(
+            logged * 2 >= rounds,
+            "{logged} of {rounds} fsyncs used the log"
+        );
     }
     let total = disks[0].log().borrow().len();
     assert!(
@@ -286,6 +323,23 @@ fn file_workload_every_cut_single() {
 #[test]
 fn file_workload_sampled_cuts_raid1() {
     file_workload_cuts(2, Profile::Raid1, 10, 12, 3);
+}
+
+/// With `fsync` through the log: a cut anywhere in a log write, before or after its flush,
+/// leaves the state of the last fsync that returned, or of the one being made.
+#[test]
+fn fsync_log_every_cut_single() {
+    file_workload_cuts_with(1, Profile::Single, 10, 21, 1, Durable::FsyncLog);
+}
+
+#[test]
+fn fsync_log_every_cut_dup() {
+    file_workload_cuts_with(1, Profile::Dup, 8, 22, 1, Durable::FsyncLog);
+}
+
+#[test]
+fn fsync_log_sampled_cuts_raid1() {
+    file_workload_cuts_with(2, Profile::Raid1, 12, 23, 2, Durable::FsyncLog);
 }
 
 /// Logical address a tree block records in its header (its `bytenr`).

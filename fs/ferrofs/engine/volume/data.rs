@@ -38,6 +38,7 @@ impl<D: BlockDev> Volume<D> {
                             owner.advanced(i),
                         )?;
                     }
+                    self.log_data_ref(start, count, 1, owner);
                     return Ok((start, count));
                 }
             }
@@ -62,7 +63,10 @@ impl<D: BlockDev> Volume<D> {
     /// Adds `delta` to the reference count of data block `block`, held by `owner`.
     pub fn data_ref(&mut self, block: u64, delta: i64, owner: RefOwner) -> EngineResult<()> {
         match self.chunk_index(block).and_then(|i| self.chunks.get(i)) {
-            Some(c) if c.kind == Kind::Data => self.add_ref(block, delta, owner)?,
+            Some(c) if c.kind == Kind::Data => {
+                self.add_ref(block, delta, owner)?;
+                self.log_data_ref(block, 1, delta, owner);
+            }
             _ => {
                 return Err(EngineError::Corrupt {
                     block,
@@ -102,6 +106,7 @@ impl<D: BlockDev> Volume<D> {
         for block in data.chunks(BLOCK_SIZE as usize) {
             sums.try_push(crc32c::checksum(block))?;
         }
+        self.log_data(logical, &sums);
         self.put_csums(logical, &sums)
     }
 

@@ -32,11 +32,13 @@ mod cache;
 mod chunk_io;
 mod csum;
 mod data;
+mod log;
 mod open;
 mod space;
 mod transaction;
 mod tree;
 
+pub use log::{LogArea, LogTicket, LogWrite, LOG_AREA_ITEM_SIZE, LOG_AREA_MAX_BLOCKS};
 pub use transaction::CommitTicket;
 pub use tree::{child_refs, Range, RefOwner, Tree, TreeStore};
 
@@ -147,6 +149,10 @@ pub struct Volume<D: BlockDev> {
     pending: Option<PendingState>,
     /// Generation of the newest superblocks written (found at mount, or written since).
     durable_generation: u64,
+    /// The fsync log: its area and what the running transaction recorded for it.
+    log: log::FsyncLog,
+    /// `changes` as the last durable log write left it.
+    logged_changes: u64,
 }
 
 fn u64_value(data: &[u8]) -> Option<u64> {
@@ -181,6 +187,7 @@ impl<D: BlockDev> Volume<D> {
         if self.sb.incompat & feature != feature {
             self.sb.incompat |= feature;
             self.changed();
+            self.log_block();
         }
     }
 
@@ -203,6 +210,7 @@ impl<D: BlockDev> Volume<D> {
             .ok_or(EngineError::NameTooLong)?;
         dst.copy_from_slice(label);
         self.changed();
+        self.log_block();
         Ok(())
     }
 

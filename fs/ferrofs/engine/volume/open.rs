@@ -14,6 +14,7 @@ use super::super::map::U64Map;
 use super::super::mem::{self, FVec};
 use super::super::node::{Node, NodeRef};
 use super::super::spacemap;
+use super::log::{FsyncLog, LogArea, LOG_AREA_MAX_BLOCKS};
 use super::space::{plan_chunk, round_down, ChunkSpace};
 use super::transaction::decode_root_item;
 use super::{
@@ -90,6 +91,8 @@ impl<D: BlockDev> Volume<D> {
             changes: 0,
             committed_changes: 0,
             durable_generation: 0,
+            log: FsyncLog::default(),
+            logged_changes: 0,
         };
         // Chunks first (in memory), then the trees that describe them.
         let mut extents: FVec<(u64, u64, u64)> = FVec::new(); // (devid, physical, length)
@@ -138,6 +141,7 @@ impl<D: BlockDev> Volume<D> {
         for i in 0..vol.chunks.len() {
             vol.record_chunk(i)?;
         }
+        vol.make_log_area()?;
         vol.commit()?;
         Ok(vol)
     }
@@ -300,6 +304,8 @@ impl<D: BlockDev> Volume<D> {
             changes: 0,
             committed_changes: 0,
             durable_generation: newest.generation,
+            log: FsyncLog::default(),
+            logged_changes: 0,
         };
         // Bootstrap the system chunks from the superblock, then read the chunk tree.
         let sys = newest.sys_chunk_bytes();
@@ -431,7 +437,11 @@ impl<D: BlockDev> Volume<D> {
         let root_tree = self.root_tree.block;
         let mut items = self.range(Tree::ROOT, Key::MIN, Key::MAX);
         while let Some((k, v)) = self.next_in(&mut items)? {
-            if k.kind == item::ROOT {
+            if k == LogArea::KEY {
+                let area = LogArea::decode(&v, root_tree)?;
+                self.check_log_area(&area, root_tree)?;
+                self.log.area = Some(area);
+            } else if k.kind == item::ROOT {
                 let root = decode_root_item(&v, root_tree)?;
                 if root.generation > self.sb.generation {
                     return Err(EngineError::Corrupt {
@@ -451,6 +461,56 @@ impl<D: BlockDev> Volume<D> {
             }
         }
         Ok(())
+    }
+
+    /// Sets the fsync log area aside in the metadata chunk mkfs made: up to
+    /// [`LOG_AREA_MAX_BLOCKS`] contiguous blocks, an eighth of the chunk at most.
+    fn make_log_area(&mut self) -> EngineResult<()> {
+        let i = self
+            .chunks
+            .iter()
+            .position(|c| c.kind == Kind::Metadata)
+            .ok_or(EngineError::Invalid("no metadata chunk for the log"))?;
+        let logical = self
+            .chunks
+            .get(i)
+            .map(|c| c.logical)
+            .ok_or(EngineError::Io)?;
+        let space = self.spaces.get_mut(i).ok_or(EngineError::Io)?;
+        let want = (space.blocks / 8).clamp(1, LOG_AREA_MAX_BLOCKS);
+        let (n, blocks) = space.take_run(want).ok_or(EngineError::NoSpace)?;
+        let start = n
+            .checked_mul(BLOCK)
+            .and_then(|off| logical.checked_add(off))
+            .ok_or(EngineError::NoSpace)?;
+        let area = LogArea { start, blocks };
+        for b in 0..blocks {
+            let block = area_block(&area, b)?;
+            self.add_ref(
+                block,
+                1,
+                super::RefOwner::Tree(Tree::with_id(format::LOG_OBJECTID)),
+            )?;
+        }
+        self.insert(Tree::ROOT, LogArea::KEY, &area.encode())?;
+        self.sb.incompat |= format::INCOMPAT_LOG;
+        self.log.area = Some(area);
+        Ok(())
+    }
+
+    /// The log area found at mount lies inside one metadata chunk.
+    fn check_log_area(&self, area: &LogArea, from: u64) -> EngineResult<()> {
+        let last = area_block(area, area.blocks.saturating_sub(1));
+        let inside = self
+            .chunk_index(area.start)
+            .and_then(|i| self.chunks.get(i));
+        match (inside, last) {
+            (Some(c), Ok(last)) if c.kind == Kind::Metadata && c.contains(last) => Ok(()),
+            _ => Err(EngineError::Corrupt {
+                block: from,
+                reason: "log area outside every metadata chunk",
+            }),
+        }
     }
 
     fn load_space_map(&mut self) -> EngineResult<()> {
@@ -492,6 +552,13 @@ impl<D: BlockDev> Volume<D> {
         }
         Ok(())
     }
+}
+
+/// Address of block `i` of `area`.
+fn area_block(area: &LogArea, i: u64) -> EngineResult<u64> {
+    i.checked_mul(BLOCK)
+        .and_then(|off| area.start.checked_add(off))
+        .ok_or(EngineError::Range)
 }
 
 /// A root not made yet (mkfs makes the root and chunk trees right after the chunks).

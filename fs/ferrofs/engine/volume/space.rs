@@ -286,6 +286,7 @@ impl<D: BlockDev> Volume<D> {
             return Err(EngineError::ReadOnly);
         }
         self.changed();
+        self.log_block();
         let profile = self
             .chunks
             .iter()
@@ -344,6 +345,19 @@ impl<D: BlockDev> Volume<D> {
                     .saturating_mul(c.profile.copies() as u64)
             })
             .sum()
+    }
+
+    /// Device bytes the fsync log area takes, every copy counted: set aside at mkfs, like
+    /// the superblock areas, rather than used by files.
+    pub fn log_area_raw_bytes(&self) -> u64 {
+        let Some(area) = self.log.area else {
+            return 0;
+        };
+        let copies = self
+            .chunk_index(area.start)
+            .and_then(|i| self.chunks.get(i))
+            .map_or(1, |c| c.profile.copies() as u64);
+        area.blocks.saturating_mul(BLOCK).saturating_mul(copies)
     }
 
     /// Bytes files could still be given: free blocks of the data chunks, and what new data

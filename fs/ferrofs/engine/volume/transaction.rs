@@ -134,11 +134,18 @@ impl<D: BlockDev> Volume<D> {
     /// Commits the running transaction (see the [`volume`](super) documentation for the order), and
     /// first finishes a commit started and not finished yet.
     pub fn commit(&mut self) -> EngineResult<()> {
-        if let Some(generation) = self.pending.as_ref().map(|p| p.generation) {
-            self.commit_finish(CommitTicket { generation }, false)?;
-        }
+        self.finish_pending()?;
         let ticket = self.commit_start()?;
         self.commit_finish(ticket, false)
+    }
+
+    /// Finishes a commit started and not finished yet, if there is one (flushing the
+    /// devices itself).
+    pub(super) fn finish_pending(&mut self) -> EngineResult<()> {
+        match self.pending.as_ref().map(|p| p.generation) {
+            Some(generation) => self.commit_finish(CommitTicket { generation }, false),
+            None => Ok(()),
+        }
     }
 
     /// Starts a commit: settles the reference counts and writes every dirty block to every
@@ -227,6 +234,8 @@ impl<D: BlockDev> Volume<D> {
             changes: self.changes,
         });
         self.generation = next_generation;
+        // The next transaction starts with an empty log (its records name its generation).
+        self.log.reset();
         Ok(CommitTicket { generation })
     }
 

@@ -311,6 +311,7 @@ impl<D: BlockDev> Volume<D> {
         let mut root = self.root(id).ok_or(EngineError::Invalid("no such tree"))?;
         let old = btree::insert(&mut self.store(id), &mut root, key, value)?;
         self.set_root(id, root)?;
+        self.log_insert(id, &key, value);
         Ok(old)
     }
 
@@ -320,12 +321,16 @@ impl<D: BlockDev> Volume<D> {
         let mut root = self.root(id).ok_or(EngineError::Invalid("no such tree"))?;
         let old = btree::remove(&mut self.store(id), &mut root, key)?;
         self.set_root(id, root)?;
+        if old.is_some() {
+            self.log_remove(id, key);
+        }
         Ok(old)
     }
 
     /// Creates an empty tree `id` and registers it in the root tree (at the next commit).
     pub fn create_tree(&mut self, id: u64) -> EngineResult<Tree> {
         self.changed();
+        self.log_block();
         let tree = Tree(id);
         if self.root(tree).is_some() {
             return Err(EngineError::Invalid("tree exists"));

@@ -4,8 +4,8 @@
 //! and lookups per second and commit throughput, at growing tree sizes, so the growth of
 //! cost with size is visible; with `io [MiB]`, file writes with a commit and reads through
 //! `Fs` (see scripts/bench/io, which prints it beside the VM's figures); with
-//! `fsync [COUNT]`, 4 KiB random writes each committed, and the device writes and flushes
-//! each costs. Volumes are made as `mkfs.ferrofs` makes them on one device (metadata DUP).
+//! `fsync [COUNT]`, 4 KiB random writes each made durable by `fsync` (the log) and by a
+//! commit, and the device writes and flushes each costs. Volumes are made as `mkfs.ferrofs` makes them on one device (metadata DUP).
 //! Not a test: it prints numbers and asserts nothing.
 
 use std::time::Instant;
@@ -193,10 +193,16 @@ fn ram_fs(size: u64) -> EngineResult<(Fs<RamDev>, std::rc::Rc<std::cell::Cell<Io
     Ok((fs, counts))
 }
 
-/// 4 KiB writes at random places of a 256 MiB file, each followed by a commit (what
-/// `fsync` costs today): writes, bytes and flushes per fsync, and fsyncs per second of
+/// 4 KiB writes at random places of a 256 MiB file, each followed by `fsync` through the
+/// log, or by a commit: writes, bytes and flushes per fsync, and fsyncs per second of
 /// engine time, on one core.
 fn bench_fsync(count: u64) {
+    for log in [true, false] {
+        bench_fsync_with(count, log);
+    }
+}
+
+fn bench_fsync_with(count: u64, log: bool) {
     let run = || -> EngineResult<(f64, IoCounts)> {
         let (mut fs, counts) = ram_fs(1 << 30)?;
         let t0 = Timespec { sec: 0, nsec: 0 };
@@ -218,7 +224,11 @@ fn bench_fsync(count: u64) {
             seed ^= seed >> 7;
             seed ^= seed << 17;
             fs.write(ino, (seed % file_blocks) << 12, &block, t0)?;
-            fs.sync()?;
+            if log {
+                fs.fsync()?;
+            } else {
+                fs.sync()?;
+            }
         }
         let elapsed = start.elapsed().as_secs_f64();
         let after = counts.get();
@@ -236,8 +246,9 @@ fn bench_fsync(count: u64) {
         Ok((elapsed, c)) => {
             let n = count.max(1) as f64;
             println!(
-                "engine on the host, 4 KiB random write + commit, dup metadata: {:.0} per second; \
+                "engine on the host, 4 KiB random write + {}, dup metadata: {:.0} per second; \
                  per fsync {:.1} writes ({:.1} KiB), {:.1} flushes, {:.1} FUA writes",
+                if log { "fsync (log)" } else { "commit" },
                 n / elapsed.max(1e-9),
                 c.writes as f64 / n,
                 c.bytes_written as f64 / n / 1024.0,
