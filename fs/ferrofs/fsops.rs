@@ -79,17 +79,19 @@ pub(crate) struct MountOptions {
 impl FileSystem for Ferrofs {
     const NAME: &'static CStr = c_str!("ferrofs");
 
+    type Data = FsInfo;
+
     type Options = MountOptions;
 
     fn parse_param(opts: &mut MountOptions, param: &FsParameter<'_>) -> Result<bool> {
         parse_param(opts, param.key(), param.value())
     }
 
-    fn fill_super(sb: &mut NewSuperBlock<'_>, opts: &MountOptions) -> Result {
+    fn fill_super(sb: &mut NewSuperBlock<'_, Ferrofs>, opts: &MountOptions) -> Result {
         fill_super(sb, opts)
     }
 
-    fn reconfigure(sb: &SuperBlock, opts: &MountOptions, read_only: bool) -> Result {
+    fn reconfigure(sb: &SuperBlock<Ferrofs>, opts: &MountOptions, read_only: bool) -> Result {
         reconfigure(sb, opts, read_only)
     }
 }
@@ -145,7 +147,8 @@ fn parse_param(opts: &mut MountOptions, key: &CStr, value: Option<&CStr>) -> Res
     }
 }
 
-/// What a mounted ferrofs keeps: the engine behind its lock, and the options.
+/// What a mounted ferrofs keeps (its super block's [`FileSystem::Data`]): the engine
+/// behind its lock, and the options.
 #[pin_data]
 pub(crate) struct FsInfo {
     /// The background commit thread, which holds a reference to this state: stopped by
@@ -292,7 +295,7 @@ impl PeriodicCommit for FsInfo {
     }
 }
 
-fn fill_super(sb: &mut NewSuperBlock<'_>, opts: &MountOptions) -> Result {
+fn fill_super(sb: &mut NewSuperBlock<'_, Ferrofs>, opts: &MountOptions) -> Result {
     if let Err(err) = sb.set_block_size(BLOCK_SIZE) {
         pr_err!(
             "{}: device cannot use {}-byte blocks\n",
@@ -435,7 +438,7 @@ fn fill_super(sb: &mut NewSuperBlock<'_>, opts: &MountOptions) -> Result {
     Ok(())
 }
 
-fn start_commit_thread(sb: &SuperBlock) -> Result {
+fn start_commit_thread(sb: &SuperBlock<Ferrofs>) -> Result {
     let info = sb.info()?;
     let thread = CommitThread::start(c_str!("ferrofs-commit"), info.into())?;
     *info.thread.lock() = Some(thread);
@@ -446,7 +449,7 @@ fn start_commit_thread(sb: &SuperBlock) -> Result {
 /// and stops changes; read-only to read-write starts them again (not after an aborted
 /// transaction: that filesystem stays read-only until mounted anew). The other options
 /// belong to the mount and are kept.
-fn reconfigure(sb: &SuperBlock, opts: &MountOptions, read_only: bool) -> Result {
+fn reconfigure(sb: &SuperBlock<Ferrofs>, opts: &MountOptions, read_only: bool) -> Result {
     let info = sb.info()?;
     if let Some(secs) = opts.commit_secs {
         info.commit_secs.store(secs, Ordering::Relaxed);
@@ -474,7 +477,7 @@ fn reconfigure(sb: &SuperBlock, opts: &MountOptions, read_only: bool) -> Result 
 }
 
 /// The VFS inode of engine inode `ino`, read from the engine if not cached.
-fn get_inode(sb: &SuperBlock, ino: u64) -> Result<InodeRef> {
+fn get_inode(sb: &SuperBlock<Ferrofs>, ino: u64) -> Result<InodeRef<Ferrofs>> {
     let info = sb.info()?;
     inode::iget(sb, ino, |inode| {
         let e = info.with_fs(|fs| fs.getattr(ino))?;
@@ -485,7 +488,7 @@ fn get_inode(sb: &SuperBlock, ino: u64) -> Result<InodeRef> {
 
 /// Sets up a new VFS inode from the engine's: the operations of its kind, attributes,
 /// flags.
-fn init_inode(inode: &InitInode<'_>, e: &ei::Inode) {
+fn init_inode(inode: &InitInode<'_, Ferrofs>, e: &ei::Inode) {
     match e.mode & ei::S_IFMT {
         ei::S_IFREG => inode.set_file_ops::<FileInode, RegularFile, FileData>(),
         ei::S_IFDIR => inode.set_dir_ops::<DirInode, DirFile>(),

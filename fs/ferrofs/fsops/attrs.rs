@@ -16,11 +16,13 @@ use crate::vfs::inode::{Idmap, Inode, Refresh};
 use crate::vfs::inode_ops::{AttrRequest, FileAttr};
 use crate::vfs::task::capable_sys_admin;
 
+use super::Ferrofs;
+
 // ---- attributes ----
 
 /// `setattr`: the VFS checks the change and copies it into the VFS inode; the engine then
 /// takes the inode's new values.
-pub(super) fn setattr(request: AttrRequest<'_>) -> Result {
+pub(super) fn setattr(request: AttrRequest<'_, Ferrofs>) -> Result {
     let inode = request.dentry().inode().ok_or(ENOENT)?;
     let change = request.prepare()?;
     let ino = inode.ino();
@@ -94,7 +96,7 @@ impl InheritedXattrs {
 }
 
 /// `get_inode_acl`: the ACL stored in the inode's xattr of that name, if any.
-pub(super) fn get_acl(inode: &Inode, kind: AclKind) -> Result<Option<OwnedAcl>> {
+pub(super) fn get_acl(inode: &Inode<Ferrofs>, kind: AclKind) -> Result<Option<OwnedAcl>> {
     let ino = inode.ino();
     let value =
         inode
@@ -113,7 +115,12 @@ pub(super) fn get_acl(inode: &Inode, kind: AclKind) -> Result<Option<OwnedAcl>> 
 
 /// `set_acl`: an access ACL also sets the mode (and is not stored when the mode says all
 /// it says); only directories have a default ACL.
-pub(super) fn set_acl(idmap: Idmap, dentry: &Dentry, acl: Option<&Acl>, kind: AclKind) -> Result {
+pub(super) fn set_acl(
+    idmap: Idmap,
+    dentry: &Dentry<Ferrofs>,
+    acl: Option<&Acl>,
+    kind: AclKind,
+) -> Result {
     let inode = dentry.inode().ok_or(ENOENT)?;
     let mut store = acl;
     let mut mode = None;
@@ -165,7 +172,7 @@ pub(super) fn set_acl(idmap: Idmap, dentry: &Dentry, acl: Option<&Acl>, kind: Ac
 const SUPPORTED_FLAGS: u64 = 0x8 | 0x10 | 0x20 | 0x40 | 0x80;
 
 /// `fileattr_get`: the inode's flags.
-pub(super) fn get_flags(inode: &Inode, attr: &mut FileAttr) -> Result {
+pub(super) fn get_flags(inode: &Inode<Ferrofs>, attr: &mut FileAttr) -> Result {
     let ino = inode.ino();
     let e = inode.super_block().info()?.with_fs(|fs| fs.getattr(ino))?;
     attr.fill_flags((e.flags & SUPPORTED_FLAGS) as u32);
@@ -174,7 +181,7 @@ pub(super) fn get_flags(inode: &Inode, attr: &mut FileAttr) -> Result {
 
 /// `fileattr_set` (the VFS checked the caller may change them): other flags, and the
 /// fsxattr interface (extent sizes, project ids), are `EOPNOTSUPP`.
-pub(super) fn set_flags(inode: &Inode, attr: &FileAttr) -> Result {
+pub(super) fn set_flags(inode: &Inode<Ferrofs>, attr: &FileAttr) -> Result {
     if attr.is_fsxattr() {
         return Err(eopnotsupp());
     }
@@ -202,7 +209,7 @@ pub(super) fn set_flags(inode: &Inode, attr: &FileAttr) -> Result {
 /// Handler `get`: the value of `prefix` + `name` into `buf` (or its size, for an empty
 /// buffer).
 pub(super) fn xattr_get(
-    inode: &Inode,
+    inode: &Inode<Ferrofs>,
     prefix: &[u8],
     name: &[u8],
     buf: &mut [u8],
@@ -228,7 +235,7 @@ const XATTR_REPLACE: i32 = 2;
 
 /// Handler `set`: sets (or with `None`, removes) `prefix` + `name`.
 pub(super) fn xattr_set(
-    inode: &Inode,
+    inode: &Inode<Ferrofs>,
     prefix: &[u8],
     name: &[u8],
     value: Option<&[u8]>,
@@ -267,7 +274,7 @@ fn xattr_name(prefix: &[u8], name: &[u8]) -> Result<FVec<u8>> {
 }
 
 /// `listxattr`: the names, NUL-separated; `trusted.` ones only for `CAP_SYS_ADMIN`.
-pub(super) fn xattr_list(dentry: &Dentry, buf: &mut [u8]) -> Result<usize> {
+pub(super) fn xattr_list(dentry: &Dentry<Ferrofs>, buf: &mut [u8]) -> Result<usize> {
     let inode = dentry.inode().ok_or(ENOENT)?;
     let may_list_trusted = capable_sys_admin();
     let ino = inode.ino();

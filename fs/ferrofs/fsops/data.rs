@@ -18,8 +18,10 @@ use crate::vfs::folio::{LockedFolio, Readahead, WritebackControl, WritebackFolio
 use crate::vfs::inode::{Inode, Refresh};
 use crate::vfs::inode_ops::{self, FiemapInfo};
 
+use super::Ferrofs;
+
 /// Fills `folio` from the engine (zeros past the end of the file and in holes).
-fn fill_folio(folio: &LockedFolio) -> Result {
+fn fill_folio(folio: &LockedFolio<Ferrofs>) -> Result {
     let inode = folio.inode();
     let ino = inode.ino();
     let pos = folio.pos();
@@ -35,14 +37,18 @@ fn fill_folio(folio: &LockedFolio) -> Result {
 }
 
 /// `read_folio`.
-pub(super) fn read_folio(folio: LockedFolio) -> Result {
+pub(super) fn read_folio(folio: LockedFolio<Ferrofs>) -> Result {
     let result = fill_folio(&folio);
     folio.unlock();
     result
 }
 
 /// `write_begin`: a partial write needs the rest of the folio first.
-pub(super) fn write_begin(mapping: &Mapping, pos: u64, len: usize) -> Result<WriteFolio> {
+pub(super) fn write_begin(
+    mapping: &Mapping<Ferrofs>,
+    pos: u64,
+    len: usize,
+) -> Result<WriteFolio<Ferrofs>> {
     let folio = mapping.grab_write_folio(pos)?;
     if !folio.is_uptodate() && (pos != folio.pos() || len != folio.size()) {
         fill_folio(&folio)?;
@@ -51,7 +57,12 @@ pub(super) fn write_begin(mapping: &Mapping, pos: u64, len: usize) -> Result<Wri
 }
 
 /// `write_end`: how much of the copy counts; the size grows over it.
-pub(super) fn write_end(folio: &LockedFolio, pos: u64, len: usize, copied: usize) -> usize {
+pub(super) fn write_end(
+    folio: &LockedFolio<Ferrofs>,
+    pos: u64,
+    len: usize,
+    copied: usize,
+) -> usize {
     let mut copied = copied;
     if !folio.is_uptodate() {
         if copied < len {
@@ -80,7 +91,7 @@ const WRITE_RUN_MAX: usize = 1 << 20;
 /// Folios of one file under writeback that follow each other, written to the engine
 /// together by [`WriteRun::flush`], copy-on-write, to every copy of their chunk.
 struct WriteRun {
-    folios: FVec<WritebackFolio>,
+    folios: FVec<WritebackFolio<Ferrofs>>,
     data: FVec<u8>,
     ino: u64,
     pos: u64,
@@ -99,7 +110,7 @@ impl WriteRun {
     /// Adds a folio `writeback_iter` handed out (locked, cleaned for I/O), writing the run
     /// first if the folio does not continue it. The folio is unlocked on return; if there
     /// is no memory to take it, it is dirty again for a later writeback.
-    fn add(&mut self, wbc: &WritebackControl, folio: LockedFolio) -> Result {
+    fn add(&mut self, wbc: &WritebackControl, folio: LockedFolio<Ferrofs>) -> Result {
         let inode = folio.inode();
         let (ino, size, pos) = (inode.ino(), inode.size(), folio.pos());
         if pos >= size {
@@ -173,7 +184,7 @@ impl WriteRun {
 /// `readahead`: the whole window in one engine read (a device read per run of up to 1 MiB
 /// of each extent), copied into its folios. Folios left not up to date on failure are
 /// read again, and the error reported, by `read_folio`.
-pub(super) fn readahead(mut rac: Readahead) {
+pub(super) fn readahead(mut rac: Readahead<Ferrofs>) {
     let inode = rac.inode();
     let (ino, pos, len) = (inode.ino(), rac.pos(), rac.len());
     let data = inode
@@ -194,7 +205,7 @@ pub(super) fn readahead(mut rac: Readahead) {
 }
 
 /// `fsync`: the file's data and times, then a record in the fsync log (or a commit).
-pub(super) fn fsync(file: &File, start: i64, end: i64) -> Result {
+pub(super) fn fsync(file: &File<Ferrofs>, start: i64, end: i64) -> Result {
     file.write_and_wait_range(start, end)?;
     let inode = file.inode();
     inode.sync_metadata()?;
@@ -205,7 +216,7 @@ pub(super) fn fsync(file: &File, start: i64, end: i64) -> Result {
 }
 
 /// `fallocate`: preallocate (`KEEP_SIZE` or not), punch a hole, or zero a range.
-pub(super) fn fallocate(file: &File, mode: i32, offset: i64, len: i64) -> Result {
+pub(super) fn fallocate(file: &File<Ferrofs>, mode: i32, offset: i64, len: i64) -> Result {
     let (Ok(mode), Ok(offset), Ok(len)) = (
         u32::try_from(mode),
         u64::try_from(offset),
@@ -254,7 +265,7 @@ pub(super) fn fallocate(file: &File, mode: i32, offset: i64, len: i64) -> Result
 }
 
 /// `llseek`: `SEEK_DATA` and `SEEK_HOLE` here, the rest as the VFS does it.
-pub(super) fn llseek(file: &File, offset: i64, whence: i32) -> Result<i64> {
+pub(super) fn llseek(file: &File<Ferrofs>, offset: i64, whence: i32) -> Result<i64> {
     if whence != file::SEEK_DATA && whence != file::SEEK_HOLE {
         return file.generic_llseek(offset, whence);
     }
@@ -270,7 +281,7 @@ pub(super) fn llseek(file: &File, offset: i64, whence: i32) -> Result<i64> {
 
 /// `SEEK_DATA` / `SEEK_HOLE` from `offset`: data is what regular extents hold
 /// (preallocated ranges read as zeros and count as holes).
-fn seek_data_hole(inode: &Inode, offset: u64, want_data: bool) -> Result<u64> {
+fn seek_data_hole(inode: &Inode<Ferrofs>, offset: u64, want_data: bool) -> Result<u64> {
     inode.write_and_wait(0, u64::MAX)?;
     let size = inode.size();
     if offset >= size {
@@ -309,7 +320,12 @@ fn seek_data_hole(inode: &Inode, offset: u64, want_data: bool) -> Result<u64> {
 
 /// `fiemap`: the extents of `[start, start + len)` (inline ones have no disk address
 /// and are left out).
-pub(super) fn fiemap(inode: &Inode, info: &mut FiemapInfo, start: u64, len: u64) -> Result {
+pub(super) fn fiemap(
+    inode: &Inode<Ferrofs>,
+    info: &mut FiemapInfo,
+    start: u64,
+    len: u64,
+) -> Result {
     let len = info.prepare(inode, start, len)?;
     let ino = inode.ino();
     let fs_info = inode.super_block().info()?;
@@ -347,7 +363,7 @@ pub(super) fn fiemap(inode: &Inode, info: &mut FiemapInfo, start: u64, len: u64)
 
 /// `writepages`: the dirty folios, in runs of neighbours written with one engine call
 /// each, under a block plug so that their bios merge.
-pub(super) fn writepages(mapping: &Mapping, wbc: &WritebackControl) -> Result {
+pub(super) fn writepages(mapping: &Mapping<Ferrofs>, wbc: &WritebackControl) -> Result {
     let _plug = Plug::start();
     let mut run = WriteRun::new();
     let iterated = wbc.for_each_folio(mapping, |folio| run.add(wbc, folio));

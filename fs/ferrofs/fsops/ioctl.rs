@@ -16,6 +16,8 @@ use crate::engine::format::LABEL_MAX;
 use crate::vfs::file::{File, IoctlCaller};
 use crate::vfs::task::capable_sys_admin;
 
+use super::Ferrofs;
+
 /// Size of the label buffer of the generic label ioctls, NUL included (`FSLABEL_MAX`).
 const FSLABEL_MAX: usize = 256;
 
@@ -29,7 +31,12 @@ const _: () = assert!(LABEL_MAX + 1 == FSLABEL_MAX);
 
 /// Answers ioctl `cmd` on `file` (both label ioctls are laid out alike for 32-bit
 /// callers).
-pub(super) fn ioctl(file: &File, cmd: u32, arg: usize, _caller: IoctlCaller) -> Result<i64> {
+pub(super) fn ioctl(
+    file: &File<Ferrofs>,
+    cmd: u32,
+    arg: usize,
+    _caller: IoctlCaller,
+) -> Result<i64> {
     match cmd {
         FS_IOC_GETFSLABEL => get_label(file, arg).map(|()| 0),
         FS_IOC_SETFSLABEL => set_label(file, arg).map(|()| 0),
@@ -38,7 +45,7 @@ pub(super) fn ioctl(file: &File, cmd: u32, arg: usize, _caller: IoctlCaller) -> 
 }
 
 /// Copies the label, NUL-padded to `FSLABEL_MAX` bytes, to the user buffer at `arg`.
-fn get_label(file: &File, arg: usize) -> Result {
+fn get_label(file: &File<Ferrofs>, arg: usize) -> Result {
     let mut buf = [0u8; FSLABEL_MAX];
     file.inode().super_block().info()?.with_fs(|fs| {
         let label = fs.label();
@@ -52,7 +59,7 @@ fn get_label(file: &File, arg: usize) -> Result {
 
 /// Sets the label from the user buffer at `arg` (`FSLABEL_MAX` bytes holding a
 /// NUL-terminated label) and commits it. Needs `CAP_SYS_ADMIN` and a writable mount.
-fn set_label(file: &File, arg: usize) -> Result {
+fn set_label(file: &File<Ferrofs>, arg: usize) -> Result {
     if !capable_sys_admin() {
         return Err(EPERM);
     }

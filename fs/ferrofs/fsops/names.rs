@@ -13,10 +13,13 @@ use crate::vfs::file::File;
 use crate::vfs::inode::{Idmap, Inode, InodeRef, NewInode, Refresh};
 
 use super::attrs::InheritedXattrs;
-use super::{get_inode, init_inode};
+use super::{get_inode, init_inode, Ferrofs};
 
 /// `lookup`.
-pub(super) fn lookup(dir: &Inode, dentry: &Dentry) -> Result<Option<InodeRef>> {
+pub(super) fn lookup(
+    dir: &Inode<Ferrofs>,
+    dentry: &Dentry<Ferrofs>,
+) -> Result<Option<InodeRef<Ferrofs>>> {
     let name = dentry.name();
     if name.len() > ei::NAME_MAX {
         return Err(crate::vfs::error::enametoolong());
@@ -39,7 +42,7 @@ pub(super) enum NewKind<'a> {
     Symlink(&'a [u8]),
 }
 
-fn owner_of(new: &NewInode) -> Owner {
+fn owner_of(new: &NewInode<Ferrofs>) -> Owner {
     let (uid, gid) = new.owner();
     Owner { uid, gid }
 }
@@ -47,8 +50,8 @@ fn owner_of(new: &NewInode) -> Owner {
 /// `create`, `mknod`, `mkdir`, `symlink`.
 pub(super) fn create(
     idmap: Idmap,
-    dir: &Inode,
-    dentry: &Dentry,
+    dir: &Inode<Ferrofs>,
+    dentry: &Dentry<Ferrofs>,
     mode: u32,
     what: NewKind<'_>,
 ) -> Result {
@@ -75,7 +78,12 @@ pub(super) fn create(
 }
 
 /// `tmpfile`: an unnamed file, an orphan until linked, bound to the open `file`.
-pub(super) fn tmpfile(idmap: Idmap, dir: &Inode, file: &File, mode: u32) -> Result {
+pub(super) fn tmpfile(
+    idmap: Idmap,
+    dir: &Inode<Ferrofs>,
+    file: &File<Ferrofs>,
+    mode: u32,
+) -> Result {
     let new = NewInode::new(idmap, dir, mode)?;
     let acls = InheritedXattrs::of(&new.inherit_acls(dir)?)?;
     let xattrs = acls.list()?;
@@ -93,7 +101,11 @@ pub(super) fn tmpfile(idmap: Idmap, dir: &Inode, file: &File, mode: u32) -> Resu
 }
 
 /// `link`.
-pub(super) fn link(old: &Dentry, dir: &Inode, dentry: &Dentry) -> Result {
+pub(super) fn link(
+    old: &Dentry<Ferrofs>,
+    dir: &Inode<Ferrofs>,
+    dentry: &Dentry<Ferrofs>,
+) -> Result {
     let inode = old.inode().ok_or(ENOENT)?;
     let (ino, dino) = (inode.ino(), dir.ino());
     let name = dentry.name();
@@ -109,7 +121,7 @@ pub(super) fn link(old: &Dentry, dir: &Inode, dentry: &Dentry) -> Result {
 }
 
 /// `unlink`.
-pub(super) fn unlink(dir: &Inode, dentry: &Dentry) -> Result {
+pub(super) fn unlink(dir: &Inode<Ferrofs>, dentry: &Dentry<Ferrofs>) -> Result {
     let inode = dentry.inode().ok_or(ENOENT)?;
     let dino = dir.ino();
     let name = dentry.name();
@@ -124,7 +136,7 @@ pub(super) fn unlink(dir: &Inode, dentry: &Dentry) -> Result {
 }
 
 /// `rmdir`.
-pub(super) fn rmdir(dir: &Inode, dentry: &Dentry) -> Result {
+pub(super) fn rmdir(dir: &Inode<Ferrofs>, dentry: &Dentry<Ferrofs>) -> Result {
     let inode = dentry.inode().ok_or(ENOENT)?;
     let dino = dir.ino();
     let name = dentry.name();
@@ -141,10 +153,10 @@ pub(super) fn rmdir(dir: &Inode, dentry: &Dentry) -> Result {
 /// `rename` (plain, `RENAME_NOREPLACE`, `RENAME_EXCHANGE`, `RENAME_WHITEOUT`).
 pub(super) fn rename(
     idmap: Idmap,
-    old_dir: &Inode,
-    old: &Dentry,
-    new_dir: &Inode,
-    new: &Dentry,
+    old_dir: &Inode<Ferrofs>,
+    old: &Dentry<Ferrofs>,
+    new_dir: &Inode<Ferrofs>,
+    new: &Dentry<Ferrofs>,
     flags: u32,
 ) -> Result {
     if flags & !(efs::RENAME_NOREPLACE | efs::RENAME_EXCHANGE | efs::RENAME_WHITEOUT) != 0 {
@@ -196,7 +208,7 @@ pub(super) fn rename(
 }
 
 /// `get_link`: the target, NUL-terminated.
-pub(super) fn get_link(inode: &Inode) -> Result<KVec<u8>> {
+pub(super) fn get_link(inode: &Inode<Ferrofs>) -> Result<KVec<u8>> {
     let ino = inode.ino();
     let target = inode.super_block().info()?.with_fs(|fs| fs.readlink(ino))?;
     let mut out = KVec::with_capacity(target.len().saturating_add(1), GFP_KERNEL)?;
@@ -207,7 +219,7 @@ pub(super) fn get_link(inode: &Inode) -> Result<KVec<u8>> {
 
 /// `iterate_shared`: entries from the context's position; positions are the engine's
 /// stable directory indexes (0 and 1 are `.` and `..`).
-pub(super) fn readdir(file: &File, ctx: &mut DirContext) -> Result {
+pub(super) fn readdir(file: &File<Ferrofs>, ctx: &mut DirContext) -> Result {
     if !ctx.emit_dots(file) {
         return Ok(());
     }

@@ -14,12 +14,12 @@ use crate::vfs::error::estale;
 use crate::vfs::inode::{Inode, InodeRef};
 use crate::vfs::super_block::{StatFs, SuperBlock};
 
-use super::{get_inode, DEFAULT_COMMIT_SECS, FERROFS_SUPER_MAGIC};
+use super::{get_inode, Ferrofs, DEFAULT_COMMIT_SECS, FERROFS_SUPER_MAGIC};
 
 // ---- super block operations ----
 
 /// `put_super`: the last commit, then the devices go.
-pub(super) fn put_super(sb: &SuperBlock) {
+pub(super) fn put_super(sb: &SuperBlock<Ferrofs>) {
     let Ok(info) = sb.info() else { return };
     let thread = info.thread.lock().take();
     drop(thread);
@@ -39,7 +39,7 @@ pub(super) fn put_super(sb: &SuperBlock) {
 }
 
 /// `sync_fs`: commit (the waiting pass only; the first pass has nothing to start).
-pub(super) fn sync_fs(sb: &SuperBlock, wait: bool) -> Result {
+pub(super) fn sync_fs(sb: &SuperBlock<Ferrofs>, wait: bool) -> Result {
     if !wait || sb.is_read_only() {
         return Ok(());
     }
@@ -47,12 +47,12 @@ pub(super) fn sync_fs(sb: &SuperBlock, wait: bool) -> Result {
 }
 
 /// `freeze_fs`: everything on disk before the freeze.
-pub(super) fn freeze_fs(sb: &SuperBlock) -> Result {
+pub(super) fn freeze_fs(sb: &SuperBlock<Ferrofs>) -> Result {
     sync_fs(sb, true)
 }
 
 /// `statfs`: sizes in blocks; free space is what the data profile can still give files.
-pub(super) fn statfs(sb: &SuperBlock) -> Result<StatFs> {
+pub(super) fn statfs(sb: &SuperBlock<Ferrofs>) -> Result<StatFs> {
     let info = sb.info()?;
     let (st, uuid) = info.with_fs(|fs| Ok((fs.statfs(), fs.vol.fsid())))?;
     let word = |i: usize| {
@@ -83,7 +83,7 @@ pub(super) fn statfs(sb: &SuperBlock) -> Result<StatFs> {
 }
 
 /// `show_options`: the options that differ from the defaults.
-pub(super) fn show_options(sb: &SuperBlock, seq: &mut SeqFile) -> Result {
+pub(super) fn show_options(sb: &SuperBlock<Ferrofs>, seq: &mut SeqFile) -> Result {
     let info = sb.info()?;
     for path in info.devices.iter() {
         seq.write(b",device=");
@@ -104,7 +104,7 @@ pub(super) fn show_options(sb: &SuperBlock, seq: &mut SeqFile) -> Result {
 }
 
 /// `write_inode`: the times the VFS changed (atime, mtime from writes) go to the engine.
-pub(super) fn write_inode(inode: &Inode) -> Result {
+pub(super) fn write_inode(inode: &Inode<Ferrofs>) -> Result {
     let sb = inode.super_block();
     if inode.ino() == 0 || sb.is_read_only() {
         return Ok(());
@@ -129,7 +129,7 @@ pub(super) fn write_inode(inode: &Inode) -> Result {
 }
 
 /// `evict_inode` (after the page cache went): an inode without names is freed.
-pub(super) fn evict_inode(inode: &Inode) {
+pub(super) fn evict_inode(inode: &Inode<Ferrofs>) {
     let ino = inode.ino();
     let sb = inode.super_block();
     if ino == 0 || inode.nlink() != 0 || sb.is_read_only() {
@@ -149,7 +149,11 @@ pub(super) fn evict_inode(inode: &Inode) {
 // ---- file handles ----
 
 /// The inode a file handle names: gone, or a later inode of the same number, is `ESTALE`.
-pub(super) fn handle_inode(sb: &SuperBlock, ino: u64, generation: u32) -> Result<InodeRef> {
+pub(super) fn handle_inode(
+    sb: &SuperBlock<Ferrofs>,
+    ino: u64,
+    generation: u32,
+) -> Result<InodeRef<Ferrofs>> {
     if ino == 0 {
         return Err(estale());
     }
@@ -161,7 +165,7 @@ pub(super) fn handle_inode(sb: &SuperBlock, ino: u64, generation: u32) -> Result
 }
 
 /// The parent of a directory found from a file handle (`..`).
-pub(super) fn handle_parent(dir: &Inode) -> Result<InodeRef> {
+pub(super) fn handle_parent(dir: &Inode<Ferrofs>) -> Result<InodeRef<Ferrofs>> {
     let sb = dir.super_block();
     let ino = dir.ino();
     let parent = sb.info()?.with_fs(|fs| fs.parent_dir(ino))?;

@@ -39,41 +39,45 @@ use super::Ferrofs;
 
 #[vtable]
 impl SuperOperations for Ferrofs {
-    fn put_super(sb: &SuperBlock) {
+    type FileSystem = Ferrofs;
+
+    fn put_super(sb: &SuperBlock<Ferrofs>) {
         put_super(sb)
     }
 
-    fn sync_fs(sb: &SuperBlock, wait: bool) -> Result {
+    fn sync_fs(sb: &SuperBlock<Ferrofs>, wait: bool) -> Result {
         sync_fs(sb, wait)
     }
 
-    fn freeze_fs(sb: &SuperBlock) -> Result {
+    fn freeze_fs(sb: &SuperBlock<Ferrofs>) -> Result {
         freeze_fs(sb)
     }
 
-    fn statfs(sb: &SuperBlock) -> Result<StatFs> {
+    fn statfs(sb: &SuperBlock<Ferrofs>) -> Result<StatFs> {
         statfs(sb)
     }
 
-    fn show_options(sb: &SuperBlock, seq: &mut SeqFile) -> Result {
+    fn show_options(sb: &SuperBlock<Ferrofs>, seq: &mut SeqFile) -> Result {
         show_options(sb, seq)
     }
 
-    fn write_inode(inode: &Inode) -> Result {
+    fn write_inode(inode: &Inode<Ferrofs>) -> Result {
         write_inode(inode)
     }
 
-    fn evict_inode(inode: &Inode) {
+    fn evict_inode(inode: &Inode<Ferrofs>) {
         evict_inode(inode)
     }
 }
 
 impl ExportOperations for Ferrofs {
-    fn inode(sb: &SuperBlock, ino: u64, generation: u32) -> Result<InodeRef> {
+    type FileSystem = Ferrofs;
+
+    fn inode(sb: &SuperBlock<Ferrofs>, ino: u64, generation: u32) -> Result<InodeRef<Ferrofs>> {
         handle_inode(sb, ino, generation)
     }
 
-    fn parent(dir: &Inode) -> Result<InodeRef> {
+    fn parent(dir: &Inode<Ferrofs>) -> Result<InodeRef<Ferrofs>> {
         handle_parent(dir)
     }
 }
@@ -83,31 +87,50 @@ pub(crate) struct DirInode;
 
 #[vtable]
 impl InodeOperations for DirInode {
-    fn get_inode_acl(inode: &Inode, kind: AclKind) -> Result<Option<OwnedAcl>> {
+    type FileSystem = Ferrofs;
+
+    fn get_inode_acl(inode: &Inode<Ferrofs>, kind: AclKind) -> Result<Option<OwnedAcl>> {
         get_acl(inode, kind)
     }
 
-    fn set_acl(idmap: Idmap, dentry: &Dentry, acl: Option<&Acl>, kind: AclKind) -> Result {
+    fn set_acl(idmap: Idmap, dentry: &Dentry<Ferrofs>, acl: Option<&Acl>, kind: AclKind) -> Result {
         set_acl(idmap, dentry, acl, kind)
     }
 
-    fn lookup(dir: &Inode, dentry: &Dentry) -> Result<Option<InodeRef>> {
+    fn lookup(dir: &Inode<Ferrofs>, dentry: &Dentry<Ferrofs>) -> Result<Option<InodeRef<Ferrofs>>> {
         lookup(dir, dentry)
     }
 
-    fn create(idmap: Idmap, dir: &Inode, dentry: &Dentry, mode: u32, _excl: bool) -> Result {
+    fn create(
+        idmap: Idmap,
+        dir: &Inode<Ferrofs>,
+        dentry: &Dentry<Ferrofs>,
+        mode: u32,
+        _excl: bool,
+    ) -> Result {
         create(idmap, dir, dentry, mode, NewKind::Node(0))
     }
 
-    fn mknod(idmap: Idmap, dir: &Inode, dentry: &Dentry, mode: u32, rdev: u32) -> Result {
+    fn mknod(
+        idmap: Idmap,
+        dir: &Inode<Ferrofs>,
+        dentry: &Dentry<Ferrofs>,
+        mode: u32,
+        rdev: u32,
+    ) -> Result {
         create(idmap, dir, dentry, mode, NewKind::Node(u64::from(rdev)))
     }
 
-    fn mkdir(idmap: Idmap, dir: &Inode, dentry: &Dentry, mode: u32) -> Result {
+    fn mkdir(idmap: Idmap, dir: &Inode<Ferrofs>, dentry: &Dentry<Ferrofs>, mode: u32) -> Result {
         create(idmap, dir, dentry, mode | ei::S_IFDIR, NewKind::Dir)
     }
 
-    fn symlink(idmap: Idmap, dir: &Inode, dentry: &Dentry, target: &CStr) -> Result {
+    fn symlink(
+        idmap: Idmap,
+        dir: &Inode<Ferrofs>,
+        dentry: &Dentry<Ferrofs>,
+        target: &CStr,
+    ) -> Result {
         let mode = ei::S_IFLNK | 0o777;
         create(
             idmap,
@@ -118,46 +141,46 @@ impl InodeOperations for DirInode {
         )
     }
 
-    fn tmpfile(idmap: Idmap, dir: &Inode, file: &File, mode: u32) -> Result {
+    fn tmpfile(idmap: Idmap, dir: &Inode<Ferrofs>, file: &File<Ferrofs>, mode: u32) -> Result {
         tmpfile(idmap, dir, file, mode | ei::S_IFREG)
     }
 
-    fn link(old: &Dentry, dir: &Inode, dentry: &Dentry) -> Result {
+    fn link(old: &Dentry<Ferrofs>, dir: &Inode<Ferrofs>, dentry: &Dentry<Ferrofs>) -> Result {
         link(old, dir, dentry)
     }
 
-    fn unlink(dir: &Inode, dentry: &Dentry) -> Result {
+    fn unlink(dir: &Inode<Ferrofs>, dentry: &Dentry<Ferrofs>) -> Result {
         unlink(dir, dentry)
     }
 
-    fn rmdir(dir: &Inode, dentry: &Dentry) -> Result {
+    fn rmdir(dir: &Inode<Ferrofs>, dentry: &Dentry<Ferrofs>) -> Result {
         rmdir(dir, dentry)
     }
 
     fn rename(
         idmap: Idmap,
-        old_dir: &Inode,
-        old: &Dentry,
-        new_dir: &Inode,
-        new: &Dentry,
+        old_dir: &Inode<Ferrofs>,
+        old: &Dentry<Ferrofs>,
+        new_dir: &Inode<Ferrofs>,
+        new: &Dentry<Ferrofs>,
         flags: u32,
     ) -> Result {
         rename(idmap, old_dir, old, new_dir, new, flags)
     }
 
-    fn setattr(request: AttrRequest<'_>) -> Result {
+    fn setattr(request: AttrRequest<'_, Ferrofs>) -> Result {
         setattr(request)
     }
 
-    fn listxattr(dentry: &Dentry, buf: &mut [u8]) -> Result<usize> {
+    fn listxattr(dentry: &Dentry<Ferrofs>, buf: &mut [u8]) -> Result<usize> {
         xattr_list(dentry, buf)
     }
 
-    fn fileattr_get(inode: &Inode, attr: &mut FileAttr) -> Result {
+    fn fileattr_get(inode: &Inode<Ferrofs>, attr: &mut FileAttr) -> Result {
         get_flags(inode, attr)
     }
 
-    fn fileattr_set(inode: &Inode, attr: &FileAttr) -> Result {
+    fn fileattr_set(inode: &Inode<Ferrofs>, attr: &FileAttr) -> Result {
         set_flags(inode, attr)
     }
 }
@@ -167,31 +190,33 @@ pub(crate) struct FileInode;
 
 #[vtable]
 impl InodeOperations for FileInode {
-    fn get_inode_acl(inode: &Inode, kind: AclKind) -> Result<Option<OwnedAcl>> {
+    type FileSystem = Ferrofs;
+
+    fn get_inode_acl(inode: &Inode<Ferrofs>, kind: AclKind) -> Result<Option<OwnedAcl>> {
         get_acl(inode, kind)
     }
 
-    fn set_acl(idmap: Idmap, dentry: &Dentry, acl: Option<&Acl>, kind: AclKind) -> Result {
+    fn set_acl(idmap: Idmap, dentry: &Dentry<Ferrofs>, acl: Option<&Acl>, kind: AclKind) -> Result {
         set_acl(idmap, dentry, acl, kind)
     }
 
-    fn setattr(request: AttrRequest<'_>) -> Result {
+    fn setattr(request: AttrRequest<'_, Ferrofs>) -> Result {
         setattr(request)
     }
 
-    fn listxattr(dentry: &Dentry, buf: &mut [u8]) -> Result<usize> {
+    fn listxattr(dentry: &Dentry<Ferrofs>, buf: &mut [u8]) -> Result<usize> {
         xattr_list(dentry, buf)
     }
 
-    fn fiemap(inode: &Inode, info: &mut FiemapInfo, start: u64, len: u64) -> Result {
+    fn fiemap(inode: &Inode<Ferrofs>, info: &mut FiemapInfo, start: u64, len: u64) -> Result {
         fiemap(inode, info, start, len)
     }
 
-    fn fileattr_get(inode: &Inode, attr: &mut FileAttr) -> Result {
+    fn fileattr_get(inode: &Inode<Ferrofs>, attr: &mut FileAttr) -> Result {
         get_flags(inode, attr)
     }
 
-    fn fileattr_set(inode: &Inode, attr: &FileAttr) -> Result {
+    fn fileattr_set(inode: &Inode<Ferrofs>, attr: &FileAttr) -> Result {
         set_flags(inode, attr)
     }
 }
@@ -201,15 +226,17 @@ pub(crate) struct SymlinkInode;
 
 #[vtable]
 impl InodeOperations for SymlinkInode {
-    fn get_link(inode: &Inode) -> Result<KVec<u8>> {
+    type FileSystem = Ferrofs;
+
+    fn get_link(inode: &Inode<Ferrofs>) -> Result<KVec<u8>> {
         get_link(inode)
     }
 
-    fn setattr(request: AttrRequest<'_>) -> Result {
+    fn setattr(request: AttrRequest<'_, Ferrofs>) -> Result {
         setattr(request)
     }
 
-    fn listxattr(dentry: &Dentry, buf: &mut [u8]) -> Result<usize> {
+    fn listxattr(dentry: &Dentry<Ferrofs>, buf: &mut [u8]) -> Result<usize> {
         xattr_list(dentry, buf)
     }
 }
@@ -220,19 +247,21 @@ pub(crate) struct SpecialInode;
 
 #[vtable]
 impl InodeOperations for SpecialInode {
-    fn get_inode_acl(inode: &Inode, kind: AclKind) -> Result<Option<OwnedAcl>> {
+    type FileSystem = Ferrofs;
+
+    fn get_inode_acl(inode: &Inode<Ferrofs>, kind: AclKind) -> Result<Option<OwnedAcl>> {
         get_acl(inode, kind)
     }
 
-    fn set_acl(idmap: Idmap, dentry: &Dentry, acl: Option<&Acl>, kind: AclKind) -> Result {
+    fn set_acl(idmap: Idmap, dentry: &Dentry<Ferrofs>, acl: Option<&Acl>, kind: AclKind) -> Result {
         set_acl(idmap, dentry, acl, kind)
     }
 
-    fn setattr(request: AttrRequest<'_>) -> Result {
+    fn setattr(request: AttrRequest<'_, Ferrofs>) -> Result {
         setattr(request)
     }
 
-    fn listxattr(dentry: &Dentry, buf: &mut [u8]) -> Result<usize> {
+    fn listxattr(dentry: &Dentry<Ferrofs>, buf: &mut [u8]) -> Result<usize> {
         xattr_list(dentry, buf)
     }
 }
@@ -242,17 +271,19 @@ pub(crate) struct DirFile;
 
 #[vtable]
 impl FileOperations for DirFile {
+    type FileSystem = Ferrofs;
+
     const CONTENTS: Contents = Contents::Directory;
 
-    fn read_dir(file: &File, ctx: &mut DirContext) -> Result {
+    fn read_dir(file: &File<Ferrofs>, ctx: &mut DirContext) -> Result {
         readdir(file, ctx)
     }
 
-    fn fsync(file: &File, start: i64, end: i64, _datasync: bool) -> Result {
+    fn fsync(file: &File<Ferrofs>, start: i64, end: i64, _datasync: bool) -> Result {
         fsync(file, start, end)
     }
 
-    fn ioctl(file: &File, cmd: u32, arg: usize, caller: IoctlCaller) -> Result<i64> {
+    fn ioctl(file: &File<Ferrofs>, cmd: u32, arg: usize, caller: IoctlCaller) -> Result<i64> {
         ioctl::ioctl(file, cmd, arg, caller)
     }
 }
@@ -262,21 +293,23 @@ pub(crate) struct RegularFile;
 
 #[vtable]
 impl FileOperations for RegularFile {
+    type FileSystem = Ferrofs;
+
     const CONTENTS: Contents = Contents::PageCache;
 
-    fn llseek(file: &File, offset: i64, whence: i32) -> Result<i64> {
+    fn llseek(file: &File<Ferrofs>, offset: i64, whence: i32) -> Result<i64> {
         llseek(file, offset, whence)
     }
 
-    fn fsync(file: &File, start: i64, end: i64, _datasync: bool) -> Result {
+    fn fsync(file: &File<Ferrofs>, start: i64, end: i64, _datasync: bool) -> Result {
         fsync(file, start, end)
     }
 
-    fn fallocate(file: &File, mode: i32, offset: i64, len: i64) -> Result {
+    fn fallocate(file: &File<Ferrofs>, mode: i32, offset: i64, len: i64) -> Result {
         fallocate(file, mode, offset, len)
     }
 
-    fn ioctl(file: &File, cmd: u32, arg: usize, caller: IoctlCaller) -> Result<i64> {
+    fn ioctl(file: &File<Ferrofs>, cmd: u32, arg: usize, caller: IoctlCaller) -> Result<i64> {
         ioctl::ioctl(file, cmd, arg, caller)
     }
 }
@@ -286,23 +319,29 @@ pub(crate) struct FileData;
 
 #[vtable]
 impl AddressSpaceOperations for FileData {
-    fn read_folio(folio: LockedFolio) -> Result {
+    type FileSystem = Ferrofs;
+
+    fn read_folio(folio: LockedFolio<Ferrofs>) -> Result {
         read_folio(folio)
     }
 
-    fn readahead(rac: Readahead) {
+    fn readahead(rac: Readahead<Ferrofs>) {
         readahead(rac)
     }
 
-    fn writepages(mapping: &Mapping, wbc: &WritebackControl) -> Result {
+    fn writepages(mapping: &Mapping<Ferrofs>, wbc: &WritebackControl) -> Result {
         writepages(mapping, wbc)
     }
 
-    fn write_begin(mapping: &Mapping, pos: u64, len: usize) -> Result<WriteFolio> {
+    fn write_begin(
+        mapping: &Mapping<Ferrofs>,
+        pos: u64,
+        len: usize,
+    ) -> Result<WriteFolio<Ferrofs>> {
         write_begin(mapping, pos, len)
     }
 
-    fn write_end(folio: &WriteFolio, pos: u64, len: usize, copied: usize) -> usize {
+    fn write_end(folio: &WriteFolio<Ferrofs>, pos: u64, len: usize, copied: usize) -> usize {
         write_end(folio, pos, len, copied)
     }
 }
@@ -315,13 +354,20 @@ macro_rules! xattr_namespace {
 
         #[vtable]
         impl XattrHandler for $name {
+            type FileSystem = Ferrofs;
+
             const PREFIX: &'static CStr = c_str!($prefix);
 
-            fn get(inode: &Inode, name: &CStr, buf: &mut [u8]) -> Result<usize> {
+            fn get(inode: &Inode<Ferrofs>, name: &CStr, buf: &mut [u8]) -> Result<usize> {
                 xattr_get(inode, Self::PREFIX.as_bytes(), name.as_bytes(), buf)
             }
 
-            fn set(inode: &Inode, name: &CStr, value: Option<&[u8]>, flags: i32) -> Result {
+            fn set(
+                inode: &Inode<Ferrofs>,
+                name: &CStr,
+                value: Option<&[u8]>,
+                flags: i32,
+            ) -> Result {
                 xattr_set(
                     inode,
                     Self::PREFIX.as_bytes(),
@@ -339,7 +385,7 @@ xattr_namespace!(TrustedXattrs, "trusted.");
 xattr_namespace!(SecurityXattrs, "security.");
 
 /// The extended attribute handlers of every ferrofs super block.
-pub(super) static XATTR_HANDLERS: XattrHandlers<3> = XattrHandlers::new([
+pub(super) static XATTR_HANDLERS: XattrHandlers<Ferrofs, 3> = XattrHandlers::new([
     xattr::handler::<UserXattrs>(),
     xattr::handler::<TrustedXattrs>(),
     xattr::handler::<SecurityXattrs>(),

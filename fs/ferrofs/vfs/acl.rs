@@ -17,6 +17,7 @@ use kernel::types::Opaque;
 
 use super::bindings;
 use super::dentry::Dentry;
+use super::fs_type::FileSystem;
 use super::inode::{Idmap, Inode};
 
 /// `ACL_TYPE_ACCESS` and `ACL_TYPE_DEFAULT` (include/uapi/linux/xattr.h values).
@@ -174,7 +175,10 @@ pub(crate) struct Inherited {
 /// # Safety
 ///
 /// `inode` is a new inode, not yet visible to anyone else; `dir` is live.
-pub(crate) unsafe fn inherit(dir: &Inode, inode: *mut bindings::inode) -> Result<Inherited> {
+pub(crate) unsafe fn inherit<T: FileSystem>(
+    dir: &Inode<T>,
+    inode: *mut bindings::inode,
+) -> Result<Inherited> {
     let mut access = core::ptr::null_mut();
     let mut default = core::ptr::null_mut();
     // SAFETY: `dir` is live and `inode` ours (this function's contract), so its mode may
@@ -200,7 +204,11 @@ pub(crate) unsafe fn inherit(dir: &Inode, inode: *mut bindings::inode) -> Result
 /// The mode setting the access ACL `acl` gives `inode` (`posix_acl_update_mode`: the
 /// permission bits from the ACL, set-group-ID dropped where chmod would drop it), and
 /// whether the ACL must be stored (not if the mode says it all).
-pub(crate) fn mode_for_access_acl(idmap: Idmap, inode: &Inode, acl: &Acl) -> Result<(u32, bool)> {
+pub(crate) fn mode_for_access_acl<T: FileSystem>(
+    idmap: Idmap,
+    inode: &Inode<T>,
+    acl: &Acl,
+) -> Result<(u32, bool)> {
     let mut mode: bindings::umode_t = 0;
     let mut kept = acl.as_ptr();
     // SAFETY: the inode is live and locked by the VFS around `set_acl`; `kept` is a
@@ -213,7 +221,7 @@ pub(crate) fn mode_for_access_acl(idmap: Idmap, inode: &Inode, acl: &Acl) -> Res
 }
 
 /// Updates the VFS's cached ACL of `inode` after a change (`None`: it has none).
-pub(crate) fn set_cached(inode: &Inode, kind: AclKind, acl: Option<&Acl>) {
+pub(crate) fn set_cached<T: FileSystem>(inode: &Inode<T>, kind: AclKind, acl: Option<&Acl>) {
     let acl = acl.map_or(core::ptr::null_mut(), Acl::as_ptr);
     // SAFETY: the inode is live and `acl` NULL ("no ACL") or a live ACL, of which the
     // cache takes a reference of its own.
@@ -222,7 +230,7 @@ pub(crate) fn set_cached(inode: &Inode, kind: AclKind, acl: Option<&Acl>) {
 
 /// After a chmod of `dentry`'s inode to `mode`: the access ACL follows the new mode
 /// (`posix_acl_chmod`, which calls the filesystem's `set_acl`).
-pub(crate) fn chmod(idmap: Idmap, dentry: &Dentry, mode: u32) -> Result {
+pub(crate) fn chmod<T: FileSystem>(idmap: Idmap, dentry: &Dentry<T>, mode: u32) -> Result {
     let mode = bindings::umode_t::try_from(mode).map_err(|_| EINVAL)?;
     // SAFETY: the dentry is live and its inode locked by the VFS around `setattr`.
     to_result(unsafe { bindings::posix_acl_chmod(idmap.as_ptr(), dentry.as_ptr(), mode) })

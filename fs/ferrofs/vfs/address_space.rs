@@ -13,19 +13,27 @@ use kernel::types::Opaque;
 
 use super::bindings;
 use super::folio::{LockedFolio, Readahead, WritebackControl};
+use super::fs_type::FileSystem;
 
-/// The page cache of a ferrofs file.
+/// The page cache of a file of filesystem type `T`.
+///
+/// # Invariants
+///
+/// The mapping of an inode of a super block of filesystem type `T`, alive while the value
+/// is borrowed.
 #[repr(transparent)]
-pub(crate) struct Mapping(Opaque<bindings::address_space>);
+pub(crate) struct Mapping<T: FileSystem>(Opaque<bindings::address_space>, PhantomData<T>);
 
-impl Mapping {
+impl<T: FileSystem> Mapping<T> {
     /// Wraps a mapping pointer passed by the VFS.
     ///
     /// # Safety
     ///
-    /// `ptr` must be the mapping of a ferrofs file whose inode stays alive for `'a`.
+    /// `ptr` must be the mapping of an inode of a super block of filesystem type `T`,
+    /// alive for `'a`.
     pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::address_space) -> &'a Self {
-        // SAFETY: transparent wrapper; validity is the caller's duty.
+        // SAFETY: transparent wrapper (the marker takes no room); validity for `'a`, and
+        // the type, are the caller's duty.
         unsafe { &*ptr.cast::<Self>() }
     }
 
@@ -36,7 +44,7 @@ impl Mapping {
 
     /// The folio a buffered write at `pos` goes into, locked and referenced (created if
     /// not cached).
-    pub(crate) fn grab_write_folio(&self, pos: u64) -> Result<WriteFolio> {
+    pub(crate) fn grab_write_folio(&self, pos: u64) -> Result<WriteFolio<T>> {
         let pos = i64::try_from(pos).map_err(|_| EFBIG)?;
         // SAFETY: the mapping is live (invariant); the helper returns a locked, referenced
         // folio or an error pointer.
@@ -49,7 +57,7 @@ impl Mapping {
                 i32::try_from(err).unwrap_or(ENOMEM.to_errno()),
             ));
         }
-        // SAFETY: the folio is locked and referenced by us (above), in a ferrofs mapping.
+        // SAFETY: the folio is locked and referenced by us (above), in this mapping, `T`'s.
         let locked = unsafe { LockedFolio::from_raw(folio) }.ok_or(ENOMEM)?;
         Ok(WriteFolio(locked))
     }
@@ -57,17 +65,17 @@ impl Mapping {
 
 /// A locked folio with a reference of its own: the folio of a buffered write, from
 /// `write_begin` to `write_end`. Dropping it unlocks it and drops the reference.
-pub(crate) struct WriteFolio(LockedFolio);
+pub(crate) struct WriteFolio<T: FileSystem>(LockedFolio<T>);
 
-impl Deref for WriteFolio {
-    type Target = LockedFolio;
+impl<T: FileSystem> Deref for WriteFolio<T> {
+    type Target = LockedFolio<T>;
 
-    fn deref(&self) -> &LockedFolio {
+    fn deref(&self) -> &LockedFolio<T> {
         &self.0
     }
 }
 
-impl WriteFolio {
+impl<T: FileSystem> WriteFolio<T> {
     /// Hands the folio, locked and referenced, to the VFS (until `write_end`).
     fn into_raw(self) -> *mut bindings::folio {
         let ptr = self.0.as_ptr();
@@ -76,7 +84,7 @@ impl WriteFolio {
     }
 }
 
-impl Drop for WriteFolio {
+impl<T: FileSystem> Drop for WriteFolio<T> {
     fn drop(&mut self) {
         let folio = self.0.as_ptr();
         // SAFETY: we hold the lock and a reference (type invariant) and give both up once.
@@ -91,29 +99,41 @@ impl Drop for WriteFolio {
 /// implementation leaves out is absent from the table.
 #[vtable]
 pub(crate) trait AddressSpaceOperations {
+    /// The filesystem whose files' page cache this is.
+    type FileSystem: FileSystem;
+
     /// `read_folio`: fills the folio and unlocks it.
-    fn read_folio(_folio: LockedFolio) -> Result {
+    fn read_folio(_folio: LockedFolio<Self::FileSystem>) -> Result {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// `readahead`: fills (and unlocks) the folios of the window it can.
-    fn readahead(_rac: Readahead) {
+    fn readahead(_rac: Readahead<Self::FileSystem>) {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// `writepages`: writes the dirty folios `wbc` asks for.
-    fn writepages(_mapping: &Mapping, _wbc: &WritebackControl) -> Result {
+    fn writepages(_mapping: &Mapping<Self::FileSystem>, _wbc: &WritebackControl) -> Result {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// `write_begin`: the folio a buffered write of `len` bytes at `pos` copies into,
     /// ready for it (what the copy does not overwrite read in).
-    fn write_begin(_mapping: &Mapping, _pos: u64, _len: usize) -> Result<WriteFolio> {
+    fn write_begin(
+        _mapping: &Mapping<Self::FileSystem>,
+        _pos: u64,
+        _len: usize,
+    ) -> Result<WriteFolio<Self::FileSystem>> {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// `write_end`: `copied` of `len` bytes arrived at `pos`; returns how many count.
-    fn write_end(_folio: &WriteFolio, _pos: u64, _len: usize, _copied: usize) -> usize {
+    fn write_end(
+        _folio: &WriteFolio<Self::FileSystem>,
+        _pos: u64,
+        _len: usize,
+        _copied: usize,
+    ) -> usize {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 }
@@ -121,8 +141,9 @@ pub(crate) trait AddressSpaceOperations {
 /// The `address_space_operations` table of `T`, and its C entry points.
 ///
 /// Each entry point is called by the VFS, as the table promises it, for the page cache
-/// of a ferrofs file whose inode is alive for the call; that is the `# Safety` contract
-/// of each below.
+/// of a file whose inode is alive for the call, of filesystem `T::FileSystem` (only
+/// [`super::inode::InitInode`] of that filesystem installs the table); that is the
+/// `# Safety` contract of each below.
 pub(crate) struct AddressSpaceTable<T>(PhantomData<T>);
 
 impl<T: AddressSpaceOperations> AddressSpaceTable<T> {

@@ -16,6 +16,7 @@ use kernel::sync::Arc;
 
 use super::bindings;
 use super::bio::{Bio, InFlight, MAX_BIO_PAGES};
+use super::fs_type::FileSystem;
 use super::super_block::SuperBlock;
 use crate::engine::dev::BlockDev;
 use crate::engine::error::{EngineError, EngineResult};
@@ -166,7 +167,7 @@ fn sync_and_invalidate(bdev: NonNull<bindings::block_device>) -> Result {
 impl KernelDev {
     /// The device the super block was mounted from, held open by a reference of its own
     /// to the super block's device file: valid however long it lives.
-    pub(crate) fn of_super(sb: &SuperBlock) -> Result<Self> {
+    pub(crate) fn of_super<T: FileSystem>(sb: &SuperBlock<T>) -> Result<Self> {
         // SAFETY: `sb` is a live block-device super block; the helper takes a reference to
         // its device file, which is ours from here on (NULL if it has none).
         let file = unsafe { bindings::ferrofs_sb_get_bdev_file(sb.as_ptr()) };
@@ -188,7 +189,11 @@ impl KernelDev {
 
     /// Opens the block device at `path` for the filesystem of `holder`, with 4096-byte
     /// blocks.
-    pub(crate) fn open(path: &CStr, write: bool, holder: &SuperBlock) -> Result<Self> {
+    pub(crate) fn open<T: FileSystem>(
+        path: &CStr,
+        write: bool,
+        holder: &SuperBlock<T>,
+    ) -> Result<Self> {
         let (path, holder) = (path.as_char_ptr(), holder.as_ptr());
         // SAFETY: `path` is NUL-terminated; `holder` is a live super block, the holder
         // `fs_holder_ops` expects.

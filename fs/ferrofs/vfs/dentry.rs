@@ -2,28 +2,36 @@
 
 //! Dentries, directory iteration contexts and other small objects the operations get.
 
+use core::marker::PhantomData;
 use core::ptr::NonNull;
 
 use kernel::types::Opaque;
 
 use super::bindings;
 use super::file::File;
+use super::fs_type::FileSystem;
 use super::inode::{CreatedInode, Inode, InodeRef};
 
 /// A dentry the VFS passes to an operation.
+///
+/// # Invariants
+///
+/// A dentry of a super block of filesystem type `T`, alive while the value is borrowed,
+/// with its name stable.
 #[repr(transparent)]
-pub(crate) struct Dentry(Opaque<bindings::dentry>);
+pub(crate) struct Dentry<T: FileSystem>(Opaque<bindings::dentry>, PhantomData<T>);
 
-impl Dentry {
+impl<T: FileSystem> Dentry<T> {
     /// Wraps a dentry pointer passed by the VFS.
     ///
     /// # Safety
     ///
-    /// `ptr` must point to a dentry that stays alive (referenced by the caller) for `'a`,
-    /// with its name stable (the parent directory locked, as the VFS does around
-    /// directory operations).
+    /// `ptr` must point to a dentry of a super block of filesystem type `T` that stays
+    /// alive (referenced by the caller) for `'a`, with its name stable (the parent
+    /// directory locked, as the VFS does around directory operations).
     pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::dentry) -> &'a Self {
-        // SAFETY: transparent wrapper; validity is the caller's duty.
+        // SAFETY: transparent wrapper (the marker takes no room); validity for `'a`, and
+        // the type, are the caller's duty.
         unsafe { &*ptr.cast::<Self>() }
     }
 
@@ -45,29 +53,30 @@ impl Dentry {
     }
 
     /// The inode, if the dentry is positive.
-    pub(crate) fn inode(&self) -> Option<&Inode> {
+    pub(crate) fn inode(&self) -> Option<&Inode<T>> {
         // SAFETY: the dentry is live; `d_inode` reads its inode pointer.
         let ptr = unsafe { bindings::ferrofs_d_inode(self.as_ptr()) };
-        // SAFETY: a positive dentry holds its inode alive while it is alive.
+        // SAFETY: a positive dentry holds its inode alive while it is alive; the inode is
+        // of the dentry's super block, a `T` one (invariant).
         NonNull::new(ptr).map(|p| unsafe { Inode::from_raw(p.as_ptr()) })
     }
 
     /// Makes a negative dentry name a new inode.
-    pub(crate) fn instantiate_new(&self, inode: CreatedInode) {
+    pub(crate) fn instantiate_new(&self, inode: CreatedInode<T>) {
         // SAFETY: the dentry is negative and ours to fill (the VFS called create and co
         // with it); `d_instantiate_new` takes over the reference and unlocks the inode.
         unsafe { bindings::d_instantiate_new(self.as_ptr(), inode.into_raw()) };
     }
 
     /// Makes a negative dentry name an existing inode.
-    pub(crate) fn instantiate(&self, inode: InodeRef) {
+    pub(crate) fn instantiate(&self, inode: InodeRef<T>) {
         // SAFETY: as above; `d_instantiate` takes over the reference.
         unsafe { bindings::d_instantiate(self.as_ptr(), inode.into_raw()) };
     }
 
     /// Answers a lookup: binds the dentry to `inode` (or leaves it negative), possibly
     /// returning another dentry to use instead (a directory's existing alias).
-    pub(crate) fn splice(&self, inode: Option<InodeRef>) -> *mut bindings::dentry {
+    pub(crate) fn splice(&self, inode: Option<InodeRef<T>>) -> *mut bindings::dentry {
         let ptr = inode.map_or(core::ptr::null_mut(), InodeRef::into_raw);
         // SAFETY: the dentry is the one being looked up; `d_splice_alias` takes over the
         // inode reference and returns NULL, an alias or an error pointer.
@@ -90,7 +99,7 @@ impl DirContext {
 
     /// Emits `.` and `..` of the directory `dir` is open on, if the position is before
     /// them; `false` when the caller's buffer is full.
-    pub(crate) fn emit_dots(&mut self, dir: &File) -> bool {
+    pub(crate) fn emit_dots<T: FileSystem>(&mut self, dir: &File<T>) -> bool {
         // SAFETY: the context is live (invariant); `dir` is an open directory.
         unsafe { bindings::ferrofs_dir_emit_dots(dir.as_ptr(), self.0.as_ptr()) }
     }

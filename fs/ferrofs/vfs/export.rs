@@ -15,6 +15,7 @@ use kernel::prelude::*;
 
 use super::bindings;
 use super::dentry::Dentry;
+use super::fs_type::FileSystem;
 use super::inode::{Inode, InodeRef};
 use super::super_block::SuperBlock;
 
@@ -31,16 +32,23 @@ const WORDS_WITH_PARENT: usize = 6;
 
 /// What a filesystem provides for its inodes to be found again from file handles.
 pub(crate) trait ExportOperations {
+    /// The filesystem whose inodes the handles name.
+    type FileSystem: FileSystem;
+
     /// Inode `ino` of `sb`, if it still exists with generation `generation`; `ESTALE`
     /// if not.
-    fn inode(sb: &SuperBlock, ino: u64, generation: u32) -> Result<InodeRef>;
+    fn inode(
+        sb: &SuperBlock<Self::FileSystem>,
+        ino: u64,
+        generation: u32,
+    ) -> Result<InodeRef<Self::FileSystem>>;
 
     /// The parent directory of directory `dir`.
-    fn parent(dir: &Inode) -> Result<InodeRef>;
+    fn parent(dir: &Inode<Self::FileSystem>) -> Result<InodeRef<Self::FileSystem>>;
 }
 
 /// The handle words of an inode: number (low word first) and generation.
-fn encode(inode: &Inode, out: &mut [u32]) {
+fn encode<T: FileSystem>(inode: &Inode<T>, out: &mut [u32]) {
     let ino = inode.ino();
     for (slot, word) in out
         .iter_mut()
@@ -59,7 +67,7 @@ fn decode(words: &[u32], at: usize) -> Option<(u64, u32)> {
 }
 
 /// The dentry of `inode` for the VFS: an existing alias or a new disconnected one.
-fn obtain_alias(inode: Result<InodeRef>) -> *mut bindings::dentry {
+fn obtain_alias<T: FileSystem>(inode: Result<InodeRef<T>>) -> *mut bindings::dentry {
     match inode {
         // SAFETY: `d_obtain_alias` takes over the inode reference (also on failure) and
         // returns a referenced dentry or an error pointer.
@@ -70,9 +78,11 @@ fn obtain_alias(inode: Result<InodeRef>) -> *mut bindings::dentry {
 
 /// The `export_operations` table of `T`, and its C entry points.
 ///
-/// The exportfs code calls them with a live inode or dentry of a ferrofs super block, a
-/// handle buffer of `*max_len` words to encode into, or a handle of `fh_len` words to
-/// decode; that is the `# Safety` contract of each below.
+/// The exportfs code calls them with a live super block of filesystem `T::FileSystem`
+/// ([`super::super_block::NewSuperBlock::set_export_ops`] installs the table only in
+/// those), or a live inode or dentry of one, a handle buffer of `*max_len` words to
+/// encode into, or a handle of `fh_len` words to decode; that is the `# Safety` contract
+/// of each below.
 pub(crate) struct ExportTable<T>(PhantomData<T>);
 
 impl<T: ExportOperations> ExportTable<T> {
@@ -112,12 +122,13 @@ impl<T: ExportOperations> ExportTable<T> {
         }
         // SAFETY: `fh` holds at least `room >= words` words.
         let out = unsafe { core::slice::from_raw_parts_mut(fh, words) };
-        // SAFETY: `inode` is live for the call (see [`ExportTable`]).
-        let inode = unsafe { Inode::from_raw(inode) };
+        // SAFETY: `inode` is live for the call, of a `T::FileSystem` super block (see
+        // [`ExportTable`]).
+        let inode = unsafe { Inode::<T::FileSystem>::from_raw(inode) };
         encode(inode, out);
         if !parent.is_null() {
-            // SAFETY: a non-NULL `parent` is live for the call.
-            let parent = unsafe { Inode::from_raw(parent) };
+            // SAFETY: a non-NULL `parent` is live for the call, of the same super block.
+            let parent = unsafe { Inode::<T::FileSystem>::from_raw(parent) };
             if let Some(rest) = out.get_mut(WORDS..) {
                 encode(parent, rest);
             }
@@ -131,7 +142,8 @@ impl<T: ExportOperations> ExportTable<T> {
     ///
     /// # Safety
     ///
-    /// `sb` is live and `fid` holds `fh_len` words.
+    /// `sb` is a live super block of filesystem `T::FileSystem` and `fid` holds `fh_len`
+    /// words.
     unsafe fn find(
         sb: *mut bindings::super_block,
         fid: *mut bindings::fid,
@@ -144,7 +156,8 @@ impl<T: ExportOperations> ExportTable<T> {
             _ => return core::ptr::null_mut(),
         };
         // SAFETY: the handle's words start at `fid` (its `raw` member, at offset 0) and
-        // `fh_len` of them are there; `sb` is live (this function's contract).
+        // `fh_len` of them are there; `sb` is live and `T::FileSystem`'s (this function's
+        // contract).
         let (sb, words) = unsafe {
             (
                 SuperBlock::from_raw(sb),
@@ -191,7 +204,7 @@ impl<T: ExportOperations> ExportTable<T> {
     /// See [`ExportTable`]: `child` is a live, positive dentry of a directory.
     unsafe extern "C" fn get_parent(child: *mut bindings::dentry) -> *mut bindings::dentry {
         // SAFETY: see [`ExportTable`].
-        let child = unsafe { Dentry::from_raw(child) };
+        let child = unsafe { Dentry::<T::FileSystem>::from_raw(child) };
         match child.inode() {
             Some(dir) => obtain_alias(T::parent(dir)),
             None => super::inode_ops::err_ptr(ENOENT),

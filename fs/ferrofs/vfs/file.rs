@@ -11,6 +11,7 @@ use kernel::types::Opaque;
 
 use super::bindings;
 use super::dentry::DirContext;
+use super::fs_type::FileSystem;
 use super::inode::{CreatedInode, Inode};
 
 /// `lseek` whence: the next data at or after the offset.
@@ -19,17 +20,25 @@ pub(crate) const SEEK_DATA: i32 = 3;
 pub(crate) const SEEK_HOLE: i32 = 4;
 
 /// An open file the VFS passes to an operation.
+///
+/// # Invariants
+///
+/// A file open on an inode of a super block of filesystem type `T` (or, in `tmpfile`,
+/// being opened on one), open while the value is borrowed.
 #[repr(transparent)]
-pub(crate) struct File(Opaque<bindings::file>);
+pub(crate) struct File<T: FileSystem>(Opaque<bindings::file>, PhantomData<T>);
 
-impl File {
+impl<T: FileSystem> File<T> {
     /// Wraps a file pointer passed by the VFS.
     ///
     /// # Safety
     ///
-    /// `ptr` must point to a file of a ferrofs inode that stays open for `'a`.
+    /// `ptr` must point to a file of an inode of a super block of filesystem type `T`
+    /// that stays open for `'a` (or, for `tmpfile`, a file being opened with `O_TMPFILE`
+    /// in a directory of such a super block).
     pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::file) -> &'a Self {
-        // SAFETY: transparent wrapper; validity is the caller's duty.
+        // SAFETY: transparent wrapper (the marker takes no room); validity for `'a`, and
+        // the type, are the caller's duty.
         unsafe { &*ptr.cast::<Self>() }
     }
 
@@ -39,8 +48,9 @@ impl File {
     }
 
     /// The inode the file is open on.
-    pub(crate) fn inode(&self) -> &Inode {
-        // SAFETY: an open file holds its inode alive (type invariant), a ferrofs one.
+    pub(crate) fn inode(&self) -> &Inode<T> {
+        // SAFETY: an open file holds its inode alive, one of a `T` super block (type
+        // invariant).
         unsafe { Inode::from_raw(bindings::ferrofs_file_inode(self.as_ptr())) }
     }
 
@@ -56,7 +66,7 @@ impl File {
     /// Write access to the file's mount for a change that is not a write to the file (an
     /// ioctl that changes the filesystem): `EROFS` on a read-only mount or one being
     /// remounted so; held until the guard goes.
-    pub(crate) fn want_write(&self) -> Result<WriteAccess<'_>> {
+    pub(crate) fn want_write(&self) -> Result<WriteAccess<'_, T>> {
         // SAFETY: the file is open for the call (type invariant).
         to_result(unsafe { bindings::mnt_want_write_file(self.as_ptr()) })?;
         Ok(WriteAccess(self))
@@ -97,7 +107,7 @@ impl File {
     }
 
     /// Binds the new inode of an `O_TMPFILE` open to this file and finishes the open.
-    pub(crate) fn finish_tmpfile(&self, inode: CreatedInode) -> Result {
+    pub(crate) fn finish_tmpfile(&self, inode: CreatedInode<T>) -> Result {
         let inode = inode.into_raw();
         // Only `tmpfile` gets a file being opened with O_TMPFILE, which has its dentry.
         // SAFETY: as just said; `d_tmpfile` takes our reference to the new, locked inode.
@@ -111,9 +121,9 @@ impl File {
 }
 
 /// Write access to a file's mount ([`File::want_write`]).
-pub(crate) struct WriteAccess<'a>(&'a File);
+pub(crate) struct WriteAccess<'a, T: FileSystem>(&'a File<T>);
 
-impl Drop for WriteAccess<'_> {
+impl<T: FileSystem> Drop for WriteAccess<'_, T> {
     fn drop(&mut self) {
         // SAFETY: taken by `want_write` on this open file, and dropped once.
         unsafe { bindings::mnt_drop_write_file(self.0.as_ptr()) };
@@ -144,38 +154,49 @@ pub(crate) enum Contents {
 /// implementation leaves out is absent from the table, so the VFS applies its default.
 #[vtable]
 pub(crate) trait FileOperations {
+    /// The filesystem whose files these are.
+    type FileSystem: FileSystem;
+
     /// What the files hold.
     const CONTENTS: Contents;
 
     /// `llseek`; without it, the VFS's `generic_file_llseek`.
-    fn llseek(_file: &File, _offset: i64, _whence: i32) -> Result<i64> {
+    fn llseek(_file: &File<Self::FileSystem>, _offset: i64, _whence: i32) -> Result<i64> {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// `iterate_shared`: emits directory entries from the context's position.
-    fn read_dir(_file: &File, _ctx: &mut DirContext) -> Result {
+    fn read_dir(_file: &File<Self::FileSystem>, _ctx: &mut DirContext) -> Result {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// `fsync` of `[start, end]`, or of the data only (`datasync`).
-    fn fsync(_file: &File, _start: i64, _end: i64, _datasync: bool) -> Result {
+    fn fsync(_file: &File<Self::FileSystem>, _start: i64, _end: i64, _datasync: bool) -> Result {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// `fallocate` with `mode` (the `FALLOC_FL_*` flags).
-    fn fallocate(_file: &File, _mode: i32, _offset: i64, _len: i64) -> Result {
+    fn fallocate(_file: &File<Self::FileSystem>, _mode: i32, _offset: i64, _len: i64) -> Result {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// `unlocked_ioctl` and `compat_ioctl`: command `cmd` with the caller's argument
     /// `arg`, a user address for commands that take one (read and written only through
     /// `kernel::uaccess`). Unknown commands are `ENOTTY`.
-    fn ioctl(_file: &File, _cmd: u32, _arg: usize, _caller: IoctlCaller) -> Result<i64> {
+    fn ioctl(
+        _file: &File<Self::FileSystem>,
+        _cmd: u32,
+        _arg: usize,
+        _caller: IoctlCaller,
+    ) -> Result<i64> {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 }
 
 /// The `file_operations` table of `T`, and its C entry points.
+///
+/// Only [`super::inode::InitInode`] of filesystem `T::FileSystem` installs the table, so
+/// every file its entry points get is open on an inode of that filesystem.
 pub(crate) struct FileTable<T>(PhantomData<T>);
 
 impl<T: FileOperations> FileTable<T> {

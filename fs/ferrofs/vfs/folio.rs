@@ -2,6 +2,7 @@
 
 //! Folios of a file's page cache, locked by the caller.
 
+use core::marker::PhantomData;
 use core::ptr::NonNull;
 
 use kernel::ffi;
@@ -9,20 +10,27 @@ use kernel::prelude::*;
 
 use super::address_space::Mapping;
 use super::bindings;
+use super::fs_type::FileSystem;
 use super::inode::Inode;
 
-/// A locked folio of a ferrofs file's page cache.
-pub(crate) struct LockedFolio(NonNull<bindings::folio>);
+/// A locked folio of the page cache of a file of filesystem type `T`.
+///
+/// # Invariants
+///
+/// A locked page-cache folio of an inode of a super block of filesystem type `T`, kept
+/// locked and alive while the value is used.
+pub(crate) struct LockedFolio<T: FileSystem>(NonNull<bindings::folio>, PhantomData<T>);
 
-impl LockedFolio {
+impl<T: FileSystem> LockedFolio<T> {
     /// Wraps a folio passed by the VFS locked.
     ///
     /// # Safety
     ///
-    /// `ptr` must be a locked page-cache folio of a ferrofs file, kept locked and alive by
-    /// the caller while the value is used.
+    /// `ptr` must be a locked page-cache folio of a file of filesystem type `T`, kept
+    /// locked and alive by the caller while the value is used.
     pub(crate) unsafe fn from_raw(ptr: *mut bindings::folio) -> Option<Self> {
-        NonNull::new(ptr).map(Self)
+        // INVARIANT: the caller's promise.
+        NonNull::new(ptr).map(|ptr| Self(ptr, PhantomData))
     }
 
     /// The raw pointer, for the bindings.
@@ -43,9 +51,9 @@ impl LockedFolio {
     }
 
     /// The file the folio belongs to.
-    pub(crate) fn inode(&self) -> &Inode {
+    pub(crate) fn inode(&self) -> &Inode<T> {
         // SAFETY: a locked page-cache folio keeps its mapping, whose host is the live
-        // inode of a ferrofs file (invariant).
+        // inode of a `T` super block (invariant).
         unsafe { Inode::from_raw(bindings::ferrofs_folio_inode(self.as_ptr())) }
     }
 
@@ -112,23 +120,28 @@ impl LockedFolio {
 
     /// Puts the folio under writeback (it is locked and was cleaned for I/O) and unlocks
     /// it; the writeback state keeps it in its mapping until [`WritebackFolio::end_writeback`].
-    pub(crate) fn start_writeback(self) -> WritebackFolio {
+    pub(crate) fn start_writeback(self) -> WritebackFolio<T> {
         let ptr = self.0;
         // SAFETY: the folio is locked and not under writeback (writeback_iter's contract).
         unsafe { bindings::ferrofs_folio_start_writeback(ptr.as_ptr()) };
         self.unlock();
-        WritebackFolio(ptr)
+        // INVARIANT: under writeback now, and `T`'s (invariant of `self`).
+        WritebackFolio(ptr, PhantomData)
     }
 }
 
 /// A folio under writeback, unlocked.
-pub(crate) struct WritebackFolio(NonNull<bindings::folio>);
+///
+/// # Invariants
+///
+/// A page-cache folio under writeback started by us, of a file of filesystem type `T`.
+pub(crate) struct WritebackFolio<T: FileSystem>(NonNull<bindings::folio>, PhantomData<T>);
 
-impl WritebackFolio {
+impl<T: FileSystem> WritebackFolio<T> {
     /// The file the folio belongs to.
-    pub(crate) fn inode(&self) -> &Inode {
+    pub(crate) fn inode(&self) -> &Inode<T> {
         // SAFETY: a folio under writeback stays in its mapping (truncation waits for the
-        // writeback to end), whose host is a live ferrofs inode.
+        // writeback to end), whose host is a live inode of a `T` super block (invariant).
         unsafe { Inode::from_raw(bindings::ferrofs_folio_inode(self.0.as_ptr())) }
     }
 
@@ -146,17 +159,22 @@ impl WritebackFolio {
 }
 
 /// A readahead request: a window of locked folios of one file, handed out in order.
-pub(crate) struct Readahead(NonNull<bindings::readahead_control>);
+///
+/// # Invariants
+///
+/// The request of a running `readahead` call, for a file of filesystem type `T`.
+pub(crate) struct Readahead<T: FileSystem>(NonNull<bindings::readahead_control>, PhantomData<T>);
 
-impl Readahead {
+impl<T: FileSystem> Readahead<T> {
     /// Wraps the VFS's readahead request.
     ///
     /// # Safety
     ///
-    /// `ptr` must be the `readahead_control` the VFS passed to `readahead` for a ferrofs
-    /// file, used only during that call.
+    /// `ptr` must be the `readahead_control` the VFS passed to `readahead` for a file of
+    /// filesystem type `T`, used only during that call.
     pub(crate) unsafe fn from_raw(ptr: *mut bindings::readahead_control) -> Option<Self> {
-        NonNull::new(ptr).map(Self)
+        // INVARIANT: the caller's promise.
+        NonNull::new(ptr).map(|ptr| Self(ptr, PhantomData))
     }
 
     /// Byte position of the window in the file.
@@ -172,19 +190,19 @@ impl Readahead {
     }
 
     /// The file read.
-    pub(crate) fn inode(&self) -> &Inode {
-        // SAFETY: the request's mapping is the page cache of a live ferrofs inode, which
-        // outlives the call (invariant).
+    pub(crate) fn inode(&self) -> &Inode<T> {
+        // SAFETY: the request's mapping is the page cache of a live inode of a `T` super
+        // block, which outlives the call (invariant).
         unsafe { Inode::from_raw(bindings::ferrofs_readahead_inode(self.0.as_ptr())) }
     }
 
     /// The next folio of the window, locked; the caller unlocks it once filled (or, on
     /// failure, leaves it not up to date for `read_folio` to try again).
-    pub(crate) fn next_folio(&mut self) -> Option<LockedFolio> {
+    pub(crate) fn next_folio(&mut self) -> Option<LockedFolio<T>> {
         // SAFETY: the request is live (invariant); the folio returned is locked and stays
         // in the page cache, which holds a reference, until we unlock it.
         let folio = unsafe { bindings::ferrofs_readahead_folio(self.0.as_ptr()) };
-        // SAFETY: as just said.
+        // SAFETY: as just said; a folio of the request's file, a `T` one.
         unsafe { LockedFolio::from_raw(folio) }
     }
 }
@@ -211,10 +229,10 @@ impl WritebackControl {
     /// Hands `write` each dirty folio of `mapping` the request covers, locked and cleaned
     /// for I/O (`writeback_iter`); `write` unlocks it (after starting its writeback, or
     /// giving it back with [`Self::redirty`]). Returns the first error.
-    pub(crate) fn for_each_folio(
+    pub(crate) fn for_each_folio<T: FileSystem>(
         &self,
-        mapping: &Mapping,
-        mut write: impl FnMut(LockedFolio) -> Result,
+        mapping: &Mapping<T>,
+        mut write: impl FnMut(LockedFolio<T>) -> Result,
     ) -> Result {
         let mut folio = core::ptr::null_mut();
         let mut error: ffi::c_int = 0;
@@ -225,7 +243,7 @@ impl WritebackControl {
             folio = unsafe {
                 bindings::writeback_iter(mapping.as_ptr(), self.as_ptr(), folio, &mut error)
             };
-            // SAFETY: as just said: a locked page-cache folio of a ferrofs file.
+            // SAFETY: as just said: a locked page-cache folio of `mapping`, a `T` one.
             let Some(locked) = (unsafe { LockedFolio::from_raw(folio) }) else {
                 break;
             };
@@ -242,7 +260,7 @@ impl WritebackControl {
 
     /// Gives back a folio `writeback_iter` handed out but that could not be written: dirty
     /// again for a later writeback, and unlocked.
-    pub(crate) fn redirty(&self, folio: LockedFolio) {
+    pub(crate) fn redirty<T: FileSystem>(&self, folio: LockedFolio<T>) {
         // SAFETY: the request is live (invariant); the folio is locked, was cleaned for
         // I/O by this writeback and is not under writeback.
         unsafe { bindings::ferrofs_folio_redirty(self.as_ptr(), folio.as_ptr()) };

@@ -18,10 +18,20 @@ use super::super_block::{NewSuperBlock, SuperBlock};
 const ENOPARAM: i32 = 519;
 
 /// A block-device filesystem the VFS can mount.
+///
+/// The wrappers of this layer carry the filesystem type as a parameter (`SuperBlock<T>`,
+/// `Inode<T>`, ...), so an object of one filesystem cannot be taken for one of another,
+/// and each super block's data is typed: [`Self::Data`]. (`Sized`: the associated items
+/// rule out trait objects anyway, and the wrappers hold the type in a `PhantomData`.)
 #[vtable]
-pub(crate) trait FileSystem {
+pub(crate) trait FileSystem: Sized {
     /// The name given to `mount -t`.
     const NAME: &'static CStr;
+
+    /// What a mounted filesystem keeps, one per super block: handed over by `fill_super`
+    /// ([`NewSuperBlock::set_info`]), borrowed by the operations ([`SuperBlock::info`]),
+    /// dropped in `kill_sb`. Shared by every thread that calls an operation.
+    type Data: Send + Sync + 'static;
 
     /// Mount options, parsed one parameter at a time before `fill_super`.
     type Options: Default;
@@ -31,12 +41,12 @@ pub(crate) trait FileSystem {
     fn parse_param(opts: &mut Self::Options, param: &FsParameter<'_>) -> Result<bool>;
 
     /// Fills in a new super block for a device; an error fails the mount with that errno.
-    fn fill_super(sb: &mut NewSuperBlock<'_>, opts: &Self::Options) -> Result;
+    fn fill_super(sb: &mut NewSuperBlock<'_, Self>, opts: &Self::Options) -> Result;
 
     /// Applies a remount (`mount -o remount,...`): the options given, and whether the
     /// filesystem is to be read-only. Called with the super block's `s_umount` held.
     /// Without it, a remount that asks for changes fails.
-    fn reconfigure(_sb: &SuperBlock, _opts: &Self::Options, _read_only: bool) -> Result {
+    fn reconfigure(_sb: &SuperBlock<Self>, _opts: &Self::Options, _read_only: bool) -> Result {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 }
@@ -109,9 +119,10 @@ impl<'a, T: FileSystem> FsContext<'a, T> {
     /// # Safety
     ///
     /// The context must be a remount's (its `root` set).
-    unsafe fn remount_target(&self) -> &'a SuperBlock {
+    unsafe fn remount_target(&self) -> &'a SuperBlock<T> {
         // SAFETY: a remount context's `root` is a live dentry of the mounted super block,
-        // which `s_umount` (held by the VFS) keeps alive.
+        // which `s_umount` (held by the VFS) keeps alive; the context is of `T`'s type
+        // (invariant), so is the super block.
         unsafe { SuperBlock::from_raw((*(*self.fc.as_ptr()).root).d_sb) }
     }
 }
@@ -189,6 +200,9 @@ impl Drop for Registration {
 }
 
 /// The C entry points for filesystem type `T`.
+///
+/// Installed only in the `file_system_type` registered for `T`, so every super block and
+/// context they get is of that type: one of `T`'s.
 struct Tables<T>(PhantomData<T>);
 
 impl<T: FileSystem> Tables<T> {
@@ -306,10 +320,11 @@ impl<T: FileSystem> Tables<T> {
         // every device it holds) goes while the super block's device is still open: shut
         // the super block down (with `put_super`, which drops the engine, if it was
         // mounted), drop the state, release the device.
-        // SAFETY: `sb` is a ferrofs block-device super block at the end of its life, ours.
+        // SAFETY: `sb` is a block-device super block of `T` at the end of its life, ours.
         unsafe { bindings::generic_shutdown_super(sb) };
-        // SAFETY: the super block stays allocated until this call returns and is ours.
-        let sb_ref = unsafe { SuperBlock::from_raw(sb) };
+        // SAFETY: the super block stays allocated until this call returns and is ours; it
+        // is of the type registered for `T`, so `T`'s.
+        let sb_ref = unsafe { SuperBlock::<T>::from_raw(sb) };
         // If `fill_super` failed after handing over the state, `put_super` never ran and
         // this drops the engine too.
         // SAFETY: after `generic_shutdown_super` no operation runs on the super block and
@@ -345,8 +360,9 @@ impl<T: FileSystem> Tables<T> {
             // SAFETY: the context is valid during the mount and ours.
             let mut ctx = unsafe { FsContext::<T>::from_raw(fc) }.ok_or(EINVAL)?;
             let opts = ctx.options().ok_or(EINVAL)?;
-            // SAFETY: the super block is new and exclusively ours during `fill_super`.
-            let mut sb = unsafe { NewSuperBlock::from_raw(sb) };
+            // SAFETY: the super block is new and exclusively ours during `fill_super`, and
+            // of the type registered for `T`.
+            let mut sb = unsafe { NewSuperBlock::<T>::from_raw(sb) };
             T::fill_super(&mut sb, opts)?;
             Ok(0)
         })

@@ -3,6 +3,7 @@
 //! Inodes: borrowed ones the VFS passes in, counted references, and new inodes being
 //! created.
 
+use core::marker::PhantomData;
 use core::ops::Deref;
 use core::ptr::NonNull;
 
@@ -13,6 +14,7 @@ use kernel::types::Opaque;
 use super::address_space::{AddressSpaceOperations, AddressSpaceTable};
 use super::bindings;
 use super::file::{FileOperations, FileTable};
+use super::fs_type::FileSystem;
 use super::inode_ops::{InodeOperations, InodeTable};
 use super::super_block::SuperBlock;
 use crate::engine::inode::{self as ei, Timespec};
@@ -58,19 +60,25 @@ pub(crate) enum Refresh {
     Meta,
 }
 
-/// A VFS inode of a ferrofs super block.
+/// A VFS inode of a super block of filesystem type `T`.
+///
+/// # Invariants
+///
+/// An inode of a super block of filesystem type `T`, alive (referenced or locked) while
+/// the value is borrowed.
 #[repr(transparent)]
-pub(crate) struct Inode(Opaque<bindings::inode>);
+pub(crate) struct Inode<T: FileSystem>(Opaque<bindings::inode>, PhantomData<T>);
 
-impl Inode {
+impl<T: FileSystem> Inode<T> {
     /// Wraps an inode pointer passed by the VFS.
     ///
     /// # Safety
     ///
-    /// `ptr` must point to an inode of a ferrofs super block that stays alive (referenced
-    /// or locked by the caller) for `'a`.
+    /// `ptr` must point to an inode of a super block of filesystem type `T` that stays
+    /// alive (referenced or locked by the caller) for `'a`.
     pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::inode) -> &'a Self {
-        // SAFETY: transparent wrapper; validity is the caller's duty.
+        // SAFETY: transparent wrapper (the marker takes no room); validity for `'a`, and
+        // the type, are the caller's duty.
         unsafe { &*ptr.cast::<Self>() }
     }
 
@@ -135,8 +143,9 @@ impl Inode {
     }
 
     /// The super block the inode belongs to.
-    pub(crate) fn super_block(&self) -> &SuperBlock {
-        // SAFETY: `i_sb` of a live inode is its live super block, a ferrofs one (invariant).
+    pub(crate) fn super_block(&self) -> &SuperBlock<T> {
+        // SAFETY: `i_sb` of a live inode is its super block, alive while the inode is, and
+        // of filesystem type `T` (invariant).
         unsafe { SuperBlock::from_raw((*self.as_ptr()).i_sb) }
     }
 
@@ -200,7 +209,7 @@ impl Inode {
     }
 
     /// Takes the inode lock (`i_rwsem`, exclusive) until the guard goes.
-    pub(crate) fn lock(&self) -> InodeLockGuard<'_> {
+    pub(crate) fn lock(&self) -> InodeLockGuard<'_, T> {
         // SAFETY: the inode is live; the guard releases the lock it takes here.
         unsafe { bindings::ferrofs_inode_lock(self.as_ptr()) };
         InodeLockGuard(self)
@@ -231,10 +240,11 @@ impl Inode {
     }
 
     /// Takes one more reference (`ihold`), for a new name of the inode.
-    pub(crate) fn hold(&self) -> InodeRef {
+    pub(crate) fn hold(&self) -> InodeRef<T> {
         // SAFETY: the inode is live and referenced by the caller, so `ihold` is allowed.
         unsafe { bindings::ihold(self.as_ptr()) };
-        InodeRef(NonNull::from(&self.0).cast())
+        // INVARIANT: the reference just taken, to an inode of `T`'s (invariant of `self`).
+        InodeRef(NonNull::from(&self.0).cast(), PhantomData)
     }
 
     /// Sets the link count.
@@ -292,9 +302,9 @@ impl Inode {
 }
 
 /// The inode lock, held (see [`Inode::lock`]).
-pub(crate) struct InodeLockGuard<'a>(&'a Inode);
+pub(crate) struct InodeLockGuard<'a, T: FileSystem>(&'a Inode<T>);
 
-impl Drop for InodeLockGuard<'_> {
+impl<T: FileSystem> Drop for InodeLockGuard<'_, T> {
     fn drop(&mut self) {
         // SAFETY: taken in `Inode::lock`, released once.
         unsafe { bindings::ferrofs_inode_unlock(self.0.as_ptr()) };
@@ -302,23 +312,33 @@ impl Drop for InodeLockGuard<'_> {
 }
 
 /// An inode being set up: new (locked `I_NEW`, or not hashed yet), so not visible to
-/// other threads. Only this state may choose the inode's operations.
-pub(crate) struct InitInode<'a>(&'a Inode);
+/// other threads. Only this state may choose the inode's operations, those of its
+/// filesystem `T`.
+///
+/// # Invariants
+///
+/// A new inode of a super block of filesystem type `T`, ours alone.
+pub(crate) struct InitInode<'a, T: FileSystem>(&'a Inode<T>);
 
-impl Deref for InitInode<'_> {
-    type Target = Inode;
+impl<T: FileSystem> Deref for InitInode<'_, T> {
+    type Target = Inode<T>;
 
-    fn deref(&self) -> &Inode {
+    fn deref(&self) -> &Inode<T> {
         self.0
     }
 }
 
-impl InitInode<'_> {
+impl<T: FileSystem> InitInode<'_, T> {
     /// A directory: inode operations `I`, file operations `F`.
-    pub(crate) fn set_dir_ops<I: InodeOperations, F: FileOperations>(&self) {
+    pub(crate) fn set_dir_ops<I, F>(&self)
+    where
+        I: InodeOperations<FileSystem = T>,
+        F: FileOperations<FileSystem = T>,
+    {
         let inode = self.as_ptr();
         // SAFETY: the inode is new and ours (type invariant); the tables are constants
-        // promoted to static memory, which outlives every inode.
+        // promoted to static memory, which outlives every inode, and are `T`'s, as the
+        // inode is.
         unsafe {
             (*inode).i_op = &InodeTable::<I>::OPS;
             (*inode).__bindgen_anon_3.i_fop = &FileTable::<F>::OPS;
@@ -327,9 +347,12 @@ impl InitInode<'_> {
 
     /// A regular file: inode operations `I`, file operations `F`, page-cache operations
     /// `A`.
-    pub(crate) fn set_file_ops<I: InodeOperations, F: FileOperations, A: AddressSpaceOperations>(
-        &self,
-    ) {
+    pub(crate) fn set_file_ops<I, F, A>(&self)
+    where
+        I: InodeOperations<FileSystem = T>,
+        F: FileOperations<FileSystem = T>,
+        A: AddressSpaceOperations<FileSystem = T>,
+    {
         let inode = self.as_ptr();
         // SAFETY: as in `set_dir_ops`; a new inode's `i_mapping` is its own `i_data`.
         unsafe {
@@ -340,14 +363,14 @@ impl InitInode<'_> {
     }
 
     /// A symbolic link: inode operations `I` (with `get_link`).
-    pub(crate) fn set_symlink_ops<I: InodeOperations>(&self) {
+    pub(crate) fn set_symlink_ops<I: InodeOperations<FileSystem = T>>(&self) {
         // SAFETY: as in `set_dir_ops`.
         unsafe { (*self.as_ptr()).i_op = &InodeTable::<I>::OPS };
     }
 
     /// A device node, FIFO or socket (`mode`; `rdev` in the `new_encode_dev` form): inode
     /// operations `I`, and the VFS's file operations for the kind.
-    pub(crate) fn set_special_ops<I: InodeOperations>(&self, mode: u32, rdev: u32) {
+    pub(crate) fn set_special_ops<I: InodeOperations<FileSystem = T>>(&self, mode: u32, rdev: u32) {
         let inode = self.as_ptr();
         // SAFETY: as in `set_dir_ops`; `init_special_inode` sets the VFS's file
         // operations for the kind and the device number.
@@ -362,18 +385,24 @@ impl InitInode<'_> {
 /// A new inode made by [`NewInode::finish`]: hashed, still locked as new until it is
 /// bound to a name ([`super::dentry::Dentry::instantiate_new`]) or an open file
 /// ([`super::file::File::finish_tmpfile`]). Dropped unbound, it is unlocked and put.
-pub(crate) struct CreatedInode(NonNull<bindings::inode>);
+///
+/// # Invariants
+///
+/// Holds a reference to a new inode, locked `I_NEW` by us, of a super block of
+/// filesystem type `T`.
+pub(crate) struct CreatedInode<T: FileSystem>(NonNull<bindings::inode>, PhantomData<T>);
 
-impl Deref for CreatedInode {
-    type Target = Inode;
+impl<T: FileSystem> Deref for CreatedInode<T> {
+    type Target = Inode<T>;
 
-    fn deref(&self) -> &Inode {
-        // SAFETY: we hold a reference (type invariant), which keeps the inode alive.
+    fn deref(&self) -> &Inode<T> {
+        // SAFETY: we hold a reference (type invariant), which keeps the inode alive; it is
+        // of `T`'s.
         unsafe { Inode::from_raw(self.0.as_ptr()) }
     }
 }
 
-impl CreatedInode {
+impl<T: FileSystem> CreatedInode<T> {
     /// Gives the reference, and the new-inode lock, to the caller.
     pub(crate) fn into_raw(self) -> *mut bindings::inode {
         let ptr = self.0.as_ptr();
@@ -382,7 +411,7 @@ impl CreatedInode {
     }
 }
 
-impl Drop for CreatedInode {
+impl<T: FileSystem> Drop for CreatedInode<T> {
     fn drop(&mut self) {
         // SAFETY: the inode is new and locked by us (type invariant): unlocking makes it
         // an ordinary inode, and then our reference goes.
@@ -394,18 +423,22 @@ impl Drop for CreatedInode {
 }
 
 /// A counted reference to an inode, dropped with `iput`.
-pub(crate) struct InodeRef(NonNull<bindings::inode>);
+///
+/// # Invariants
+///
+/// Holds one reference to an inode of a super block of filesystem type `T`.
+pub(crate) struct InodeRef<T: FileSystem>(NonNull<bindings::inode>, PhantomData<T>);
 
-impl core::ops::Deref for InodeRef {
-    type Target = Inode;
+impl<T: FileSystem> Deref for InodeRef<T> {
+    type Target = Inode<T>;
 
-    fn deref(&self) -> &Inode {
-        // SAFETY: the reference keeps the inode alive.
+    fn deref(&self) -> &Inode<T> {
+        // SAFETY: the reference keeps the inode alive; it is of `T`'s (type invariant).
         unsafe { Inode::from_raw(self.0.as_ptr()) }
     }
 }
 
-impl InodeRef {
+impl<T: FileSystem> InodeRef<T> {
     /// Gives the reference to the caller (for functions that consume it).
     pub(crate) fn into_raw(self) -> *mut bindings::inode {
         let ptr = self.0.as_ptr();
@@ -414,7 +447,7 @@ impl InodeRef {
     }
 }
 
-impl Drop for InodeRef {
+impl<T: FileSystem> Drop for InodeRef<T> {
     fn drop(&mut self) {
         // SAFETY: we own one reference, given back once.
         unsafe { bindings::iput(self.0.as_ptr()) };
@@ -422,26 +455,29 @@ impl Drop for InodeRef {
 }
 
 /// Gets the VFS inode for engine inode `ino`, filling a new one with `fill`.
-pub(crate) fn iget(
-    sb: &SuperBlock,
+pub(crate) fn iget<T: FileSystem>(
+    sb: &SuperBlock<T>,
     ino: u64,
-    fill: impl FnOnce(&InitInode<'_>) -> Result,
-) -> Result<InodeRef> {
+    fill: impl FnOnce(&InitInode<'_, T>) -> Result,
+) -> Result<InodeRef<T>> {
     let ino = usize::try_from(ino).map_err(|_| EINVAL)?;
     // SAFETY: `sb` is live; `iget_locked` returns a referenced inode or NULL.
     let ptr = unsafe { bindings::iget_locked(sb.as_ptr(), ino) };
     let ptr = NonNull::new(ptr).ok_or(ENOMEM)?;
     // SAFETY: reading the state of the inode we hold.
     if !unsafe { bindings::ferrofs_inode_is_new(ptr.as_ptr()) } {
-        return Ok(InodeRef(ptr));
+        // INVARIANT: our reference, to an inode of `sb`, a super block of `T`'s.
+        return Ok(InodeRef(ptr, PhantomData));
     }
-    // SAFETY: a new inode is locked (I_NEW) and ours to fill.
+    // INVARIANT: a new inode of `sb` is locked (I_NEW) and ours to fill.
+    // SAFETY: as just said; we hold a reference, and `sb` is of `T`'s.
     let inode = InitInode(unsafe { Inode::from_raw(ptr.as_ptr()) });
     match fill(&inode) {
         Ok(()) => {
             // SAFETY: the new inode is filled; this makes it visible.
             unsafe { bindings::unlock_new_inode(ptr.as_ptr()) };
-            Ok(InodeRef(ptr))
+            // INVARIANT: as above.
+            Ok(InodeRef(ptr, PhantomData))
         }
         Err(err) => {
             // SAFETY: `iget_failed` marks the new inode bad, unlocks and drops it.
@@ -453,16 +489,22 @@ pub(crate) fn iget(
 
 /// A VFS inode for an object being created: owner and mode decided by the VFS rules
 /// (`inode_init_owner`: set-group-ID directories and so on), engine inode not made yet.
-pub(crate) struct NewInode(InodeRef);
+///
+/// # Invariants
+///
+/// The only reference to a new, unhashed inode of a super block of filesystem type `T`.
+pub(crate) struct NewInode<T: FileSystem>(InodeRef<T>);
 
-impl NewInode {
+impl<T: FileSystem> NewInode<T> {
     /// Allocates it in the super block of `dir`, for `mode`.
-    pub(crate) fn new(idmap: Idmap, dir: &Inode, mode: u32) -> Result<Self> {
+    pub(crate) fn new(idmap: Idmap, dir: &Inode<T>, mode: u32) -> Result<Self> {
         let sb = dir.super_block();
         // SAFETY: `sb` is live; `new_inode` returns a referenced inode (number 0) or NULL.
         let ptr = unsafe { bindings::new_inode(sb.as_ptr()) };
         let ptr = NonNull::new(ptr).ok_or(ENOMEM)?;
-        let new = Self(InodeRef(ptr));
+        // INVARIANT: the reference `new_inode` returned, to a new inode of `dir`'s super
+        // block, a `T` one.
+        let new = Self(InodeRef(ptr, PhantomData));
         // SAFETY: the inode is new and ours; `dir` is live.
         unsafe {
             bindings::inode_init_owner(
@@ -482,7 +524,7 @@ impl NewInode {
 
     /// The ACLs the new inode inherits from `dir` (its default ACL, `posix_acl_create`),
     /// which also narrow its mode (by the default ACL, or by the umask if there is none).
-    pub(crate) fn inherit_acls(&self, dir: &Inode) -> Result<super::acl::Inherited> {
+    pub(crate) fn inherit_acls(&self, dir: &Inode<T>) -> Result<super::acl::Inherited> {
         // SAFETY: the inode is new and ours alone until `finish` hashes it.
         unsafe { super::acl::inherit(dir, self.0.as_ptr()) }
     }
@@ -504,12 +546,13 @@ impl NewInode {
     pub(crate) fn finish(
         self,
         ino: u64,
-        init: impl FnOnce(&InitInode<'_>),
-    ) -> Result<CreatedInode> {
+        init: impl FnOnce(&InitInode<'_, T>),
+    ) -> Result<CreatedInode<T>> {
         let inode = self.0.as_ptr();
         let ino = usize::try_from(ino).map_err(|_| EINVAL)?;
         // SAFETY: the inode is new and ours; nothing else knows the number yet.
         unsafe { (*inode).i_ino = ino };
+        // INVARIANT: new, not hashed yet, and `T`'s (invariant of `self`).
         init(&InitInode(&self.0));
         // SAFETY: the inode is set up; `insert_inode_locked` hashes it, locked (I_NEW).
         let ret = unsafe { bindings::insert_inode_locked(inode) };
@@ -519,6 +562,7 @@ impl NewInode {
         // The reference moves from `self` to the result.
         let ptr = self.0 .0;
         core::mem::forget(self);
-        Ok(CreatedInode(ptr))
+        // INVARIANT: hashed and locked `I_NEW` by `insert_inode_locked`, and `T`'s.
+        Ok(CreatedInode(ptr, PhantomData))
     }
 }

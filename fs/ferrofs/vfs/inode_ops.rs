@@ -15,6 +15,7 @@ use super::acl::{Acl, AclKind, OwnedAcl};
 use super::bindings;
 use super::dentry::Dentry;
 use super::file::File;
+use super::fs_type::FileSystem;
 use super::inode::{Idmap, Inode, InodeRef};
 
 /// A FIEMAP extent flag: the last extent of the file.
@@ -28,15 +29,15 @@ pub(crate) const FIEMAP_EXTENT_UNWRITTEN: u32 = 0x800;
 ///
 /// Made only by `setattr`'s entry point: `dentry` is the live dentry of the call, its inode
 /// locked, and `attr` the request, valid for the call.
-pub(crate) struct AttrRequest<'a> {
+pub(crate) struct AttrRequest<'a, T: FileSystem> {
     idmap: Idmap,
-    dentry: &'a Dentry,
+    dentry: &'a Dentry<T>,
     attr: NonNull<bindings::iattr>,
 }
 
-impl<'a> AttrRequest<'a> {
+impl<'a, T: FileSystem> AttrRequest<'a, T> {
     /// Checks the caller may make the change (`setattr_prepare`).
-    pub(crate) fn prepare(self) -> Result<AttrChange<'a>> {
+    pub(crate) fn prepare(self) -> Result<AttrChange<'a, T>> {
         // SAFETY: the dentry is live and its inode locked, `attr` the request of the
         // running `setattr` (invariants of the values `setattr` builds).
         let ret = unsafe {
@@ -51,17 +52,17 @@ impl<'a> AttrRequest<'a> {
     }
 
     /// The file whose attributes change.
-    pub(crate) fn dentry(&self) -> &'a Dentry {
+    pub(crate) fn dentry(&self) -> &'a Dentry<T> {
         self.dentry
     }
 }
 
 /// An attribute change the caller may make.
-pub(crate) struct AttrChange<'a> {
-    request: AttrRequest<'a>,
+pub(crate) struct AttrChange<'a, T: FileSystem> {
+    request: AttrRequest<'a, T>,
 }
 
-impl AttrChange<'_> {
+impl<T: FileSystem> AttrChange<'_, T> {
     /// The new size, if the size changes (negative sizes are refused).
     pub(crate) fn new_size(&self) -> Result<Option<u64>> {
         // SAFETY: the request is valid for the call (invariant).
@@ -147,7 +148,12 @@ pub(crate) struct FiemapInfo(NonNull<bindings::fiemap_extent_info>);
 impl FiemapInfo {
     /// Checks the request's flags for `inode` and writes back its dirty data
     /// (`fiemap_prep`); returns the length to map, clamped to the largest file.
-    pub(crate) fn prepare(&mut self, inode: &Inode, start: u64, len: u64) -> Result<u64> {
+    pub(crate) fn prepare<T: FileSystem>(
+        &mut self,
+        inode: &Inode<T>,
+        start: u64,
+        len: u64,
+    ) -> Result<u64> {
         let mut len = len;
         // SAFETY: the request is live for the call (invariant); `inode` is the live inode
         // it is about.
@@ -180,49 +186,86 @@ impl FiemapInfo {
 /// implementation leaves out is absent from the table.
 #[vtable]
 pub(crate) trait InodeOperations {
+    /// The filesystem whose inodes these are.
+    type FileSystem: FileSystem;
+
     /// `lookup`: the inode `dentry` names in `dir`, or `None` for a negative dentry.
-    fn lookup(_dir: &Inode, _dentry: &Dentry) -> Result<Option<InodeRef>> {
+    fn lookup(
+        _dir: &Inode<Self::FileSystem>,
+        _dentry: &Dentry<Self::FileSystem>,
+    ) -> Result<Option<InodeRef<Self::FileSystem>>> {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// `create`: a regular file.
-    fn create(_idmap: Idmap, _dir: &Inode, _dentry: &Dentry, _mode: u32, _excl: bool) -> Result {
+    fn create(
+        _idmap: Idmap,
+        _dir: &Inode<Self::FileSystem>,
+        _dentry: &Dentry<Self::FileSystem>,
+        _mode: u32,
+        _excl: bool,
+    ) -> Result {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// `mknod`: a device node, FIFO, socket or regular file; `rdev` in the 32-bit
     /// `new_encode_dev` form.
-    fn mknod(_idmap: Idmap, _dir: &Inode, _dentry: &Dentry, _mode: u32, _rdev: u32) -> Result {
+    fn mknod(
+        _idmap: Idmap,
+        _dir: &Inode<Self::FileSystem>,
+        _dentry: &Dentry<Self::FileSystem>,
+        _mode: u32,
+        _rdev: u32,
+    ) -> Result {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// `mkdir`.
-    fn mkdir(_idmap: Idmap, _dir: &Inode, _dentry: &Dentry, _mode: u32) -> Result {
+    fn mkdir(
+        _idmap: Idmap,
+        _dir: &Inode<Self::FileSystem>,
+        _dentry: &Dentry<Self::FileSystem>,
+        _mode: u32,
+    ) -> Result {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// `symlink` to `target`.
-    fn symlink(_idmap: Idmap, _dir: &Inode, _dentry: &Dentry, _target: &CStr) -> Result {
+    fn symlink(
+        _idmap: Idmap,
+        _dir: &Inode<Self::FileSystem>,
+        _dentry: &Dentry<Self::FileSystem>,
+        _target: &CStr,
+    ) -> Result {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// `tmpfile`: an unnamed file for the `O_TMPFILE` open of `file`.
-    fn tmpfile(_idmap: Idmap, _dir: &Inode, _file: &File, _mode: u32) -> Result {
+    fn tmpfile(
+        _idmap: Idmap,
+        _dir: &Inode<Self::FileSystem>,
+        _file: &File<Self::FileSystem>,
+        _mode: u32,
+    ) -> Result {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// `link`: `dentry` in `dir` becomes a new name of the inode of `old`.
-    fn link(_old: &Dentry, _dir: &Inode, _dentry: &Dentry) -> Result {
+    fn link(
+        _old: &Dentry<Self::FileSystem>,
+        _dir: &Inode<Self::FileSystem>,
+        _dentry: &Dentry<Self::FileSystem>,
+    ) -> Result {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// `unlink`.
-    fn unlink(_dir: &Inode, _dentry: &Dentry) -> Result {
+    fn unlink(_dir: &Inode<Self::FileSystem>, _dentry: &Dentry<Self::FileSystem>) -> Result {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// `rmdir`.
-    fn rmdir(_dir: &Inode, _dentry: &Dentry) -> Result {
+    fn rmdir(_dir: &Inode<Self::FileSystem>, _dentry: &Dentry<Self::FileSystem>) -> Result {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 
@@ -230,56 +273,66 @@ pub(crate) trait InodeOperations {
     /// mount's, for the owner of a whiteout.
     fn rename(
         _idmap: Idmap,
-        _old_dir: &Inode,
-        _old: &Dentry,
-        _new_dir: &Inode,
-        _new: &Dentry,
+        _old_dir: &Inode<Self::FileSystem>,
+        _old: &Dentry<Self::FileSystem>,
+        _new_dir: &Inode<Self::FileSystem>,
+        _new: &Dentry<Self::FileSystem>,
         _flags: u32,
     ) -> Result {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// `setattr`, with the inode locked.
-    fn setattr(_request: AttrRequest<'_>) -> Result {
+    fn setattr(_request: AttrRequest<'_, Self::FileSystem>) -> Result {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// `listxattr`: the names, NUL-separated, into `buf`, or their length for an empty
     /// `buf`.
-    fn listxattr(_dentry: &Dentry, _buf: &mut [u8]) -> Result<usize> {
+    fn listxattr(_dentry: &Dentry<Self::FileSystem>, _buf: &mut [u8]) -> Result<usize> {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// `get_link`: a symbolic link's target, NUL-terminated.
-    fn get_link(_inode: &Inode) -> Result<KVec<u8>> {
+    fn get_link(_inode: &Inode<Self::FileSystem>) -> Result<KVec<u8>> {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// `fiemap` of `[start, start + len)`.
-    fn fiemap(_inode: &Inode, _info: &mut FiemapInfo, _start: u64, _len: u64) -> Result {
+    fn fiemap(
+        _inode: &Inode<Self::FileSystem>,
+        _info: &mut FiemapInfo,
+        _start: u64,
+        _len: u64,
+    ) -> Result {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// `fileattr_get` (`FS_IOC_GETFLAGS`).
-    fn fileattr_get(_inode: &Inode, _attr: &mut FileAttr) -> Result {
+    fn fileattr_get(_inode: &Inode<Self::FileSystem>, _attr: &mut FileAttr) -> Result {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// `fileattr_set` (`FS_IOC_SETFLAGS`); the VFS checked permission and capabilities and
     /// holds the inode lock.
-    fn fileattr_set(_inode: &Inode, _attr: &FileAttr) -> Result {
+    fn fileattr_set(_inode: &Inode<Self::FileSystem>, _attr: &FileAttr) -> Result {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// `get_inode_acl`: the inode's ACL of `kind`, read from disk (the VFS caches it);
     /// never called in RCU walk mode (the entry point answers `ECHILD` there).
-    fn get_inode_acl(_inode: &Inode, _kind: AclKind) -> Result<Option<OwnedAcl>> {
+    fn get_inode_acl(_inode: &Inode<Self::FileSystem>, _kind: AclKind) -> Result<Option<OwnedAcl>> {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// `set_acl`: stores (or with `None`, removes) the ACL of `kind`; the VFS checked the
     /// caller may and holds the inode lock.
-    fn set_acl(_idmap: Idmap, _dentry: &Dentry, _acl: Option<&Acl>, _kind: AclKind) -> Result {
+    fn set_acl(
+        _idmap: Idmap,
+        _dentry: &Dentry<Self::FileSystem>,
+        _acl: Option<&Acl>,
+        _kind: AclKind,
+    ) -> Result {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 }
@@ -298,7 +351,9 @@ pub(crate) fn err_ptr<T>(err: Error) -> *mut T {
 /// Each entry point is called by the VFS, as the table promises it, with a live inode of
 /// the table's kind, referenced or locked for the call (`inode`, `dir`), live dentries
 /// whose names are stable (the parent locked), and requests valid for the call; that is
-/// the `# Safety` contract of each below.
+/// the `# Safety` contract of each below. The inodes, and the dentries, files and
+/// super blocks of the call, are of filesystem `T::FileSystem`: only
+/// [`super::inode::InitInode`] of that filesystem installs the table.
 pub(crate) struct InodeTable<T>(PhantomData<T>);
 
 impl<T: InodeOperations> InodeTable<T> {
@@ -593,7 +648,8 @@ impl<T: InodeOperations> InodeTable<T> {
             // its fields.
             let mut attr = FileAttr(NonNull::new(fa.cast()).ok_or(EINVAL)?);
             // SAFETY: see [`InodeTable`].
-            let inode = unsafe { Dentry::from_raw(dentry) }.inode().ok_or(ENOENT)?;
+            let dentry = unsafe { Dentry::<T::FileSystem>::from_raw(dentry) };
+            let inode = dentry.inode().ok_or(ENOENT)?;
             T::fileattr_get(inode, &mut attr)?;
             Ok(0)
         })
@@ -611,7 +667,8 @@ impl<T: InodeOperations> InodeTable<T> {
             // As in `fileattr_get`.
             let attr = FileAttr(NonNull::new(fa.cast()).ok_or(EINVAL)?);
             // SAFETY: see [`InodeTable`].
-            let inode = unsafe { Dentry::from_raw(dentry) }.inode().ok_or(ENOENT)?;
+            let dentry = unsafe { Dentry::<T::FileSystem>::from_raw(dentry) };
+            let inode = dentry.inode().ok_or(ENOENT)?;
             T::fileattr_set(inode, &attr)?;
             Ok(0)
         })

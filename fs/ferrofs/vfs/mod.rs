@@ -7,6 +7,14 @@
 //! [`file::FileOperations`], [`address_space::AddressSpaceOperations`] and
 //! [`xattr::XattrHandler`] and [`export::ExportOperations`].
 //!
+//! The layer is generic over the filesystem, as the Rust-for-Linux VFS abstractions are:
+//! the wrappers carry the filesystem type `T` ([`super_block::SuperBlock<T>`],
+//! [`inode::Inode<T>`], `Dentry<T>`, `File<T>`, `Mapping<T>`, the folios), each
+//! operation trait names the filesystem it serves (`type FileSystem`), and a table can
+//! only be installed in objects of that filesystem. So each super block's data is typed,
+//! [`fs_type::FileSystem::Data`], borrowed with [`super_block::SuperBlock::info`], and
+//! nothing here names the filesystem built on it (`fsops`).
+//!
 //! All `unsafe` code of ferrofs lives under this module; the filesystem logic above it
 //! (`fsops`) and the engine below it are safe Rust.
 

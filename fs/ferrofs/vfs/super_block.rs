@@ -17,9 +17,9 @@ use super::bindings;
 use super::buffer::BufferHead;
 use super::dentry::SeqFile;
 use super::export::{ExportOperations, ExportTable};
+use super::fs_type::FileSystem;
 use super::inode::{Inode, InodeRef};
 use super::xattr::XattrHandlers;
-use crate::fsops::FsInfo;
 
 /// `SB_RDONLY` (`BIT(0)` in C, which bindgen cannot evaluate).
 const SB_RDONLY: usize = 1;
@@ -27,22 +27,26 @@ const SB_RDONLY: usize = 1;
 /// filesystem's `posix_acl_create`.
 const SB_POSIXACL: usize = 1 << 16;
 
-/// A live ferrofs super block.
+/// A live super block of filesystem type `T`.
 ///
-/// Only handed out by the VFS callbacks of this crate, for super blocks of the ferrofs
-/// type, while the VFS keeps them alive.
+/// # Invariants
+///
+/// A super block of filesystem type `T`, alive while the value is borrowed, whose
+/// `s_fs_info` is NULL or an `Arc<T::Data>` stored by [`NewSuperBlock::set_info`].
+/// Only handed out by the VFS callbacks of this layer, for super blocks of `T`'s type.
 #[repr(transparent)]
-pub(crate) struct SuperBlock(Opaque<bindings::super_block>);
+pub(crate) struct SuperBlock<T: FileSystem>(Opaque<bindings::super_block>, PhantomData<T>);
 
-impl SuperBlock {
+impl<T: FileSystem> SuperBlock<T> {
     /// Wraps a super block pointer passed by the VFS.
     ///
     /// # Safety
     ///
-    /// `ptr` must point to a live ferrofs super block for `'a`, whose `s_fs_info` (if set)
-    /// was stored by [`NewSuperBlock::set_info`].
+    /// `ptr` must point to a super block of filesystem type `T` that stays alive for `'a`,
+    /// whose `s_fs_info` is NULL or was stored by [`NewSuperBlock::set_info`] of `T`.
     pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::super_block) -> &'a Self {
-        // SAFETY: `SuperBlock` is a transparent wrapper; validity is the caller's duty.
+        // SAFETY: `SuperBlock` is a transparent wrapper (the marker takes no room);
+        // validity for `'a`, and the type, are the caller's duty.
         unsafe { &*ptr.cast::<Self>() }
     }
 
@@ -68,17 +72,18 @@ impl SuperBlock {
         flags & SB_RDONLY != 0
     }
 
-    /// The filesystem's state, set up by `fill_super`.
-    pub(crate) fn info(&self) -> Result<ArcBorrow<'_, FsInfo>> {
+    /// The filesystem's data, set up by `fill_super`; `EINVAL` before it is.
+    pub(crate) fn info(&self) -> Result<ArcBorrow<'_, T::Data>> {
         // SAFETY: reading a field of a live super block; `s_fs_info` is set once in
         // `fill_super` before any operation can run, and cleared only in `kill_sb`.
         let ptr = unsafe { (*self.as_ptr()).s_fs_info };
         if ptr.is_null() {
             return Err(EINVAL);
         }
-        // SAFETY: a non-NULL `s_fs_info` came from `into_foreign` in `set_info` and is only
-        // given back in `take_info`, after the VFS stopped calling operations.
-        Ok(unsafe { <Arc<FsInfo> as ForeignOwnable>::borrow(ptr) })
+        // SAFETY: a non-NULL `s_fs_info` is an `Arc<T::Data>` from `into_foreign` in
+        // `set_info` (type invariant), only given back in `take_info`, after the VFS
+        // stopped calling operations.
+        Ok(unsafe { <Arc<T::Data> as ForeignOwnable>::borrow(ptr) })
     }
 
     /// Writes back every dirty inode and commits (`sync_filesystem`); the caller holds
@@ -92,50 +97,57 @@ impl SuperBlock {
         Ok(())
     }
 
-    /// Takes back the super block's reference to the filesystem's state, in `kill_sb`.
+    /// Takes back the super block's reference to the filesystem's data, in `kill_sb`.
     ///
     /// # Safety
     ///
     /// No operation of the super block may run any more, and no borrow from
     /// [`Self::info`] may be alive.
-    pub(crate) unsafe fn take_info(&self) -> Option<Arc<FsInfo>> {
+    pub(crate) unsafe fn take_info(&self) -> Option<Arc<T::Data>> {
         let sb = self.as_ptr();
         // SAFETY: exclusive by the caller's promise.
         let ptr = unsafe { core::mem::replace(&mut (*sb).s_fs_info, core::ptr::null_mut()) };
         if ptr.is_null() {
             return None;
         }
-        // SAFETY: `ptr` came from `into_foreign` (see `info`) and is given back once.
-        Some(unsafe { <Arc<FsInfo> as ForeignOwnable>::from_foreign(ptr) })
+        // SAFETY: `ptr` is an `Arc<T::Data>` from `into_foreign` (see `info`), given back
+        // once: the slot is NULL now.
+        Some(unsafe { <Arc<T::Data> as ForeignOwnable>::from_foreign(ptr) })
     }
 }
 
-/// A super block of a block device that `fill_super` is initialising.
+/// A super block of a block device that `fill_super` of `T` is initialising.
 ///
-/// Only handed out by [`super::fs_type`] while the VFS holds `s_umount` for the new super
-/// block and nothing else can see it yet.
-pub(crate) struct NewSuperBlock<'a> {
-    sb: &'a SuperBlock,
+/// # Invariants
+///
+/// A new super block of filesystem type `T`, exclusively ours: only handed out by
+/// [`super::fs_type`] while the VFS holds `s_umount` for it and nothing else can see it
+/// yet.
+pub(crate) struct NewSuperBlock<'a, T: FileSystem> {
+    sb: &'a SuperBlock<T>,
 }
 
-impl Deref for NewSuperBlock<'_> {
-    type Target = SuperBlock;
+impl<T: FileSystem> Deref for NewSuperBlock<'_, T> {
+    type Target = SuperBlock<T>;
 
-    fn deref(&self) -> &SuperBlock {
+    fn deref(&self) -> &SuperBlock<T> {
         self.sb
     }
 }
 
-impl<'a> NewSuperBlock<'a> {
+impl<'a, T: FileSystem> NewSuperBlock<'a, T> {
     /// Wraps the super block passed to `fill_super`.
     ///
     /// # Safety
     ///
-    /// `sb` must be a new, block-device backed ferrofs super block that is exclusively the
-    /// caller's for the lifetime `'a` (the VFS guarantees this inside `fill_super`).
+    /// `sb` must be a new, block-device backed super block of filesystem type `T` that is
+    /// exclusively the caller's for the lifetime `'a` (the VFS guarantees this inside
+    /// `fill_super`).
     pub(crate) unsafe fn from_raw(sb: NonNull<bindings::super_block>) -> Self {
-        // SAFETY: validity for `'a` is the caller's obligation; `s_fs_info` is NULL.
+        // SAFETY: validity for `'a` and the type are the caller's obligation; `s_fs_info`
+        // of a new super block is NULL.
         let sb = unsafe { SuperBlock::from_raw(sb.as_ptr()) };
+        // INVARIANT: new, of `T`'s type and ours, by the caller's promise.
         Self { sb }
     }
 
@@ -162,21 +174,22 @@ impl<'a> NewSuperBlock<'a> {
         Ok(unsafe { BufferHead::from_raw(bh) })
     }
 
-    /// Fills in the fields every ferrofs super block has: magic, operations `T`, the
+    /// Fills in the fields every super block of `T` has: magic, operations `S`, the
     /// extended attribute handlers, limits, time granularity, UUID.
-    pub(crate) fn set_params<T: SuperOperations, const N: usize>(
+    pub(crate) fn set_params<S: SuperOperations<FileSystem = T>, const N: usize>(
         &mut self,
         magic: u64,
         max_bytes: u64,
         uuid: &[u8; 16],
-        xattr_handlers: &'static XattrHandlers<N>,
+        xattr_handlers: &'static XattrHandlers<T, N>,
     ) {
         let sb = self.as_ptr();
-        // The table is a constant promoted to static memory, the handlers a static.
+        // The table is a constant promoted to static memory, the handlers a static; both
+        // are `T`'s, as their entry points expect of the super block.
         // SAFETY: the new super block is ours alone (invariant); both outlive it.
         unsafe {
             (*sb).s_magic = magic as usize;
-            (*sb).s_op = &SuperTable::<T>::OPS;
+            (*sb).s_op = &SuperTable::<S>::OPS;
             (*sb).s_xattr = xattr_handlers.as_ptr().cast();
             (*sb).s_maxbytes = i64::try_from(max_bytes).unwrap_or(i64::MAX);
             (*sb).s_time_gran = 1;
@@ -188,11 +201,12 @@ impl<'a> NewSuperBlock<'a> {
     }
 
     /// Lets the filesystem's inodes be found from file handles (NFS export,
-    /// `open_by_handle_at`) through `T`.
-    pub(crate) fn set_export_ops<T: ExportOperations>(&mut self) {
-        // The table is a constant promoted to static memory; the super block names the
-        // type as the kernel crate declares it (opaque), the table has its fields.
-        let table: *const bindings::export_operations = &ExportTable::<T>::OPS;
+    /// `open_by_handle_at`) through `E`.
+    pub(crate) fn set_export_ops<E: ExportOperations<FileSystem = T>>(&mut self) {
+        // The table is a constant promoted to static memory, `T`'s as the super block is;
+        // the super block names the type as the kernel crate declares it (opaque), the
+        // table has its fields.
+        let table: *const bindings::export_operations = &ExportTable::<E>::OPS;
         // SAFETY: the new super block is ours alone (invariant); the table outlives it.
         unsafe { (*self.as_ptr()).s_export_op = table.cast() };
     }
@@ -205,15 +219,16 @@ impl<'a> NewSuperBlock<'a> {
         unsafe { (*self.as_ptr()).s_flags |= SB_POSIXACL };
     }
 
-    /// Hands a reference to the filesystem's state to the super block (given back in
+    /// Hands a reference to the filesystem's data to the super block (given back in
     /// `kill_sb`).
-    pub(crate) fn set_info(&mut self, info: Arc<FsInfo>) {
+    pub(crate) fn set_info(&mut self, info: Arc<T::Data>) {
+        // INVARIANT: `s_fs_info` holds an `Arc<T::Data>`, as `SuperBlock<T>` requires.
         // SAFETY: the new super block is ours alone; `s_fs_info` is NULL until here.
         unsafe { (*self.as_ptr()).s_fs_info = info.into_foreign().cast_mut() };
     }
 
     /// Makes `root` the root directory.
-    pub(crate) fn set_root(&mut self, root: InodeRef) -> Result {
+    pub(crate) fn set_root(&mut self, root: InodeRef<T>) -> Result {
         // SAFETY: `d_make_root` consumes the inode reference (also on failure).
         let dentry = unsafe { bindings::d_make_root(root.into_raw()) };
         if dentry.is_null() {
@@ -251,39 +266,42 @@ pub(crate) struct StatFs {
 /// implementation leaves out is absent from the table.
 #[vtable]
 pub(crate) trait SuperOperations {
+    /// The filesystem whose super blocks these are.
+    type FileSystem: FileSystem;
+
     /// `put_super`: the super block goes (unmount); the last chance to write.
-    fn put_super(_sb: &SuperBlock) {
+    fn put_super(_sb: &SuperBlock<Self::FileSystem>) {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// `sync_fs`: make everything written so far durable (`wait`), or start to.
-    fn sync_fs(_sb: &SuperBlock, _wait: bool) -> Result {
+    fn sync_fs(_sb: &SuperBlock<Self::FileSystem>, _wait: bool) -> Result {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// `freeze_fs`: bring the filesystem to a consistent state on disk.
-    fn freeze_fs(_sb: &SuperBlock) -> Result {
+    fn freeze_fs(_sb: &SuperBlock<Self::FileSystem>) -> Result {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// `statfs`.
-    fn statfs(_sb: &SuperBlock) -> Result<StatFs> {
+    fn statfs(_sb: &SuperBlock<Self::FileSystem>) -> Result<StatFs> {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// `show_options`: the mount options for `/proc/mounts`, each with a leading comma.
-    fn show_options(_sb: &SuperBlock, _seq: &mut SeqFile) -> Result {
+    fn show_options(_sb: &SuperBlock<Self::FileSystem>, _seq: &mut SeqFile) -> Result {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// `write_inode`: the inode's attributes the VFS changed go to the filesystem.
-    fn write_inode(_inode: &Inode) -> Result {
+    fn write_inode(_inode: &Inode<Self::FileSystem>) -> Result {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// `evict_inode`, after the inode's page cache went and unless the inode is bad: an
     /// inode without names is freed.
-    fn evict_inode(_inode: &Inode) {
+    fn evict_inode(_inode: &Inode<Self::FileSystem>) {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 }
@@ -291,8 +309,10 @@ pub(crate) trait SuperOperations {
 /// The `super_operations` table of `T`, and its C entry points.
 ///
 /// Each entry point is called by the VFS, as the table promises it, with a live super
-/// block of the table's filesystem (`sb`, or the one of `dentry`/`inode`) and live
-/// arguments; that is the `# Safety` contract of each below.
+/// block of the table's filesystem, `T::FileSystem` (`sb`, or the one of
+/// `dentry`/`inode`: [`NewSuperBlock::set_params`] installs the table only in super
+/// blocks of that type) and live arguments; that is the `# Safety` contract of each
+/// below.
 pub(crate) struct SuperTable<T>(PhantomData<T>);
 
 impl<T: SuperOperations> SuperTable<T> {

@@ -11,32 +11,42 @@ use kernel::prelude::*;
 use kernel::str::CStr;
 
 use super::bindings;
+use super::fs_type::FileSystem;
 use super::inode::Inode;
 
 /// The attributes whose names start with [`Self::PREFIX`].
 #[vtable]
 pub(crate) trait XattrHandler {
+    /// The filesystem whose inodes have them.
+    type FileSystem: FileSystem;
+
     /// The name prefix, such as `user.`.
     const PREFIX: &'static CStr;
 
     /// The value of the attribute `PREFIX` + `name` into `buf`, or its length for an
     /// empty `buf`.
-    fn get(_inode: &Inode, _name: &CStr, _buf: &mut [u8]) -> Result<usize> {
+    fn get(_inode: &Inode<Self::FileSystem>, _name: &CStr, _buf: &mut [u8]) -> Result<usize> {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// Sets the attribute `PREFIX` + `name` (removes it for `None`); `flags` are the
     /// `XATTR_CREATE` / `XATTR_REPLACE` bits. The inode is locked.
-    fn set(_inode: &Inode, _name: &CStr, _value: Option<&[u8]>, _flags: i32) -> Result {
+    fn set(
+        _inode: &Inode<Self::FileSystem>,
+        _name: &CStr,
+        _value: Option<&[u8]>,
+        _flags: i32,
+    ) -> Result {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 }
 
 /// The handler of `T`, and its C entry points.
 ///
-/// Each entry point is called by the VFS with this handler, a live inode of a ferrofs
-/// super block (locked for `set`), the NUL-terminated name after the prefix and kernel
-/// buffers of the sizes given; that is the `# Safety` contract of each below.
+/// Each entry point is called by the VFS with this handler, a live inode of a super block
+/// of filesystem `T::FileSystem` (locked for `set`: the handler is only in the lists,
+/// [`XattrHandlers`], of that filesystem), the NUL-terminated name after the prefix and
+/// kernel buffers of the sizes given; that is the `# Safety` contract of each below.
 pub(crate) struct HandlerTable<T>(PhantomData<T>);
 
 impl<T: XattrHandler> HandlerTable<T> {
@@ -106,30 +116,39 @@ impl<T: XattrHandler> HandlerTable<T> {
     }
 }
 
-/// A handler in static memory, for [`XattrHandlers`].
-#[derive(Clone, Copy)]
-pub(crate) struct HandlerRef(&'static bindings::xattr_handler);
+/// A handler of filesystem `T` in static memory, for [`XattrHandlers`].
+pub(crate) struct HandlerRef<T: FileSystem>(&'static bindings::xattr_handler, PhantomData<T>);
 
-/// The handler of `T`.
-pub(crate) const fn handler<T: XattrHandler>() -> HandlerRef {
-    HandlerRef(&HandlerTable::<T>::HANDLER)
+// Copied whatever `T` is (a derive would ask `T: Copy`).
+impl<T: FileSystem> Clone for HandlerRef<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
 }
 
-/// The handlers of a filesystem, NULL-terminated, for `s_xattr`.
+impl<T: FileSystem> Copy for HandlerRef<T> {}
+
+/// The handler of `H`.
+pub(crate) const fn handler<H: XattrHandler>() -> HandlerRef<H::FileSystem> {
+    HandlerRef(&HandlerTable::<H>::HANDLER, PhantomData)
+}
+
+/// The handlers of filesystem `T`, NULL-terminated, for `s_xattr`.
 #[repr(C)]
-pub(crate) struct XattrHandlers<const N: usize> {
+pub(crate) struct XattrHandlers<T: FileSystem, const N: usize> {
     handlers: [*const bindings::xattr_handler; N],
     // `repr(C)` puts it right after the array: the terminator the VFS looks for.
     end: *const bindings::xattr_handler,
+    filesystem: PhantomData<T>,
 }
 
 // SAFETY: the list is a constant: never written after initialisation, holding only the
 // addresses of handlers in static memory, themselves constants.
-unsafe impl<const N: usize> Sync for XattrHandlers<N> {}
+unsafe impl<T: FileSystem, const N: usize> Sync for XattrHandlers<T, N> {}
 
-impl<const N: usize> XattrHandlers<N> {
+impl<T: FileSystem, const N: usize> XattrHandlers<T, N> {
     /// The list of `handlers`.
-    pub(crate) const fn new(handlers: [HandlerRef; N]) -> Self {
+    pub(crate) const fn new(handlers: [HandlerRef<T>; N]) -> Self {
         let mut list = [ptr::null(); N];
         let mut i = 0;
         while i < N {
@@ -139,6 +158,7 @@ impl<const N: usize> XattrHandlers<N> {
         Self {
             handlers: list,
             end: ptr::null(),
+            filesystem: PhantomData,
         }
     }
 
