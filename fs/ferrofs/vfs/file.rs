@@ -61,8 +61,6 @@ impl<T: FileSystem> File<T> {
         to_result(unsafe { bindings::file_write_and_wait_range(self.as_ptr(), start, end) })
     }
 
-    /// Updates the times of a file about to be changed and drops its set-id bits
-    /// (`file_modified`); the caller holds the inode lock.
     /// Write access to the file's mount for a change that is not a write to the file (an
     /// ioctl that changes the filesystem): `EROFS` on a read-only mount or one being
     /// remounted so; held until the guard goes.
@@ -72,6 +70,8 @@ impl<T: FileSystem> File<T> {
         Ok(WriteAccess(self))
     }
 
+    /// Updates the times of a file about to be changed and drops its set-id bits
+    /// (`file_modified`); the caller holds the inode lock.
     pub(crate) fn modified(&self) -> Result {
         // SAFETY: the file is open (invariant), for writing: the VFS checked it before
         // the operations that change contents.
