@@ -9,7 +9,7 @@ use crate::engine::error::EngineError;
 use crate::engine::fs::{self as efs, Owner};
 use crate::engine::inode as ei;
 use crate::vfs::dentry::{Dentry, DirContext};
-use crate::vfs::file::File;
+use crate::vfs::file::{File, TmpFile};
 use crate::vfs::inode::{Idmap, Inode, InodeRef, NewInode, Refresh};
 
 use super::attrs::InheritedXattrs;
@@ -77,11 +77,11 @@ pub(super) fn create(
     Ok(())
 }
 
-/// `tmpfile`: an unnamed file, an orphan until linked, bound to the open `file`.
+/// `tmpfile`: an unnamed file, an orphan until linked, bound to the file being opened.
 pub(super) fn tmpfile(
     idmap: Idmap,
     dir: &Inode<Ferrofs>,
-    file: &File<Ferrofs>,
+    file: TmpFile<'_, Ferrofs>,
     mode: u32,
 ) -> Result {
     let new = NewInode::new(idmap, dir, mode)?;
@@ -97,7 +97,7 @@ pub(super) fn tmpfile(
     let inode = new.finish(e.ino, |inode| init_inode(inode, &e))?;
     // `d_tmpfile` drops the one link the VFS expects a new inode to have.
     inode.set_nlink(1);
-    file.finish_tmpfile(inode)
+    file.finish(inode)
 }
 
 /// `link`.

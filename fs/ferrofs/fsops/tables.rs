@@ -14,7 +14,7 @@ use crate::vfs::acl::{Acl, AclKind, OwnedAcl};
 use crate::vfs::address_space::{AddressSpaceOperations, Mapping, WriteFolio};
 use crate::vfs::dentry::{Dentry, DirContext, SeqFile};
 use crate::vfs::export::ExportOperations;
-use crate::vfs::file::{Contents, File, FileOperations, IoctlCaller};
+use crate::vfs::file::{Contents, File, FileOperations, IoctlCaller, TmpFile};
 use crate::vfs::folio::{LockedFolio, Readahead, WritebackControl};
 use crate::vfs::inode::{Idmap, Inode, InodeRef};
 use crate::vfs::inode_ops::{AttrRequest, FiemapInfo, FileAttr, InodeOperations};
@@ -141,7 +141,12 @@ impl InodeOperations for DirInode {
         )
     }
 
-    fn tmpfile(idmap: Idmap, dir: &Inode<Ferrofs>, file: &File<Ferrofs>, mode: u32) -> Result {
+    fn tmpfile(
+        idmap: Idmap,
+        dir: &Inode<Ferrofs>,
+        file: TmpFile<'_, Ferrofs>,
+        mode: u32,
+    ) -> Result {
         tmpfile(idmap, dir, file, mode | ei::S_IFREG)
     }
 

@@ -3,6 +3,7 @@
 //! Open files, and the file operations a filesystem provides for them.
 
 use core::marker::PhantomData;
+use core::ptr::NonNull;
 
 use kernel::error::{from_result, to_result, VTABLE_DEFAULT_ERROR};
 use kernel::ffi;
@@ -23,8 +24,8 @@ pub(crate) const SEEK_HOLE: i32 = 4;
 ///
 /// # Invariants
 ///
-/// A file open on an inode of a super block of filesystem type `T` (or, in `tmpfile`,
-/// being opened on one), open while the value is borrowed.
+/// A file open on an inode of a super block of filesystem type `T`, open while the value
+/// is borrowed.
 #[repr(transparent)]
 pub(crate) struct File<T: FileSystem>(Opaque<bindings::file>, PhantomData<T>);
 
@@ -33,9 +34,8 @@ impl<T: FileSystem> File<T> {
     ///
     /// # Safety
     ///
-    /// `ptr` must point to a file of an inode of a super block of filesystem type `T`
-    /// that stays open for `'a` (or, for `tmpfile`, a file being opened with `O_TMPFILE`
-    /// in a directory of such a super block).
+    /// `ptr` must point to a file open on an inode of a super block of filesystem type
+    /// `T` that stays open for `'a`.
     pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::file) -> &'a Self {
         // SAFETY: transparent wrapper (the marker takes no room); validity for `'a`, and
         // the type, are the caller's duty.
@@ -105,18 +105,48 @@ impl<T: FileSystem> File<T> {
         }
         Ok(got)
     }
+}
 
-    /// Binds the new inode of an `O_TMPFILE` open to this file and finishes the open.
-    pub(crate) fn finish_tmpfile(&self, inode: CreatedInode<T>) -> Result {
-        let inode = inode.into_raw();
-        // Only `tmpfile` gets a file being opened with O_TMPFILE, which has its dentry.
-        // SAFETY: as just said; `d_tmpfile` takes our reference to the new, locked inode.
-        unsafe { bindings::d_tmpfile(self.as_ptr(), inode) };
+/// The file of an `O_TMPFILE` open, handed to `tmpfile`: not open yet (it has no inode
+/// until [`Self::finish`] gives it one), so none of [`File`]'s methods apply to it.
+///
+/// # Invariants
+///
+/// The file of the running `tmpfile` call, being opened in a directory of a super block
+/// of filesystem type `T`, with its dentry, negative until `finish` (which consumes the
+/// value, so it runs at most once).
+pub(crate) struct TmpFile<'a, T: FileSystem> {
+    file: NonNull<bindings::file>,
+    _call: PhantomData<(&'a bindings::file, T)>,
+}
+
+impl<T: FileSystem> TmpFile<'_, T> {
+    /// Wraps the file passed to `tmpfile`.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must be the file `tmpfile` got, being opened with `O_TMPFILE` in a directory
+    /// of a super block of filesystem type `T`, used only during that call.
+    pub(crate) unsafe fn from_raw(ptr: *mut bindings::file) -> Option<Self> {
+        // INVARIANT: the caller's promise.
+        NonNull::new(ptr).map(|file| Self {
+            file,
+            _call: PhantomData,
+        })
+    }
+
+    /// Binds the new inode to the file's dentry and finishes the open.
+    pub(crate) fn finish(self, inode: CreatedInode<T>) -> Result {
+        let (file, inode) = (self.file.as_ptr(), inode.into_raw());
+        // SAFETY: the file is being opened with O_TMPFILE and has its dentry, negative
+        // until now (invariant); `d_tmpfile` takes our reference to the new, locked inode,
+        // an inode of the dentry's super block (both `T`'s).
+        unsafe { bindings::d_tmpfile(file, inode) };
         // SAFETY: the inode is new and locked, bound to the file's dentry, which keeps it
         // alive; this makes it visible, as the VFS's tmpfile protocol asks.
         unsafe { bindings::unlock_new_inode(inode) };
         // SAFETY: the file is being opened and its dentry is positive now.
-        to_result(unsafe { bindings::ferrofs_finish_open_simple(self.as_ptr()) })
+        to_result(unsafe { bindings::ferrofs_finish_open_simple(file) })
     }
 }
 

@@ -384,7 +384,7 @@ impl<T: FileSystem> InitInode<'_, T> {
 
 /// A new inode made by [`NewInode::finish`]: hashed, still locked as new until it is
 /// bound to a name ([`super::dentry::Dentry::instantiate_new`]) or an open file
-/// ([`super::file::File::finish_tmpfile`]). Dropped unbound, it is unlocked and put.
+/// ([`super::file::TmpFile::finish`]). Dropped unbound, it is unlocked and put.
 ///
 /// # Invariants
 ///

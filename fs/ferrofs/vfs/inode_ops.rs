@@ -14,7 +14,7 @@ use kernel::str::CStr;
 use super::acl::{Acl, AclKind, OwnedAcl};
 use super::bindings;
 use super::dentry::Dentry;
-use super::file::File;
+use super::file::TmpFile;
 use super::fs_type::FileSystem;
 use super::inode::{Idmap, Inode, InodeRef};
 
@@ -240,11 +240,12 @@ pub(crate) trait InodeOperations {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 
-    /// `tmpfile`: an unnamed file for the `O_TMPFILE` open of `file`.
+    /// `tmpfile`: an unnamed file for the `O_TMPFILE` open of `file`, which
+    /// [`TmpFile::finish`] completes.
     fn tmpfile(
         _idmap: Idmap,
         _dir: &Inode<Self::FileSystem>,
-        _file: &File<Self::FileSystem>,
+        _file: TmpFile<'_, Self::FileSystem>,
         _mode: u32,
     ) -> Result {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
@@ -477,7 +478,10 @@ impl<T: InodeOperations> InodeTable<T> {
         mode: bindings::umode_t,
     ) -> ffi::c_int {
         // SAFETY: see [`InodeTable`] and above.
-        let (dir, file) = unsafe { (Inode::from_raw(dir), File::from_raw(file)) };
+        let (dir, file) = unsafe { (Inode::from_raw(dir), TmpFile::from_raw(file)) };
+        let Some(file) = file else {
+            return EINVAL.to_errno();
+        };
         let idmap = Idmap::from_raw(idmap);
         T::tmpfile(idmap, dir, file, u32::from(mode)).map_or_else(errno, |()| 0)
     }
