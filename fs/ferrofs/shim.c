@@ -18,6 +18,7 @@
 #include <linux/posix_acl_xattr.h>
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
+#include <linux/uio.h>
 #include <linux/wait.h>
 #include <linux/writeback.h>
 
@@ -567,4 +568,40 @@ size_t ferrofs_posix_acl_xattr_size(const struct posix_acl *acl)
 void ferrofs_posix_acl_release(struct posix_acl *acl)
 {
 	posix_acl_release(acl);
+}
+
+struct file *ferrofs_kiocb_file(struct kiocb *iocb)
+{
+	return iocb->ki_filp;
+}
+
+loff_t ferrofs_kiocb_pos(struct kiocb *iocb)
+{
+	return iocb->ki_pos;
+}
+
+size_t ferrofs_iov_iter_count(const struct iov_iter *iter)
+{
+	return iov_iter_count(iter);
+}
+
+/* Whether the iterator is the source of the data (a write), not its destination. */
+bool ferrofs_iov_iter_is_source(const struct iov_iter *iter)
+{
+	return iov_iter_rw(iter) == WRITE;
+}
+
+unsigned long ferrofs_iov_iter_alignment(const struct iov_iter *iter)
+{
+	return iov_iter_alignment(iter);
+}
+
+size_t ferrofs_copy_to_iter(const void *addr, size_t bytes, struct iov_iter *iter)
+{
+	return copy_to_iter(addr, bytes, iter);
+}
+
+size_t ferrofs_copy_from_iter(void *addr, size_t bytes, struct iov_iter *iter)
+{
+	return copy_from_iter(addr, bytes, iter);
 }

@@ -21,6 +21,8 @@ struct folio;
 struct fs_context;
 struct fs_parameter;
 struct inode;
+struct iov_iter;
+struct kiocb;
 struct posix_acl;
 struct super_block;
 struct task_struct;
@@ -137,5 +139,14 @@ struct posix_acl *ferrofs_posix_acl_from_xattr(const void *value, size_t size);
 int ferrofs_posix_acl_to_xattr(const struct posix_acl *acl, void *buf, size_t size);
 size_t ferrofs_posix_acl_xattr_size(const struct posix_acl *acl);
 void ferrofs_posix_acl_release(struct posix_acl *acl);
+
+/* Direct I/O: the request and the caller's memory it moves. */
+struct file *ferrofs_kiocb_file(struct kiocb *iocb);
+loff_t ferrofs_kiocb_pos(struct kiocb *iocb);
+size_t ferrofs_iov_iter_count(const struct iov_iter *iter);
+bool ferrofs_iov_iter_is_source(const struct iov_iter *iter);
+unsigned long ferrofs_iov_iter_alignment(const struct iov_iter *iter);
+size_t ferrofs_copy_to_iter(const void *addr, size_t bytes, struct iov_iter *iter);
+size_t ferrofs_copy_from_iter(void *addr, size_t bytes, struct iov_iter *iter);
 
 #endif /* FERROFS_SHIM_H */

@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! File data: folios read and written through the page cache, writeback in runs of
-//! neighbouring folios, readahead, `fsync`, `fallocate`, `llseek` with `SEEK_DATA` /
-//! `SEEK_HOLE`, and `fiemap`.
+//! neighbouring folios, readahead, direct I/O, `fsync`, `fallocate`, `llseek` with
+//! `SEEK_DATA` / `SEEK_HOLE`, and `fiemap`.
 
 use kernel::prelude::*;
 
+use crate::engine::format;
 use crate::engine::fs as efs;
 use crate::engine::inode::{self as ei, ExtentKind};
 use crate::engine::mem::FVec;
@@ -17,6 +18,7 @@ use crate::vfs::file::{self, File};
 use crate::vfs::folio::{LockedFolio, Readahead, WritebackControl, WritebackFolio};
 use crate::vfs::inode::{Inode, Refresh};
 use crate::vfs::inode_ops::{self, FiemapInfo};
+use crate::vfs::iov::IovIter;
 
 use super::Ferrofs;
 
@@ -202,6 +204,74 @@ pub(super) fn readahead(mut rac: Readahead<Ferrofs>) {
         }
         folio.unlock();
     }
+}
+
+/// Largest piece of a direct read or write the engine moves at once.
+const DIRECT_PIECE: usize = 1 << 20;
+
+/// `direct_IO`: an `O_DIRECT` read or write of whole blocks, through the engine (which
+/// checksums what it writes and verifies what it reads), not the page cache. A request
+/// whose file offset, length or memory is not block-aligned is done through the page
+/// cache instead, as btrfs does. The data passes through an engine buffer, a piece of up
+/// to 1 MiB at a time: not yet zero-copy bios over the caller's pages.
+pub(super) fn direct_io(file: &File<Ferrofs>, pos: i64, iter: &mut IovIter<'_>) -> Result<usize> {
+    let inode = file.inode();
+    let Ok(pos) = u64::try_from(pos) else {
+        return Err(EINVAL);
+    };
+    let count = iter.count();
+    let mask = u64::from(format::BLOCK_SIZE) - 1;
+    if pos & mask != 0 || count as u64 & mask != 0 || iter.alignment() & mask != 0 {
+        return Ok(0);
+    }
+    let info = inode.super_block().info()?;
+    let ino = inode.ino();
+    let mut done = 0usize;
+    let mut buf: FVec<u8> = FVec::new();
+    if iter.is_source() {
+        // The VFS holds the inode lock and invalidated the page cache over the range.
+        let (_, mtime, _) = inode.times();
+        while done < count {
+            let want = (count - done).min(DIRECT_PIECE);
+            buf.clear();
+            buf.try_extend_with(want, 0).map_err(from_engine)?;
+            let copied = iter.copy_from(&mut buf);
+            // Only whole blocks go to the engine; a fault cuts the request there.
+            let whole = copied & !(mask as usize);
+            if whole > 0 {
+                let at = pos.checked_add(done as u64).ok_or(EFBIG)?;
+                let data = buf.get(..whole).ok_or(EINVAL)?;
+                let e = info.with_fs(|fs| fs.write(ino, at, data, mtime))?;
+                inode.set_blocks(e.bytes);
+                done += whole;
+            }
+            if copied < want {
+                return if done > 0 { Ok(done) } else { Err(EFAULT) };
+            }
+        }
+    } else {
+        // Up to the end of the file (the VFS wrote its dirty pages back first).
+        let size = inode.size();
+        let end = pos.saturating_add(count as u64).min(size);
+        while pos.saturating_add(done as u64) < end {
+            let at = pos.saturating_add(done as u64);
+            let want = usize::try_from(end - at)
+                .unwrap_or(DIRECT_PIECE)
+                .min(DIRECT_PIECE);
+            let data = info.with_fs(|fs| fs.read(ino, at, want))?;
+            let n = data.len().min(want);
+            let piece = data.get(..n).ok_or(EINVAL)?;
+            let copied = iter.copy_to(piece);
+            done += copied;
+            if copied < piece.len() {
+                return if done > 0 { Ok(done) } else { Err(EFAULT) };
+            }
+            if n < want {
+                break;
+            }
+        }
+    }
+    Ok(done)
 }
 
 /// `fsync`: the file's data and times, then a record in the fsync log (or a commit).

@@ -18,6 +18,7 @@ use crate::vfs::file::{Contents, File, FileOperations, IoctlCaller, TmpFile};
 use crate::vfs::folio::{LockedFolio, Readahead, WritebackControl};
 use crate::vfs::inode::{Idmap, Inode, InodeRef};
 use crate::vfs::inode_ops::{AttrRequest, FiemapInfo, FileAttr, InodeOperations};
+use crate::vfs::iov::IovIter;
 use crate::vfs::super_block::{StatFs, SuperBlock, SuperOperations};
 use crate::vfs::xattr::{self, XattrHandler, XattrHandlers};
 
@@ -25,7 +26,8 @@ use super::attrs::{
     get_acl, get_flags, set_acl, set_flags, setattr, xattr_get, xattr_list, xattr_set,
 };
 use super::data::{
-    fallocate, fiemap, fsync, llseek, read_folio, readahead, write_begin, write_end, writepages,
+    direct_io, fallocate, fiemap, fsync, llseek, read_folio, readahead, write_begin, write_end,
+    writepages,
 };
 use super::ioctl;
 use super::names::{
@@ -348,6 +350,10 @@ impl AddressSpaceOperations for FileData {
 
     fn write_end(folio: &WriteFolio<Ferrofs>, pos: u64, len: usize, copied: usize) -> usize {
         write_end(folio, pos, len, copied)
+    }
+
+    fn direct_io(file: &File<Ferrofs>, pos: i64, iter: &mut IovIter<'_>) -> Result<usize> {
+        direct_io(file, pos, iter)
     }
 }
 

@@ -5,6 +5,7 @@
 
 use core::marker::PhantomData;
 use core::ops::Deref;
+use core::ptr::NonNull;
 
 use kernel::error::VTABLE_DEFAULT_ERROR;
 use kernel::ffi;
@@ -12,8 +13,10 @@ use kernel::prelude::*;
 use kernel::types::Opaque;
 
 use super::bindings;
+use super::file::File;
 use super::folio::{LockedFolio, Readahead, WritebackControl};
 use super::fs_type::FileSystem;
+use super::iov::IovIter;
 
 /// The page cache of a file of filesystem type `T`.
 ///
@@ -136,6 +139,20 @@ pub(crate) trait AddressSpaceOperations {
     ) -> usize {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
+
+    /// `direct_IO` (an `O_DIRECT` read or write): moves the bytes of `iter` at `pos` of
+    /// `file` between the caller's memory and the filesystem, not through the page cache
+    /// (which the VFS wrote back, and for a write invalidated, over the range first).
+    /// Returns the bytes done; 0 has the VFS do the request through the page cache
+    /// instead. The VFS then moves the file position and, past the end, the size. Its
+    /// presence lets files be opened with `O_DIRECT`.
+    fn direct_io(
+        _file: &File<Self::FileSystem>,
+        _pos: i64,
+        _iter: &mut IovIter<'_>,
+    ) -> Result<usize> {
+        kernel::build_error!(VTABLE_DEFAULT_ERROR)
+    }
 }
 
 /// The `address_space_operations` table of `T`, and its C entry points.
@@ -156,6 +173,7 @@ impl<T: AddressSpaceOperations> AddressSpaceTable<T> {
         write_begin: optional!(T::HAS_WRITE_BEGIN, Self::write_begin),
         write_end: optional!(T::HAS_WRITE_END, Self::write_end),
         error_remove_folio: Some(bindings::generic_error_remove_folio),
+        direct_IO: optional!(T::HAS_DIRECT_IO, Self::direct_io),
         // SAFETY: an all-zero `address_space_operations` is valid: every other
         // callback is absent.
         ..unsafe { core::mem::zeroed() }
@@ -250,5 +268,34 @@ impl<T: AddressSpaceOperations> AddressSpaceTable<T> {
         let counted = T::write_end(&folio, pos, len as usize, copied as usize);
         drop(folio);
         ffi::c_int::try_from(counted).unwrap_or(0)
+    }
+
+    /// # Safety
+    ///
+    /// See [`AddressSpaceTable`]; `iocb` is a request on a file open on an inode of this
+    /// page cache, and `iter` its memory, both live and the call's for its length.
+    unsafe extern "C" fn direct_io(
+        iocb: *mut bindings::kiocb,
+        iter: *mut bindings::iov_iter,
+    ) -> isize {
+        // SAFETY: `iocb` is live for the call (see above); the helpers read two fields.
+        let (file, pos) = unsafe {
+            (
+                bindings::ferrofs_kiocb_file(iocb),
+                bindings::ferrofs_kiocb_pos(iocb),
+            )
+        };
+        let Some(iter) = NonNull::new(iter) else {
+            return EINVAL.to_errno() as isize;
+        };
+        // SAFETY: the request's file is open for the call, on an inode of this page
+        // cache, so of `T::FileSystem` (see above).
+        let file = unsafe { File::from_raw(file) };
+        // SAFETY: `iter` is the request's memory, live and the call's alone (see above).
+        let mut iter = unsafe { IovIter::from_raw(iter) };
+        match T::direct_io(file, pos, &mut iter) {
+            Ok(done) => isize::try_from(done).unwrap_or(isize::MAX),
+            Err(err) => err.to_errno() as isize,
+        }
     }
 }

@@ -44,6 +44,7 @@ pub(crate) mod folio;
 pub(crate) mod fs_type;
 pub(crate) mod inode;
 pub(crate) mod inode_ops;
+pub(crate) mod iov;
 pub(crate) mod super_block;
 pub(crate) mod task;
 pub(crate) mod thread;

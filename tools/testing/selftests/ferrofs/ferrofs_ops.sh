@@ -6,10 +6,10 @@
 # FIEMAP, fallocate modes (zero range too), RENAME_NOREPLACE and RENAME_EXCHANGE,
 # RENAME_WHITEOUT, POSIX ACLs, file handles (name_to_handle_at and
 # open_by_handle_at), special files, O_TMPFILE with linkat, open unlinked files, telldir and
-# seekdir across unlinks, long symlinks, read-only remount with an unlinked file open; what
-# they left is read again after a remount.
+# seekdir across unlinks, long symlinks, O_DIRECT reads and writes, read-only remount with
+# an unlinked file open; what they left is read again after a remount.
 
-ntests=30
+ntests=32
 . "$(dirname "$0")/lib.sh"
 begin_test 1
 
@@ -32,6 +32,7 @@ check "O_TMPFILE: linkat names it; unnamed, its space returns at close" ops tmpf
 check "open unlinked file: usable until the last close, then its space returns" ops unlinked-open
 check "readdir: telldir/seekdir positions survive unlinks meanwhile" ops readdir
 check "symlink targets of 1 to 4095 bytes" ops symlink-setup
+check "O_DIRECT: aligned reads and writes, coherent with the page cache; unaligned ones too" ops direct-setup
 # Read-only remount waits for open unlinked files (their blocks are freed at the last
 # close, a change): refused with EBUSY while one is open, done after it is closed.
 remount_ro_with_unlinked_open() {
@@ -59,6 +60,7 @@ check "after the remount: ACLs" ops acl-verify
 check "after the remount (no inode cached): file handles" ops handle-verify
 check "after the remount: the linked O_TMPFILE" ops tmpfile-verify
 check "after the remount: symlinks" ops symlink-verify
+check "after the remount: the O_DIRECT file" ops direct-verify
 umount "$mnt"
 check "fsck clean after the remount" fsck_clean "$d0"
 check_log_clean
