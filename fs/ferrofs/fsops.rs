@@ -16,7 +16,7 @@
 //!   layer builds the kernel's operation tables (it turns the kernel's arguments into the
 //!   safe types used here).
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use kernel::c_str;
 use kernel::new_mutex;
@@ -165,19 +165,26 @@ pub(crate) struct FsInfo {
     id: CString,
     devices: KVec<CString>,
     commit_secs: AtomicU32,
+    /// Shut down (`FS_IOC_SHUTDOWN`): every call fails with `EIO`, nothing more is written.
+    shut_down: AtomicBool,
     degraded: bool,
     skip_balance: bool,
 }
 
 impl FsInfo {
     /// Runs `op` on the engine, under its lock and without filesystem reclaim. A failure
-    /// that aborted the transaction is logged once.
+    /// that aborted the transaction is logged once. After a shutdown, `EIO`.
     pub(crate) fn with_fs<R>(
         &self,
         op: impl FnOnce(&mut Fs<KernelDev>) -> EngineResult<R>,
     ) -> Result<R> {
         let _nofs = NoFsScope::enter();
         let mut guard = self.fs.lock();
+        // Checked under the lock: a call running when the shutdown came finishes first,
+        // none starts after it.
+        if self.is_shut_down() {
+            return Err(EIO);
+        }
         let fs = guard.as_mut().ok_or(EIO)?;
         let was_aborted = fs.aborted().is_some();
         let result = op(fs);
@@ -200,6 +207,26 @@ impl FsInfo {
             }
             from_engine(err)
         })
+    }
+
+    /// Whether the filesystem was shut down (`FS_IOC_SHUTDOWN`).
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.shut_down.load(Ordering::Acquire)
+    }
+
+    /// Shuts the filesystem down: from now on every call fails with `EIO` and nothing
+    /// reaches the devices, as if the power went now (what is durable stays: the last
+    /// commit and the fsync log, which the next mount replays). Waits for a call in
+    /// flight, so none writes after it returns.
+    pub(crate) fn shut_down(&self) {
+        let _one_commit = self.commit_lock.lock();
+        let _fs = self.fs.lock();
+        if !self.shut_down.swap(true, Ordering::AcqRel) {
+            pr_warn!(
+                "{}: shut down: nothing more is written; unmount, and mount again to go on from what is on disk\n",
+                &*self.id
+            );
+        }
     }
 
     /// Seconds between background commits.
@@ -291,6 +318,9 @@ impl PeriodicCommit for FsInfo {
     }
 
     fn commit(&self) -> Result {
+        if self.is_shut_down() {
+            return Ok(());
+        }
         FsInfo::commit(self)
     }
 }
@@ -410,6 +440,7 @@ fn fill_super(sb: &mut NewSuperBlock<'_, Ferrofs>, opts: &MountOptions) -> Resul
             id,
             devices,
             commit_secs: AtomicU32::new(opts.commit_secs.unwrap_or(DEFAULT_COMMIT_SECS)),
+            shut_down: AtomicBool::new(false),
             degraded: opts.degraded,
             skip_balance: opts.skip_balance,
         }),

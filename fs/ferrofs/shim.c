@@ -605,3 +605,13 @@ size_t ferrofs_copy_from_iter(void *addr, size_t bytes, struct iov_iter *iter)
 {
 	return copy_from_iter(addr, bytes, iter);
 }
+
+int ferrofs_syncfs(struct super_block *sb)
+{
+	int ret;
+
+	down_read(&sb->s_umount);
+	ret = sync_filesystem(sb);
+	up_read(&sb->s_umount);
+	return ret;
+}

@@ -149,4 +149,7 @@ unsigned long ferrofs_iov_iter_alignment(const struct iov_iter *iter);
 size_t ferrofs_copy_to_iter(const void *addr, size_t bytes, struct iov_iter *iter);
 size_t ferrofs_copy_from_iter(void *addr, size_t bytes, struct iov_iter *iter);
 
+/* syncfs(2) on a super block: sync_filesystem() under s_umount. */
+int ferrofs_syncfs(struct super_block *sb);
+
 #endif /* FERROFS_SHIM_H */

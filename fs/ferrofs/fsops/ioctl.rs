@@ -7,6 +7,8 @@
 //!
 //! - `FS_IOC_GETFSLABEL` / `FS_IOC_SETFSLABEL`: the filesystem label, as btrfs, XFS and
 //!   ext4 answer them (`xfs_io -c label`, `ferroctl label`).
+//! - `FS_IOC_SHUTDOWN`: stops the filesystem as a power cut would, as XFS and ext4 do
+//!   (`xfs_io -x -c shutdown`, xfstests' `godown`).
 
 use kernel::ioctl::{_IOR, _IOW};
 use kernel::prelude::*;
@@ -26,6 +28,15 @@ const FS_IOC_GETFSLABEL: u32 = _IOR::<[u8; FSLABEL_MAX]>(0x94, 49);
 /// `FS_IOC_SETFSLABEL`: `_IOW(0x94, 50, char[FSLABEL_MAX])`.
 const FS_IOC_SETFSLABEL: u32 = _IOW::<[u8; FSLABEL_MAX]>(0x94, 50);
 
+/// `FS_IOC_SHUTDOWN`: `_IOR('X', 125, __u32)` (XFS's `XFS_IOC_GOINGDOWN`).
+const FS_IOC_SHUTDOWN: u32 = _IOR::<u32>(b'X' as u32, 125);
+/// Shutdown flags: make everything durable first (as `syncfs`)...
+const FS_SHUTDOWN_FLAGS_DEFAULT: u32 = 0;
+/// ...only what the log holds (`fsync`'s durability)...
+const FS_SHUTDOWN_FLAGS_LOGFLUSH: u32 = 1;
+/// ...or nothing.
+const FS_SHUTDOWN_FLAGS_NOLOGFLUSH: u32 = 2;
+
 // A ferrofs label and its NUL fit the generic buffer exactly.
 const _: () = assert!(LABEL_MAX + 1 == FSLABEL_MAX);
 
@@ -40,6 +51,7 @@ pub(super) fn ioctl(
     match cmd {
         FS_IOC_GETFSLABEL => get_label(file, arg).map(|()| 0),
         FS_IOC_SETFSLABEL => set_label(file, arg).map(|()| 0),
+        FS_IOC_SHUTDOWN => shutdown(file, arg).map(|()| 0),
         _ => Err(ENOTTY),
     }
 }
@@ -80,4 +92,38 @@ fn set_label(file: &File<Ferrofs>, arg: usize) -> Result {
     let _write = file.want_write()?;
     info.with_fs(|fs| fs.set_label(label))?;
     info.commit()
+}
+
+/// Shuts the filesystem down after making durable what the flags (a `u32` at `arg`) ask
+/// for. Needs `CAP_SYS_ADMIN`; unknown flags are `EINVAL`. A failure to make things
+/// durable first is reported, and the filesystem is shut down all the same.
+fn shutdown(file: &File<Ferrofs>, arg: usize) -> Result {
+    if !capable_sys_admin() {
+        return Err(EPERM);
+    }
+    let mut raw = [0u8; 4];
+    UserSlice::new(arg, raw.len())
+        .reader()
+        .read_slice(&mut raw)?;
+    let flags = u32::from_ne_bytes(raw);
+    let sb = file.inode().super_block();
+    let info = sb.info()?;
+    if info.is_shut_down() {
+        return Ok(());
+    }
+    let durable = match flags {
+        FS_SHUTDOWN_FLAGS_DEFAULT => sb.sync_unlocked(),
+        FS_SHUTDOWN_FLAGS_LOGFLUSH => info.fsync(),
+        FS_SHUTDOWN_FLAGS_NOLOGFLUSH => Ok(()),
+        _ => return Err(EINVAL),
+    };
+    if let Err(err) = durable {
+        pr_err!(
+            "{}: shutdown: could not make everything durable first (errno {})\n",
+            &*info.id,
+            -err.to_errno()
+        );
+    }
+    info.shut_down();
+    Ok(())
 }

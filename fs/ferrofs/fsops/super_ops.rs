@@ -23,7 +23,7 @@ pub(super) fn put_super(sb: &SuperBlock<Ferrofs>) {
     let Ok(info) = sb.info() else { return };
     let thread = info.thread.lock().take();
     drop(thread);
-    if !sb.is_read_only() {
+    if !sb.is_read_only() && !info.is_shut_down() {
         if let Err(err) = info.commit() {
             pr_err!(
                 "{}: final commit failed (errno {})\n",

@@ -97,6 +97,19 @@ impl<T: FileSystem> SuperBlock<T> {
         Ok(())
     }
 
+    /// Writes back every dirty inode and commits, as `syncfs` does: takes `s_umount`
+    /// itself, so the caller must not hold it (an operation on an open file of the
+    /// filesystem, such as an ioctl).
+    pub(crate) fn sync_unlocked(&self) -> Result {
+        // SAFETY: the super block is live (invariant); the helper takes and releases
+        // `s_umount` around `sync_filesystem`.
+        let ret = unsafe { bindings::ferrofs_syncfs(self.as_ptr()) };
+        if ret < 0 {
+            return Err(Error::from_errno(ret));
+        }
+        Ok(())
+    }
+
     /// Takes back the super block's reference to the filesystem's data, in `kill_sb`.
     ///
     /// # Safety

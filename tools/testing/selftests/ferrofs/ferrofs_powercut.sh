@@ -4,9 +4,10 @@
 # Power cuts: dm-flakey starts dropping every write at a chosen point while files are being
 # written; the device is then mounted as it was left. fsck must find it clean, and every
 # file that was fsynced before the cut must be whole. A file open and unlinked at the cut
-# is freed by the next mount.
+# is freed by the next mount. FS_IOC_SHUTDOWN, the power cut in software xfstests uses, keeps
+# what was fsynced (or, with the default flag, everything) and writes nothing after it.
 
-ntests=17
+ntests=29
 . "$(dirname "$0")/lib.sh"
 begin_test 1
 dm=ferrofs-powercut
@@ -117,6 +118,53 @@ orphan_freed() {
 		{ echo "free 4 KiB blocks: $free_before before the file, $free_after now"; false; }
 }
 orphan_round
+
+# shutdown_round NAME HOW: files fsynced one by one and one not, then a shutdown (HOW:
+# "xfs_io" for xfs_io's, which writes nothing more, or "default" for the ioctl's flag 0,
+# which first makes everything durable); every call that reaches the filesystem fails with
+# EIO after it (pages still cached can be read), and the next mount finds what it should.
+shutdown_round() {
+	local name="$1" how="$2"
+	: >"$work/synced"
+	"$mkfs" -f "$d0" >/dev/null
+	mount -t ferrofs -o commit=3600 "$d0" "$mnt"
+	mkdir -p "$mnt/dir"
+	for i in $(seq 1 10); do
+		write_file "$mnt/dir/synced$i" "$i" $(((i * 37171) % 300000 + 1)) sync
+	done
+	write_file "$mnt/dir/unsynced" 99 100000
+	if [ "$how" = default ]; then
+		check "$name: FS_IOC_SHUTDOWN" python3 -c '
+import fcntl, os, struct, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+fcntl.ioctl(fd, 0x8004587d, struct.pack("I", 0))' "$mnt"
+		(cd "$mnt" && sha256sum dir/unsynced) >>"$work/synced"
+	else
+		check "$name: FS_IOC_SHUTDOWN" xfs_io -x -c shutdown "$mnt"
+	fi
+	check "$name: calls fail with EIO after it" eio_after_shutdown
+	umount "$mnt"
+	check "$name: fsck clean after it" fsck_clean "$d0"
+	if mount_ferrofs "$d0"; then
+		ok "$name: mounts after it"
+		check "$name: every fsynced file intact" fsynced_intact
+		umount "$mnt"
+	else
+		not_ok "$name: mounts after it"; log_since_mark | tail -n 3 | diag
+		not_ok "$name: every fsynced file intact"
+	fi
+	check "$name: fsck clean after the mount" fsck_clean "$d0"
+}
+
+eio_after_shutdown() {
+	local out
+	out="$( (echo x >"$mnt/dir/after") 2>&1)" && { echo "a create after the shutdown worked"; return 1; }
+	grep -q "Input/output error" <<<"$out" || { echo "a create failed, not with EIO: $out"; return 1; }
+	out="$(ls "$mnt/dir/nonexistent" 2>&1)" && { echo "a lookup after the shutdown worked"; return 1; }
+	grep -q "Input/output error" <<<"$out" || { echo "a lookup failed, not with EIO: $out"; return 1; }
+}
+shutdown_round "shutdown, nothing flushed" xfs_io
+shutdown_round "shutdown, everything flushed first" default
 check_log_clean
 rm -rf "$work"
 tap_end
