@@ -116,6 +116,9 @@ fn dump(args: &[String]) -> Result<(), String> {
             &c.stripes[..]
         );
     }
+    if let Some(area) = vol.log_area() {
+        println!("fsync log area {} blocks {}", area.start, area.blocks);
+    }
     let trees = vol.trees().map_err(|e| cli::describe(&e))?;
     for &tree in trees.iter() {
         let id = tree.id();
