@@ -7,7 +7,11 @@
 //! `truncate`, `try_extend_from_slice`, `try_extend_with`, which copy and fill whole
 //! ranges at once); the rest is built here from them, so both hosts run the same code. Nothing here panics: out-of-range positions
 //! are errors, and every allocation is reported.
+//!
+//! [`sort`] and [`sort_by`] stand in for `slice::sort_unstable{,_by}`, whose code in `core`
+//! panics when a comparison is not a total order.
 
+use core::cmp::Ordering;
 use core::ops::{Deref, DerefMut};
 
 pub use crate::platform::FVec;
@@ -144,4 +148,70 @@ pub fn zeroed_bytes(len: usize) -> EngineResult<FVec<u8>> {
     let mut v = FVec::new();
     v.try_resize(len, 0)?;
     Ok(v)
+}
+
+/// Sorts `v` in ascending order, in place: an unstable sort like `slice::sort_unstable`, but
+/// without a panic path (a heapsort, `O(n log n)` comparisons, no allocation).
+pub fn sort<T: Ord>(v: &mut [T]) {
+    sort_by(v, T::cmp);
+}
+
+/// Sorts `v` in place in the order of `compare`, like `slice::sort_unstable_by`. A `compare`
+/// that is not a total order leaves the elements in some order, never panics.
+pub fn sort_by<T, F: FnMut(&T, &T) -> Ordering>(v: &mut [T], mut compare: F) {
+    let len = v.len();
+    // A max-heap: every element at least as large as its children at 2i + 1 and 2i + 2.
+    let mut root = len / 2;
+    while let Some(r) = root.checked_sub(1) {
+        root = r;
+        sift_down(v, root, len, &mut compare);
+    }
+    // The largest to the end, the heap shrinks by one, again.
+    let mut end = len;
+    while let Some(e) = end.checked_sub(1).filter(|&e| e > 0) {
+        end = e;
+        swap(v, 0, end);
+        sift_down(v, 0, end, &mut compare);
+    }
+}
+
+/// Moves the element at `root` down the heap of `v[..end]` until no child is larger.
+fn sift_down<T, F: FnMut(&T, &T) -> Ordering>(
+    v: &mut [T],
+    mut root: usize,
+    end: usize,
+    compare: &mut F,
+) {
+    while let Some(left) = root.checked_mul(2).and_then(|c| c.checked_add(1)) {
+        if left >= end {
+            return;
+        }
+        let mut child = left;
+        if let Some(right) = left.checked_add(1) {
+            if right < end && less(v, left, right, compare) {
+                child = right;
+            }
+        }
+        if !less(v, root, child, compare) {
+            return;
+        }
+        swap(v, root, child);
+        root = child;
+    }
+}
+
+/// Whether `v[a]` orders before `v[b]` (false if either is out of range).
+fn less<T, F: FnMut(&T, &T) -> Ordering>(v: &[T], a: usize, b: usize, compare: &mut F) -> bool {
+    match (v.get(a), v.get(b)) {
+        (Some(x), Some(y)) => compare(x, y) == Ordering::Less,
+        _ => false,
+    }
+}
+
+/// Swaps `v[a]` and `v[b]`; nothing if either is out of range (`slice::swap` would panic,
+/// and the check here lets the compiler drop its own).
+fn swap<T>(v: &mut [T], a: usize, b: usize) {
+    if a < v.len() && b < v.len() {
+        v.swap(a, b);
+    }
 }
