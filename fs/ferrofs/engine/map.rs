@@ -7,7 +7,7 @@
 //! first, so a failed allocation leaves the map unchanged.
 
 use super::error::EngineResult;
-use super::mem::FVec;
+use super::mem::{self, FVec};
 
 /// Scrambles a key so that sequential block numbers spread over the table.
 fn hash(key: u64) -> u64 {
@@ -187,7 +187,7 @@ impl<V> U64Map<V> {
         for (k, _) in self.iter() {
             keys.try_push(k)?;
         }
-        keys.sort_unstable();
+        mem::sort(&mut keys);
         Ok(keys)
     }
 

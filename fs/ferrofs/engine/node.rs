@@ -27,7 +27,7 @@ use super::crc32c;
 use super::error::{EngineError, EngineResult};
 use super::format::BLOCK_SIZE;
 use super::key::{Key, KEY_SIZE};
-use super::mem::FVec;
+use super::mem::{self, FVec};
 
 /// Size of the node header.
 pub const HEADER_SIZE: usize = 64;
@@ -403,6 +403,6 @@ fn has_repeated_child(children: &[Child]) -> EngineResult<bool> {
     for c in children.iter() {
         blocks.try_push(c.block)?;
     }
-    blocks.sort_unstable();
+    mem::sort(&mut blocks);
     Ok(blocks.windows(2).any(|w| w.first() == w.get(1)))
 }

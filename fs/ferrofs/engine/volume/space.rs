@@ -572,7 +572,7 @@ fn allocatable(free: &mut [u64], profile: Profile) -> u64 {
             let width = profile.copies();
             let mut data = 0u64;
             loop {
-                free.sort_unstable_by(|a, b| b.cmp(a));
+                mem::sort_by(free, |a, b| b.cmp(a));
                 let Some(&smallest) = free.get(width.saturating_sub(1)) else {
                     return data;
                 };
@@ -622,7 +622,7 @@ pub(super) fn plan_chunk<D>(
             candidates.try_push((len.checked_div(per_dev).unwrap_or(0), d.devid, start))?;
         }
     }
-    candidates.sort_unstable_by(|a, b| b.cmp(a));
+    mem::sort_by(&mut candidates, |a, b| b.cmp(a));
     let chosen = candidates.get(..devices).ok_or(EngineError::NoSpace)?;
     let smallest = chosen.iter().map(|c| c.0).min().unwrap_or(0);
     let stripe_size = round_down(
@@ -669,7 +669,7 @@ fn largest_gap<D>(dev: &DevSlot<D>, used: &[(u64, u64, u64)]) -> EngineResult<Op
             busy.try_push((start, start.saturating_add(len)))?;
         }
     }
-    busy.sort_unstable();
+    mem::sort(&mut busy);
     let mut best: Option<(u64, u64)> = None;
     let mut pos = 0u64;
     for &(s, e) in busy.iter() {

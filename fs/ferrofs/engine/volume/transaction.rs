@@ -265,7 +265,7 @@ impl<D: BlockDev> Volume<D> {
             }
             count = count.saturating_add(1);
         }
-        places.sort_unstable();
+        mem::sort(&mut places);
         let block_bytes = BLOCK_SIZE as usize;
         let mut run: FVec<u8> = FVec::new();
         let mut i = 0usize;
