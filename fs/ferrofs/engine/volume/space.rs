@@ -102,7 +102,11 @@ impl ChunkSpace {
     }
 
     fn free_blocks(&self) -> u64 {
-        let used: u64 = self.bits.iter().map(|w| u64::from(w.count_ones())).sum();
+        // Set bits of an in-memory bitmap: far below 2^64.
+        let used = self
+            .bits
+            .iter()
+            .fold(0u64, |n, w| n.saturating_add(u64::from(w.count_ones())));
         self.blocks.saturating_sub(used)
     }
 }
@@ -330,7 +334,7 @@ impl<D: BlockDev> Volume<D> {
             .zip(self.spaces.iter())
             .filter(|(c, _)| c.kind == kind)
             .map(|(_, s)| s.free_blocks().saturating_mul(BLOCK))
-            .sum()
+            .fold(0, u64::saturating_add)
     }
 
     /// Bytes the blocks in use take on the devices: every used block of every chunk, once
@@ -344,7 +348,7 @@ impl<D: BlockDev> Volume<D> {
                 used.saturating_mul(BLOCK)
                     .saturating_mul(c.profile.copies() as u64)
             })
-            .sum()
+            .fold(0, u64::saturating_add)
     }
 
     /// Device bytes the fsync log area takes, every copy counted: set aside at mkfs, like
@@ -386,12 +390,12 @@ impl<D: BlockDev> Volume<D> {
                     let n = c.stripes.iter().filter(|s| s.devid == slot.devid).count() as u64;
                     n.saturating_mul(c.stripe_size())
                 })
-                .sum();
+                .fold(0, u64::saturating_add);
             let reserved: u64 = format::RESERVED_RANGES
                 .iter()
                 .filter(|(start, _)| *start < slot.size)
                 .map(|(_, len)| *len)
-                .sum();
+                .fold(0, u64::saturating_add);
             if free
                 .try_push(slot.size.saturating_sub(used).saturating_sub(reserved))
                 .is_err()
@@ -564,7 +568,7 @@ pub(super) fn round_down(v: u64, unit: u64) -> u64 {
 /// unevenly; a greedy fill in 64 MiB steps (the answer is an estimate, as for `df`).
 fn allocatable(free: &mut [u64], profile: Profile) -> u64 {
     let copies = profile.copies() as u64;
-    let total: u64 = free.iter().sum();
+    let total = free.iter().fold(0u64, |sum, &f| sum.saturating_add(f));
     match profile {
         Profile::Single | Profile::Raid0 | Profile::Dup => total.checked_div(copies).unwrap_or(0),
         Profile::Raid1 | Profile::Raid1c3 | Profile::Raid10 => {

@@ -209,7 +209,14 @@ impl<D: BlockDev> Volume<D> {
         self.sb.chunk_tree = self.chunk_root.block;
         self.sb.chunk_tree_generation = self.chunk_root.generation;
         self.sb.chunk_tree_level = self.chunk_root.level;
-        self.sb.bytes_used = self.spaces.iter().map(|s| s.used_bytes).sum();
+        self.sb.bytes_used = self
+            .spaces
+            .iter()
+            .try_fold(0u64, |sum, s| sum.checked_add(s.used_bytes))
+            .ok_or(EngineError::Corrupt {
+                block: format::SUPERBLOCK_OFFSET,
+                reason: "chunk usage adds up past 2^64 bytes",
+            })?;
         // From here the written blocks belong to the commit: the next transaction copies
         // them before any change, and frees nothing of it before the commit is durable.
         let mut pinned = FVec::new();
