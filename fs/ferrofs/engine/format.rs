@@ -380,11 +380,11 @@ impl Superblock {
         if label.get(LABEL_MAX) != Some(&0) {
             return Err(corrupt("superblock label not terminated"));
         }
-        sb.label.copy_from_slice(label);
+        super::bytes::put(&mut sb.label, 0, label).ok_or(EngineError::Range)?;
         let sys = block
             .get(sb_off::SYS_CHUNKS..sb_off::SYS_CHUNKS.saturating_add(SYS_CHUNK_ARRAY_MAX))
             .ok_or_else(short)?;
-        sb.sys_chunks.copy_from_slice(sys);
+        super::bytes::put(&mut sb.sys_chunks, 0, sys).ok_or(EngineError::Range)?;
         sb.sys_chunks_len = sys_chunks_len;
         if sb.devid == 0 || sb.num_devices == 0 || sb.generation == 0 {
             return Err(corrupt(

@@ -8,6 +8,7 @@
 //! 4096-byte blocks: a write puts new blocks in place of the old ones, whose references
 //! are dropped, so a crash leaves the data of the last commit.
 
+use super::bytes;
 use super::dev::BlockDev;
 use super::error::{EngineError, EngineResult};
 use super::format::{self, BLOCK_SIZE};
@@ -1657,9 +1658,7 @@ impl<D: BlockDev> Fs<D> {
                         .get(p.saturating_sub(blk) as usize..upto.saturating_sub(blk) as usize)
                         .ok_or(EngineError::Range)?;
                     let at = p.saturating_sub(offset) as usize;
-                    out.get_mut(at..at.saturating_add(src.len()))
-                        .ok_or(EngineError::Range)?
-                        .copy_from_slice(src);
+                    bytes::put(&mut out, at, src).ok_or(EngineError::Range)?;
                     p = upto;
                 }
             }
@@ -1694,15 +1693,12 @@ impl<D: BlockDev> Fs<D> {
             if edge < inode.size && (edge < offset || edge.saturating_add(BLOCK) > end) {
                 let old = self.read_range(&inode, edge, BLOCK_SIZE as usize)?;
                 let at = edge.saturating_sub(first) as usize;
-                if let Some(dst) = buf.get_mut(at..at.saturating_add(old.len())) {
-                    dst.copy_from_slice(&old);
-                }
+                // Fits: `buf` spans the whole blocks from `first` to `last`.
+                bytes::put(&mut buf, at, &old).ok_or(EngineError::Range)?;
             }
         }
         let at = offset.saturating_sub(first) as usize;
-        buf.get_mut(at..at.saturating_add(data.len()))
-            .ok_or(EngineError::Range)?
-            .copy_from_slice(data);
+        bytes::put(&mut buf, at, data).ok_or(EngineError::Range)?;
         let dropped = self.drop_extents(ino, first, last)?;
         let mut pos = first;
         while pos < last {

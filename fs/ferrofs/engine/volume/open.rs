@@ -159,15 +159,14 @@ impl<D: BlockDev> Volume<D> {
         chunk.encode(&mut encoded)?;
         if kind == Kind::System {
             let start = self.sb.sys_chunks_len;
-            let end = start.saturating_add(8).saturating_add(encoded.len());
-            let dst = self
-                .sb
-                .sys_chunks
-                .get_mut(start..end)
+            let body = start.checked_add(8).ok_or(EngineError::NoSpace)?;
+            let end = body
+                .checked_add(encoded.len())
+                .filter(|&end| end <= self.sb.sys_chunks.len())
                 .ok_or(EngineError::NoSpace)?;
-            let (head, tail) = dst.split_at_mut(8);
-            head.copy_from_slice(&logical.to_le_bytes());
-            tail.copy_from_slice(&encoded);
+            let array = &mut self.sb.sys_chunks;
+            bytes::put_u64(array, start, logical).ok_or(EngineError::NoSpace)?;
+            bytes::put(array, body, &encoded).ok_or(EngineError::NoSpace)?;
             self.sb.sys_chunks_len = end;
         }
         self.insert(
