@@ -18,7 +18,7 @@ use super::fs;
 use super::inode::{self, kind, Extent, ExtentKind, Inode};
 use super::key::Key;
 use super::map::U64Map;
-use super::mem::FVec;
+use super::mem::{self, FVec};
 use super::node::NodeRef;
 use super::spacemap;
 use super::volume::{child_refs, Tree, Volume};
@@ -99,7 +99,7 @@ impl Report {
 
     /// Problems left unrepaired.
     pub fn unrepaired(&self) -> usize {
-        self.problems.iter().filter(|p| !p.repaired).count()
+        mem::count(self.problems.iter().filter(|p| !p.repaired))
     }
 }
 

@@ -71,8 +71,11 @@ impl<T> FVec<T> {
             return Err(EngineError::Invalid("vector insert past the end"));
         }
         self.try_push(value)?;
+        // Never empty (it holds `value`): rotate_right(1) of an empty slice would panic.
         if let Some(tail) = self.as_mut_slice().get_mut(index..) {
-            tail.rotate_right(1);
+            if !tail.is_empty() {
+                tail.rotate_right(1);
+            }
         }
         Ok(())
     }
@@ -83,7 +86,9 @@ impl<T> FVec<T> {
             return None;
         }
         if let Some(tail) = self.as_mut_slice().get_mut(index..) {
-            tail.rotate_left(1);
+            if !tail.is_empty() {
+                tail.rotate_left(1);
+            }
         }
         self.pop()
     }
@@ -148,6 +153,12 @@ pub fn zeroed_bytes(len: usize) -> EngineResult<FVec<u8>> {
     let mut v = FVec::new();
     v.try_resize(len, 0)?;
     Ok(v)
+}
+
+/// The number of items of `iter`, like `Iterator::count`, whose sum over some adapters
+/// (`Filter`) keeps an overflow panic where overflow checks are on, as in the kernel.
+pub fn count<I: Iterator>(iter: I) -> usize {
+    iter.fold(0, |n, _| n.saturating_add(1))
 }
 
 /// Sorts `v` in ascending order, in place: an unstable sort like `slice::sort_unstable`, but

@@ -146,3 +146,13 @@ fn sort_by_an_inconsistent_order_does_not_panic() {
     v.sort_unstable();
     assert_eq!(v, before);
 }
+
+#[test]
+fn count_matches_iterator_count() {
+    let v: Vec<u64> = (0..1000).collect();
+    for m in 1..10 {
+        let filtered = || v.iter().filter(|&&x| x % m == 0);
+        assert_eq!(mem::count(filtered()), filtered().count());
+    }
+    assert_eq!(mem::count(std::iter::empty::<u8>()), 0);
+}

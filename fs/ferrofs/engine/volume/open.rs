@@ -323,7 +323,7 @@ impl<D: BlockDev> Volume<D> {
         }
         vol.load_chunk_tree()?;
         // Devices listed in the chunk tree but not given.
-        let present = vol.devs.iter().filter(|d| d.dev.is_some()).count() as u64;
+        let present = mem::count(vol.devs.iter().filter(|d| d.dev.is_some())) as u64;
         if present < newest.num_devices && !degraded {
             return Err(EngineError::Invalid(
                 "devices missing: mount with degraded to continue",

@@ -387,7 +387,8 @@ impl<D: BlockDev> Volume<D> {
                 .chunks
                 .iter()
                 .map(|c| {
-                    let n = c.stripes.iter().filter(|s| s.devid == slot.devid).count() as u64;
+                    let on_dev = c.stripes.iter().filter(|s| s.devid == slot.devid);
+                    let n = mem::count(on_dev) as u64;
                     n.saturating_mul(c.stripe_size())
                 })
                 .fold(0, u64::saturating_add);
