@@ -149,11 +149,7 @@ pub fn check<D: BlockDev>(vol: &mut Volume<D>, repair: bool) -> EngineResult<Rep
     // The fsync log area holds one reference to each of its blocks.
     if let Some(area) = vol.log_area() {
         for i in 0..area.blocks {
-            let block = i
-                .checked_mul(u64::from(BLOCK_SIZE))
-                .and_then(|off| area.start.checked_add(off))
-                .ok_or(EngineError::Range)?;
-            bump(&mut expected, block)?;
+            bump(&mut expected, area.block(i)?)?;
         }
     }
     // The cross-checks read trees that may themselves be damaged: what cannot be read is

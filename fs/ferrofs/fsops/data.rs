@@ -227,15 +227,17 @@ pub(super) fn direct_io(file: &File<Ferrofs>, pos: i64, iter: &mut IovIter<'_>) 
     let info = inode.super_block().info()?;
     let ino = inode.ino();
     let mut done = 0usize;
-    let mut buf: FVec<u8> = FVec::new();
     if iter.is_source() {
         // The VFS holds the inode lock and invalidated the page cache over the range.
         let (_, mtime, _) = inode.times();
+        // One buffer for every piece, filled from the caller's memory each time.
+        let mut buf: FVec<u8> = FVec::new();
+        buf.try_extend_with(count.min(DIRECT_PIECE), 0)
+            .map_err(from_engine)?;
         while done < count {
             let want = (count - done).min(DIRECT_PIECE);
-            buf.clear();
-            buf.try_extend_with(want, 0).map_err(from_engine)?;
-            let copied = iter.copy_from(&mut buf);
+            let piece = buf.get_mut(..want).ok_or(EINVAL)?;
+            let copied = iter.copy_from(piece);
             // Only whole blocks go to the engine; a fault cuts the request there.
             let whole = copied & !(mask as usize);
             if whole > 0 {

@@ -98,4 +98,20 @@ impl<D: BlockDev> Volume<D> {
         }
         Ok((good, bad))
     }
+
+    /// Writes `data` (whole blocks) at `logical` to every present copy: one write per
+    /// contiguous piece of each copy (one for the whole run on mirrors).
+    pub(super) fn write_all_copies(&mut self, logical: u64, data: &[u8]) -> EngineResult<()> {
+        for (copies, from, len) in self.runs(logical, data.len())?.iter() {
+            let piece = data
+                .get(*from..from.saturating_add(*len))
+                .ok_or(EngineError::Range)?;
+            for copy in copies.iter() {
+                if let Some(dev) = self.dev_mut(copy.devid) {
+                    dev.write(copy.physical, piece)?;
+                }
+            }
+        }
+        Ok(())
+    }
 }

@@ -92,16 +92,7 @@ impl<D: BlockDev> Volume<D> {
         if data.len().checked_rem(BLOCK_SIZE as usize) != Some(0) {
             return Err(EngineError::Invalid("data write of a partial block"));
         }
-        for (copies, from, len) in self.runs(logical, data.len())?.iter() {
-            let piece = data
-                .get(*from..from.saturating_add(*len))
-                .ok_or(EngineError::Range)?;
-            for copy in copies.iter() {
-                if let Some(dev) = self.dev_mut(copy.devid) {
-                    dev.write(copy.physical, piece)?;
-                }
-            }
-        }
+        self.write_all_copies(logical, data)?;
         let mut sums = FVec::try_with_capacity(data.len() / BLOCK_BYTES)?;
         for block in data.chunks(BLOCK_SIZE as usize) {
             sums.try_push(crc32c::checksum(block))?;

@@ -103,7 +103,7 @@ impl LogArea {
     }
 
     /// Address of block `i` of the area.
-    fn block(&self, i: u64) -> EngineResult<u64> {
+    pub fn block(&self, i: u64) -> EngineResult<u64> {
         i.checked_mul(BLOCK)
             .and_then(|off| self.start.checked_add(off))
             .filter(|_| i < self.blocks)
@@ -373,20 +373,10 @@ impl<D: BlockDev> Volume<D> {
             bytes::put_u32(block, 0, crc).ok_or(EngineError::Range)?;
         }
         // The area is contiguous in one chunk, so each copy is one write.
-        let start = area.block(first)?;
-        for (copies, from, len) in self.runs(start, encoded.len())?.iter() {
-            let piece = encoded
-                .get(*from..from.saturating_add(*len))
-                .ok_or(EngineError::Range)?;
-            for copy in copies.iter() {
-                if let Some(dev) = self.dev_mut(copy.devid) {
-                    if let Err(err) = dev.write(copy.physical, piece) {
-                        // What reached the area is unknown: only a commit is sure now.
-                        self.log.block();
-                        return Err(err);
-                    }
-                }
-            }
+        if let Err(err) = self.write_all_copies(area.block(first)?, &encoded) {
+            // What reached the area is unknown: only a commit is sure now.
+            self.log.block();
+            return Err(err);
         }
         self.log.next = first.saturating_add(blocks_u64);
         self.log.ops.clear();
@@ -430,29 +420,26 @@ impl<D: BlockDev> Volume<D> {
         area: &LogArea,
         place: u64,
         generation: u64,
-        buf: &mut [u8],
+        buf: &mut FVec<u8>,
     ) -> EngineResult<bool> {
-        let logical = area.block(place)?;
         let fsid = self.sb.fsid;
-        for copy in self.map_block(logical)?.iter() {
-            let Some(dev) = self.dev_mut(copy.devid) else {
-                continue;
-            };
-            if dev.read(copy.physical, buf).is_err() {
-                continue;
-            }
-            let whole = bytes::u32_at(buf, 0)
-                .zip(buf.get(4..))
+        let (good, _) = self.sort_copies(area.block(place)?, |b| {
+            let whole = bytes::u32_at(b, 0)
+                .zip(b.get(4..))
                 .is_some_and(|(crc, rest)| crc == crc32c::checksum(rest));
-            let ours = buf.get(8..16) == Some(&MAGIC[..])
-                && buf.get(16..32) == Some(&fsid[..])
-                && bytes::u64_at(buf, 32) == Some(generation)
-                && bytes::u64_at(buf, 40) == Some(place);
-            if whole && ours {
-                return Ok(true);
+            whole
+                && b.get(8..16) == Some(&MAGIC[..])
+                && b.get(16..32) == Some(&fsid[..])
+                && bytes::u64_at(b, 32) == Some(generation)
+                && bytes::u64_at(b, 40) == Some(place)
+        })?;
+        match good {
+            Some(block) => {
+                *buf = block;
+                Ok(true)
             }
+            None => Ok(false),
         }
-        Ok(false)
     }
 
     /// Whether every data block `DATA` records of `payload` names reads back, from some
@@ -463,7 +450,6 @@ impl<D: BlockDev> Volume<D> {
             at: 0,
             block: from,
         };
-        let mut buf = mem::zeroed_bytes(BLOCK_SIZE as usize)?;
         while !r.done() {
             match r.u8()? {
                 op::INSERT => {
@@ -495,28 +481,15 @@ impl<D: BlockDev> Volume<D> {
                         // A cut between the writes of two copies leaves one of them old:
                         // it is rewritten from a good one (not reported as damage: the
                         // write was never finished).
-                        let copies = self.map_block(block)?;
-                        let mut good: Option<FVec<u8>> = None;
-                        let mut stale: FVec<(u64, u64)> = FVec::new();
-                        for copy in copies.iter() {
-                            let Some(dev) = self.dev_mut(copy.devid) else {
-                                continue;
-                            };
-                            let ok = dev.read(copy.physical, &mut buf).is_ok()
-                                && crc32c::checksum(&buf) == want;
-                            if !ok {
-                                stale.try_push((copy.devid, copy.physical))?;
-                            } else if good.is_none() {
-                                good = Some(buf.try_clone()?);
-                            }
-                        }
+                        let (good, stale) =
+                            self.sort_copies(block, |b| crc32c::checksum(b) == want)?;
                         let Some(good) = good else {
                             return Ok(false);
                         };
                         if !self.read_only {
-                            for &(devid, physical) in stale.iter() {
-                                if let Some(dev) = self.dev_mut(devid) {
-                                    dev.write(physical, &good)?;
+                            for copy in stale.iter() {
+                                if let Some(dev) = self.dev_mut(copy.devid) {
+                                    dev.write(copy.physical, &good)?;
                                 }
                             }
                         }

@@ -484,7 +484,7 @@ impl<D: BlockDev> Volume<D> {
             .ok_or(EngineError::NoSpace)?;
         let area = LogArea { start, blocks };
         for b in 0..blocks {
-            let block = area_block(&area, b)?;
+            let block = area.block(b)?;
             self.add_ref(
                 block,
                 1,
@@ -499,7 +499,7 @@ impl<D: BlockDev> Volume<D> {
 
     /// The log area found at mount lies inside one metadata chunk.
     fn check_log_area(&self, area: &LogArea, from: u64) -> EngineResult<()> {
-        let last = area_block(area, area.blocks.saturating_sub(1));
+        let last = area.block(area.blocks.saturating_sub(1));
         let inside = self
             .chunk_index(area.start)
             .and_then(|i| self.chunks.get(i));
@@ -551,13 +551,6 @@ impl<D: BlockDev> Volume<D> {
         }
         Ok(())
     }
-}
-
-/// Address of block `i` of `area`.
-fn area_block(area: &LogArea, i: u64) -> EngineResult<u64> {
-    i.checked_mul(BLOCK)
-        .and_then(|off| area.start.checked_add(off))
-        .ok_or(EngineError::Range)
 }
 
 /// A root not made yet (mkfs makes the root and chunk trees right after the chunks).

@@ -16,9 +16,10 @@ usage: ferroctl COMMAND [ARGS...]
 
 Commands:
   dump [--tree ID] [--nodes] DEV...
-              print the superblock, the chunks and the items of every tree (or of
-              tree ID: 1 root, 2 space, 3 chunk, 4 dev, 5 fs, 7 csum) of an
-              unmounted filesystem; --nodes prints the tree blocks as well
+              print the superblock, the chunks, the fsync log area and the items of
+              every tree (or of tree ID: 1 root, 2 space, 3 chunk, 4 dev, 5 fs,
+              7 csum) of an unmounted filesystem; --nodes prints the tree blocks as
+              well
   label PATH [NEWLABEL]
               print the label of the mounted ferrofs that PATH is on, or set it to
               NEWLABEL (at most 255 bytes; needs CAP_SYS_ADMIN): the generic
