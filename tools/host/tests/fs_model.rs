@@ -1781,3 +1781,62 @@ fn data_checksums_are_packed_and_split_as_blocks_go() {
     }
     assert_fsck_clean(&mut fs);
 }
+
+/// Devices from the 16 MiB minimum up get a filesystem whose chunks fit them with room to
+/// grow: files fill it to ENOSPC, every file written before that reads back after a
+/// remount, fsck is clean, and a device below the minimum is refused.
+#[test]
+fn small_devices_fill_to_enospc_and_stay_consistent() {
+    for size in [16u64 << 20, 25 << 20, 40 << 20] {
+        for profile in [Profile::Dup, Profile::Single] {
+            let disks = MemDisk::set(1, size);
+            let mut fs = memdev::mkfs_fs(&disks, profile).unwrap();
+            let data: Vec<u8> = (0..256 << 10).map(|i: u32| (i % 251) as u8).collect();
+            let mut written = Vec::new();
+            for n in 0.. {
+                let name = format!("f{n}");
+                let Ok(node) = fs.create(
+                    ROOT_INO,
+                    name.as_bytes(),
+                    S_IFREG | 0o644,
+                    0,
+                    Owner::default(),
+                    T0,
+                ) else {
+                    break;
+                };
+                match fs.write(node.ino, 0, &data, T0).and_then(|_| fs.sync()) {
+                    Ok(_) => written.push(node.ino),
+                    Err(EngineError::NoSpace) => break,
+                    Err(e) => panic!("{size} {profile:?}: write {n}: {e:?}"),
+                }
+            }
+            // Much of the device holds data (two copies of it on DUP): the first chunks
+            // do not take it all.
+            let copies = if profile == Profile::Dup { 2 } else { 1 };
+            let min_files = (size / 3 / copies / (256 << 10)) as usize;
+            assert!(
+                written.len() >= min_files,
+                "{size} {profile:?}: only {} files of 256 KiB",
+                written.len()
+            );
+            drop(fs);
+            let mut fs = Fs::open(devs(&disks), OpenOptions::default()).unwrap();
+            let report = fsck::check(&mut fs.vol, false).unwrap();
+            assert!(report.problems.is_empty(), "{:?}", &report.problems[..]);
+            for &ino in &written {
+                assert_eq!(fs.read(ino, 0, data.len()).unwrap()[..], data[..]);
+            }
+        }
+    }
+    let disks = MemDisk::set(1, (16 << 20) - 4096);
+    assert!(matches!(
+        memdev::mkfs_fs(&disks, Profile::Dup),
+        Err(EngineError::Invalid(_))
+    ));
+}
+
+const T0: Timespec = Timespec {
+    sec: 1_700_000_000,
+    nsec: 0,
+};

@@ -594,6 +594,9 @@ fn allocatable(free: &mut [u64], profile: Profile) -> u64 {
     }
 }
 
+/// Volumes smaller than this (in bytes, all devices together) get chunks scaled to them.
+const SMALL_VOLUME: u64 = 64 << 20;
+
 /// Chooses devices and extents for a new chunk of `kind` with `profile`.
 pub(super) fn plan_chunk<D>(
     logical: u64,
@@ -603,11 +606,20 @@ pub(super) fn plan_chunk<D>(
     profile: Profile,
     total: u64,
 ) -> EngineResult<Chunk> {
-    // Target sizes: small volumes get chunks of about a tenth of their size.
-    let target = match kind {
-        Kind::System => 4 << 20,
-        Kind::Metadata => (total / 10).clamp(16 << 20, 256 << 20),
-        Kind::Data => (total / 10).clamp(32 << 20, 1 << 30),
+    // Target sizes: small volumes get chunks of about a tenth of their size; those below
+    // SMALL_VOLUME smaller ones still, so that room is left for the chunks that follow.
+    let target = if total < SMALL_VOLUME {
+        match kind {
+            Kind::System => 1 << 20,
+            Kind::Metadata => (total / 8).max(1 << 20),
+            Kind::Data => (total / 4).max(1 << 20),
+        }
+    } else {
+        match kind {
+            Kind::System => 4 << 20,
+            Kind::Metadata => (total / 10).clamp(16 << 20, 256 << 20),
+            Kind::Data => (total / 10).clamp(32 << 20, 1 << 30),
+        }
     };
     let devices = profile
         .devices_for(devs.len())
