@@ -19,7 +19,7 @@ use super::inode::{
 use super::key::Key;
 use super::mem::{self, FVec};
 use super::volume::{
-    CommitTicket, LogTicket, LogWrite, MkfsOptions, OpenOptions, RefOwner, Tree, Volume,
+    CommitTicket, DataPiece, LogTicket, LogWrite, MkfsOptions, OpenOptions, RefOwner, Tree, Volume,
 };
 
 const BLOCK: u64 = BLOCK_SIZE as u64;
@@ -66,6 +66,9 @@ pub struct SetAttr {
     pub gid: Option<u32>,
     /// Size: shrinking drops data past it, growing reads as zeros.
     pub size: Option<u64>,
+    /// With `size`: the blocks wholly past it go even if the file does not shrink, as a
+    /// truncate to the caller's size or below releases blocks preallocated past the end.
+    pub trim: bool,
     /// Access time.
     pub atime: Option<Timespec>,
     /// Modification time.
@@ -169,6 +172,36 @@ struct Placed {
     start: u64,
     end: u64,
     extent: Extent,
+}
+
+/// A piece of a file's data as [`Fs::map_read`] maps it.
+pub struct ReadPiece {
+    /// Byte offset in the file (a block boundary).
+    pub offset: u64,
+    /// Length in bytes (whole blocks).
+    pub len: u64,
+    /// Where its bytes are.
+    pub source: ReadSource,
+}
+
+/// Where the bytes of a [`ReadPiece`] are.
+pub enum ReadSource {
+    /// Nowhere: they read as zeros (a hole, a preallocated range, past the end of file).
+    Zeros,
+    /// In data blocks on one device, which must match their checksums.
+    Device(DataPiece),
+    /// Only the engine reads them ([`Fs::read`]).
+    Engine,
+}
+
+impl ReadPiece {
+    fn zeros(start: u64, end: u64) -> Self {
+        Self {
+            offset: start,
+            len: end.saturating_sub(start),
+            source: ReadSource::Zeros,
+        }
+    }
 }
 
 impl<D: BlockDev> Fs<D> {
@@ -730,6 +763,9 @@ impl<D: BlockDev> Fs<D> {
         self.guarded(|fs| {
             if let Some(size) = attr.size {
                 fs.truncate(ino, size, now)?;
+                if attr.trim {
+                    fs.trim_past(ino, size)?;
+                }
             }
             let mut inode = fs.getattr(ino)?;
             if let Some(mode) = attr.mode {
@@ -889,6 +925,19 @@ impl<D: BlockDev> Fs<D> {
             fs.make_room((data.len() as u64).saturating_add(2 * BLOCK))?;
             fs.write_range(inode, offset, data, now)
         })
+    }
+
+    /// Drops the blocks of `ino` wholly past `size` (preallocated ranges past its end). Part
+    /// of a change (`setattr`).
+    fn trim_past(&mut self, ino: u64, size: u64) -> EngineResult<()> {
+        let keep = size.div_ceil(BLOCK).saturating_mul(BLOCK);
+        let dropped = self.drop_extents(ino, keep, u64::MAX)?;
+        if dropped > 0 {
+            let mut inode = self.getattr(ino)?;
+            inode.bytes = count_down(inode.bytes, dropped, ino, "inode bytes below its extents")?;
+            self.put_inode(&inode)?;
+        }
+        Ok(())
     }
 
     /// Sets the size of regular file `ino`: data past a smaller size is dropped (the tail of
@@ -1663,6 +1712,70 @@ impl<D: BlockDev> Fs<D> {
                 }
             }
             pos = e_end.max(pos.saturating_add(1));
+        }
+        Ok(out)
+    }
+
+    /// Where the blocks of regular file `ino` from `offset` (a block boundary) for `len`
+    /// bytes (rounded up to whole blocks) are, for a reader that reads them itself and
+    /// checks them against their checksums: pieces in file order that cover the range.
+    /// Blocks past the end of the file read as zeros.
+    pub fn map_read(&mut self, ino: u64, offset: u64, len: u64) -> EngineResult<FVec<ReadPiece>> {
+        let inode = self.getattr(ino)?;
+        if inode.file_type() != S_IFREG {
+            return Err(EngineError::Invalid("read map of a special file"));
+        }
+        if offset % BLOCK != 0 {
+            return Err(EngineError::Invalid("read map from inside a block"));
+        }
+        let blocks = |at: u64| at.div_ceil(BLOCK).saturating_mul(BLOCK);
+        let end = blocks(offset.saturating_add(len));
+        let eof = blocks(inode.size);
+        let mut out = FVec::new();
+        let mut pos = offset;
+        while pos < end {
+            let limit = end.min(eof);
+            let placed = if pos < limit {
+                self.extent_at_or_after(ino, pos)?
+            } else {
+                None
+            };
+            let Some(p) = placed.filter(|p| p.start < limit) else {
+                out.try_push(ReadPiece::zeros(pos, end))?;
+                break;
+            };
+            if p.start > pos {
+                out.try_push(ReadPiece::zeros(pos, p.start))?;
+                pos = p.start;
+                continue;
+            }
+            let piece_end = blocks(p.end.min(limit)).max(pos.saturating_add(BLOCK));
+            match p.extent.kind {
+                ExtentKind::Regular => {
+                    let logical = p.extent.disk.saturating_add(pos.saturating_sub(p.start));
+                    let len = usize::try_from(piece_end.saturating_sub(pos))
+                        .map_err(|_| EngineError::Range)?;
+                    let mut pieces = self.vol.map_data(logical, len)?;
+                    // Taken off the end, so reversed first to keep file order.
+                    pieces.reverse();
+                    while let Some(piece) = pieces.pop() {
+                        let at = pos.saturating_add(piece.from as u64);
+                        let len = (piece.csums.len() as u64).saturating_mul(BLOCK);
+                        out.try_push(ReadPiece {
+                            offset: at,
+                            len,
+                            source: ReadSource::Device(piece),
+                        })?;
+                    }
+                }
+                ExtentKind::Prealloc => out.try_push(ReadPiece::zeros(pos, piece_end))?,
+                ExtentKind::Inline => out.try_push(ReadPiece {
+                    offset: pos,
+                    len: piece_end.saturating_sub(pos),
+                    source: ReadSource::Engine,
+                })?,
+            }
+            pos = piece_end;
         }
         Ok(out)
     }

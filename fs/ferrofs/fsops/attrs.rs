@@ -28,6 +28,7 @@ pub(super) fn setattr(request: AttrRequest<'_, Ferrofs>) -> Result {
     let ino = inode.ino();
     let info = inode.super_block().info()?;
     let mut size = None;
+    let mut trim = false;
     if let Some(new) = change.new_size()? {
         if inode.mode() & ei::S_IFMT != ei::S_IFREG {
             return Err(EINVAL);
@@ -42,8 +43,11 @@ pub(super) fn setattr(request: AttrRequest<'_, Ferrofs>) -> Result {
             // A size change is a change of contents, also for truncate(2), which asks
             // for no time update (times the caller set are applied next).
             inode.touch_mtime(inode.now());
-            size = Some(new);
         }
+        // A truncate that does not grow the file also releases the blocks preallocated
+        // past its end (the engine's size may still lag behind the page cache's).
+        trim = new <= inode.size();
+        size = Some(new);
     }
     change.copy_to_inode()?;
     let (atime, mtime, ctime) = inode.times();
@@ -53,6 +57,7 @@ pub(super) fn setattr(request: AttrRequest<'_, Ferrofs>) -> Result {
         uid: Some(uid),
         gid: Some(gid),
         size,
+        trim,
         atime: Some(atime),
         mtime: Some(mtime),
         ctime: Some(ctime),

@@ -244,6 +244,7 @@ fn file_workload_cuts_with(
                         ino,
                         &SetAttr {
                             size: Some(rnd() % 12_000),
+                            trim: false,
                             ..SetAttr::default()
                         },
                         t,

@@ -441,6 +441,7 @@ fn run(seed: u64, steps: u64, disks_n: usize, profile: Profile) {
                     f,
                     &SetAttr {
                         size: Some(size),
+                        trim: false,
                         ..SetAttr::default()
                     },
                     t,
@@ -1561,6 +1562,7 @@ fn a_count_too_low_on_disk_is_corruption_not_a_clamp() {
             g,
             &SetAttr {
                 size: Some(0),
+                trim: false,
                 ..SetAttr::default()
             },
             now(5),
@@ -1840,3 +1842,63 @@ const T0: Timespec = Timespec {
     sec: 1_700_000_000,
     nsec: 0,
 };
+
+/// A truncate that does not grow the file (`trim`) releases the blocks preallocated past
+/// its end, also when the size stays; one that grows it keeps them (generic/092).
+#[test]
+fn truncate_to_the_size_releases_preallocated_blocks_past_it() {
+    const B: u64 = 4096;
+    let disks = MemDisk::set(1, 64 << 20);
+    let mut fs = memdev::mkfs_fs(&disks, Profile::Single).unwrap();
+    let ino = fs
+        .create(ROOT_INO, b"f", S_IFREG | 0o644, 0, Owner::default(), T0)
+        .unwrap()
+        .ino;
+    let past_end = |fs: &mut Fs<MemDev>, size: u64| {
+        fs.extents(ino, size, u64::MAX, 100)
+            .unwrap()
+            .iter()
+            .filter(|(off, e)| off + e.len > size)
+            .count()
+    };
+    fs.fallocate(ino, FALLOC_FL_KEEP_SIZE, 0, 10 * B, T0)
+        .unwrap();
+    fs.write(ino, 0, &vec![7u8; 5 * B as usize], T0).unwrap();
+    assert_eq!(fs.getattr(ino).unwrap().bytes, 10 * B);
+    let truncate = |fs: &mut Fs<MemDev>, size: u64, trim: bool| {
+        let attr = SetAttr {
+            size: Some(size),
+            trim,
+            ..SetAttr::default()
+        };
+        fs.setattr(ino, &attr, T0).unwrap();
+    };
+    // Without trim, a truncate to the size keeps them (the old behaviour, for contrast).
+    truncate(&mut fs, 5 * B, false);
+    assert!(past_end(&mut fs, 5 * B) > 0);
+    truncate(&mut fs, 5 * B, true);
+    assert_eq!(
+        past_end(&mut fs, 5 * B),
+        0,
+        "preallocated blocks past the size kept"
+    );
+    let node = fs.getattr(ino).unwrap();
+    assert_eq!((node.size, node.bytes), (5 * B, 5 * B));
+    // Growing keeps what lies past the old end, also past the new one.
+    fs.fallocate(ino, FALLOC_FL_KEEP_SIZE, 5 * B, 5 * B, T0)
+        .unwrap();
+    truncate(&mut fs, 7 * B, false);
+    assert!(past_end(&mut fs, 7 * B) > 0);
+    assert_eq!(fs.getattr(ino).unwrap().bytes, 10 * B);
+    assert_eq!(
+        fs.read(ino, 0, 8 * B as usize).unwrap()[..],
+        {
+            let mut v = vec![7u8; 5 * B as usize];
+            v.resize(7 * B as usize, 0);
+            v
+        }[..]
+    );
+    fs.sync().unwrap();
+    let report = fsck::check(&mut fs.vol, false).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", &report.problems[..]);
+}

@@ -15,6 +15,18 @@ use crate::platform;
 /// A data block's size, as a length.
 const BLOCK_BYTES: usize = BLOCK_SIZE as usize;
 
+/// Data blocks that follow each other on one device: see [`Volume::map_data`].
+pub struct DataPiece {
+    /// Byte offset of the first block in the mapped range.
+    pub from: usize,
+    /// The device holding them.
+    pub devid: u64,
+    /// Byte offset of the first block on that device.
+    pub physical: u64,
+    /// The checksum of each block, in order (so also how many blocks there are).
+    pub csums: FVec<u32>,
+}
+
 impl<D: BlockDev> Volume<D> {
     /// Allocates up to `max` contiguous data blocks (at least one), each with a reference
     /// count of one held by `owner` (the first block's; the others follow it in the file);
@@ -165,6 +177,35 @@ impl<D: BlockDev> Volume<D> {
             }
         }
         Ok(())
+    }
+
+    /// Where to read the data blocks at `logical` (`len` bytes, whole blocks) without the
+    /// engine: one [`DataPiece`] per stripe piece, on the first copy present, with the
+    /// checksums its blocks must have. A reader whose blocks fail them reads them again
+    /// through [`Self::read_data`], which tries the other copies and repairs.
+    pub fn map_data(&mut self, logical: u64, len: usize) -> EngineResult<FVec<DataPiece>> {
+        if len.checked_rem(BLOCK_BYTES) != Some(0) {
+            return Err(EngineError::Invalid("data map of a partial block"));
+        }
+        let mut out = FVec::new();
+        for (copies, from, len) in self.runs(logical, len)?.iter() {
+            let Some(copy) = copies.iter().find(|c| {
+                self.devs
+                    .iter()
+                    .any(|d| d.devid == c.devid && d.dev.is_some())
+            }) else {
+                return Err(EngineError::Io);
+            };
+            let at = logical.saturating_add(*from as u64);
+            let csums = self.data_csums(at, len / BLOCK_BYTES)?;
+            out.try_push(DataPiece {
+                from: *from,
+                devid: copy.devid,
+                physical: copy.physical,
+                csums,
+            })?;
+        }
+        Ok(out)
     }
 
     /// Verifies every copy of data block `logical` against its checksum; with `repair`

@@ -1,0 +1,145 @@
+//! `Fs::map_read`, the map a reader outside the engine (the kernel's readahead) reads a
+//! file by: for files with holes, preallocated ranges, a short last block and data
+//! striped over several devices, reading every piece from the disks where the map says,
+//! checked against the checksums it gives, must give what `Fs::read` gives.
+
+use ferrofs_engine::chunk::Profile;
+use ferrofs_engine::crc32c;
+use ferrofs_engine::fs::{Fs, Owner, ReadSource, FALLOC_FL_KEEP_SIZE};
+use ferrofs_engine::inode::{Timespec, ROOT_INO, S_IFREG};
+use ferrofs_host::memdev::{self, MemDev, MemDisk};
+
+const BLOCK: u64 = 4096;
+
+const T0: Timespec = Timespec {
+    sec: 1_700_000_000,
+    nsec: 0,
+};
+
+/// Bytes of `ino` from `offset` for `len`, read as the map says, checking every device
+/// block against its checksum; `None` where the map sends the reader to the engine.
+fn read_by_map(fs: &mut Fs<MemDev>, disks: &[MemDisk], ino: u64, offset: u64, len: u64) -> Vec<u8> {
+    let map = fs.map_read(ino, offset, len).unwrap();
+    let mut out = Vec::new();
+    let mut pos = offset;
+    for piece in map.iter() {
+        assert_eq!(piece.offset, pos, "pieces leave a gap or overlap");
+        assert_eq!(piece.len % BLOCK, 0, "a piece of a partial block");
+        assert!(piece.len > 0, "an empty piece");
+        match &piece.source {
+            ReadSource::Zeros => out.resize(out.len() + piece.len as usize, 0),
+            ReadSource::Device(d) => {
+                assert_eq!(d.csums.len() as u64 * BLOCK, piece.len);
+                let disk = &disks[(d.devid - 1) as usize];
+                let bytes = disk.read_at(d.physical, piece.len as usize);
+                for (block, &want) in bytes.chunks(BLOCK as usize).zip(d.csums.iter()) {
+                    assert_eq!(crc32c::checksum(block), want, "a block fails its checksum");
+                }
+                out.extend_from_slice(&bytes);
+            }
+            ReadSource::Engine => {
+                let data = fs.read(ino, piece.offset, piece.len as usize).unwrap();
+                out.extend_from_slice(&data);
+                out.resize((piece.offset + piece.len - offset) as usize, 0);
+            }
+        }
+        pos += piece.len;
+    }
+    assert_eq!(
+        pos,
+        (offset + len).div_ceil(BLOCK) * BLOCK,
+        "the map stops short"
+    );
+    out
+}
+
+fn check_file(fs: &mut Fs<MemDev>, disks: &[MemDisk], ino: u64, size: u64) {
+    let mut ranges = vec![(0, size + 3 * BLOCK)];
+    let mut seed = ino.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    for _ in 0..40 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let start = (seed >> 20) % (size + 2 * BLOCK) / BLOCK * BLOCK;
+        let len = 1 + (seed >> 8) % (600 << 10);
+        ranges.push((start, len));
+    }
+    for (start, len) in ranges {
+        let got = read_by_map(fs, disks, ino, start, len);
+        let mut want = fs.read(ino, start, got.len()).unwrap().to_vec();
+        want.resize(got.len(), 0);
+        assert!(got == want, "ino {ino}: map read of {start}+{len} differs");
+    }
+}
+
+#[test]
+fn map_read_matches_read_on_every_profile() {
+    for (n, profile) in [
+        (1, Profile::Single),
+        (1, Profile::Dup),
+        (2, Profile::Raid0),
+        (2, Profile::Raid1),
+        (4, Profile::Raid10),
+    ] {
+        let disks = MemDisk::set(n, 256 << 20);
+        let mut fs = memdev::mkfs_fs(&disks, profile).unwrap();
+        let mut files = Vec::new();
+        for (i, size) in [(0u64, 5 * BLOCK + 123), (1, 3 << 20), (2, (1 << 20) + 1)] {
+            let name = format!("f{i}");
+            let ino = fs
+                .create(
+                    ROOT_INO,
+                    name.as_bytes(),
+                    S_IFREG | 0o644,
+                    0,
+                    Owner::default(),
+                    T0,
+                )
+                .unwrap()
+                .ino;
+            let data: Vec<u8> = (0..size).map(|b| (b % 253) as u8 ^ i as u8).collect();
+            fs.write(ino, 0, &data, T0).unwrap();
+            // A hole, a rewritten middle (a second extent) and a preallocated range.
+            fs.fallocate(
+                ino,
+                ferrofs_engine::fs::FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                BLOCK,
+                2 * BLOCK,
+                T0,
+            )
+            .unwrap();
+            fs.write(ino, 3 * BLOCK + 7, &data[..5000.min(data.len())], T0)
+                .unwrap();
+            fs.fallocate(ino, FALLOC_FL_KEEP_SIZE, size + BLOCK, 4 * BLOCK, T0)
+                .unwrap();
+            files.push((ino, fs.getattr(ino).unwrap().size));
+        }
+        for &(ino, size) in &files {
+            check_file(&mut fs, &disks, ino, size);
+        }
+        fs.sync().unwrap();
+        for &(ino, size) in &files {
+            check_file(&mut fs, &disks, ino, size);
+        }
+    }
+}
+
+#[test]
+fn map_read_refuses_what_it_cannot_map() {
+    let disks = MemDisk::set(1, 64 << 20);
+    let mut fs = memdev::mkfs_fs(&disks, Profile::Single).unwrap();
+    let ino = fs
+        .create(ROOT_INO, b"f", S_IFREG | 0o644, 0, Owner::default(), T0)
+        .unwrap()
+        .ino;
+    assert!(
+        fs.map_read(ino, 100, BLOCK).is_err(),
+        "an unaligned start maps"
+    );
+    assert!(fs.map_read(ROOT_INO, 0, BLOCK).is_err(), "a directory maps");
+    // An empty file is zeros, however far the range goes.
+    let map = fs.map_read(ino, 0, 3 * BLOCK).unwrap();
+    assert_eq!(map.len(), 1);
+    assert!(matches!(map[0].source, ReadSource::Zeros));
+    assert_eq!(map[0].len, 3 * BLOCK);
+}
