@@ -36,17 +36,18 @@ pub(super) fn setattr(request: AttrRequest<'_, Ferrofs>) -> Result {
         if new > efs::MAX_FILE_SIZE {
             return Err(EFBIG);
         }
+        // A truncate that does not grow the file also releases the blocks preallocated
+        // past its end (the engine's size may still lag behind the page cache's).
+        trim = new <= inode.size();
         if new != inode.size() {
-            // The page cache first: a dirty page past the new end must not be written
-            // back (and grow the file again) after the engine cut it.
+            // The page cache first (which sets the new size): a dirty page past the new
+            // end must not be written back (and grow the file again) after the engine
+            // cut it.
             inode.truncate_page_cache(new);
             // A size change is a change of contents, also for truncate(2), which asks
             // for no time update (times the caller set are applied next).
             inode.touch_mtime(inode.now());
         }
-        // A truncate that does not grow the file also releases the blocks preallocated
-        // past its end (the engine's size may still lag behind the page cache's).
-        trim = new <= inode.size();
         size = Some(new);
     }
     change.copy_to_inode()?;
