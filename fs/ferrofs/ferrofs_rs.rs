@@ -26,13 +26,19 @@ module! {
 static FERROFS_TYPE: vfs::fs_type::FsTypeStorage = vfs::fs_type::FsTypeStorage::new();
 
 struct Ferrofs {
+    // Dropped in this order: no filesystem can use the bio set once the type is gone.
     _fs_type: vfs::fs_type::Registration,
+    _write_bios: vfs::bio::WriteBioSet,
 }
 
 impl kernel::Module for Ferrofs {
     fn init(module: &'static ThisModule) -> Result<Self> {
+        let write_bios = vfs::bio::WriteBioSet::new()?;
         let fs_type = vfs::fs_type::Registration::new::<fsops::Ferrofs>(&FERROFS_TYPE, module)?;
         pr_info!("filesystem type registered\n");
-        Ok(Self { _fs_type: fs_type })
+        Ok(Self {
+            _fs_type: fs_type,
+            _write_bios: write_bios,
+        })
     }
 }

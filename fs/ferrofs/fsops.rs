@@ -197,13 +197,19 @@ impl FsInfo {
             );
         }
         result.map_err(|err| {
-            if let EngineError::Corrupt { block, reason } = err {
-                pr_err!(
+            match err {
+                EngineError::Corrupt { block, reason } => pr_err!(
                     "{}: corrupt metadata in block {}: {}\n",
                     &*self.id,
                     block,
                     reason
-                );
+                ),
+                EngineError::BadData { block } => pr_err!(
+                    "{}: data block {}: checksum mismatch on every copy\n",
+                    &*self.id,
+                    block
+                ),
+                _ => {}
             }
             from_engine(err)
         })
@@ -453,6 +459,8 @@ fn fill_super(sb: &mut NewSuperBlock<'_, Ferrofs>, opts: &MountOptions) -> Resul
         &XATTR_HANDLERS,
     );
     sb.set_export_ops::<Ferrofs>();
+    // Writeback checksums the folios and writes straight from them.
+    sb.set_stable_writes();
     sb.set_posix_acls();
     sb.set_info(state);
     let root = get_inode(sb, ei::ROOT_INO).inspect_err(|err| {

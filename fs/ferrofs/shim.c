@@ -6,6 +6,7 @@
 #include <linux/bio.h>
 #include <linux/blkdev.h>
 #include <linux/buffer_head.h>
+#include <linux/crc32c.h>
 #include <linux/fs.h>
 #include <linux/fs_context.h>
 #include <linux/fs_parser.h>
@@ -20,6 +21,7 @@
 #include <linux/slab.h>
 #include <linux/uio.h>
 #include <linux/wait.h>
+#include <linux/workqueue.h>
 #include <linux/writeback.h>
 
 #include "shim.h"
@@ -191,6 +193,284 @@ void ferrofs_bio_submit_tracked(struct bio *bio, struct ferrofs_inflight *inflig
 	bio->bi_private = (void *)((unsigned long)inflight | slot);
 	bio->bi_end_io = ferrofs_end_tracked_write;
 	submit_bio(bio);
+}
+
+/*
+ * Reads straight into page-cache folios (readahead): a bio over locked folios of one
+ * block each, counted by the device's tracker (which its close waits for) and checked
+ * at completion, in a workqueue, against the CRC-32C the engine keeps of each block. A
+ * folio whose read failed or whose checksum differs is unlocked not up to date, for
+ * read_folio to read again through the engine, which tries the other copies, repairs
+ * and reports the error.
+ */
+struct ferrofs_read_ctx {
+	struct work_struct work;
+	struct bio *bio;
+	struct ferrofs_inflight *inflight;
+	unsigned int slot;
+	unsigned int nr;
+	u32 csums[];
+};
+
+struct bio *ferrofs_read_bio_alloc(struct block_device *bdev, u16 nr_blocks, u64 sector)
+{
+	struct ferrofs_read_ctx *ctx;
+	struct bio *bio;
+
+	if (!nr_blocks || nr_blocks > BIO_MAX_VECS)
+		return NULL;
+	ctx = kmalloc(struct_size(ctx, csums, nr_blocks), GFP_NOFS);
+	if (!ctx)
+		return NULL;
+	bio = bio_alloc(bdev, nr_blocks, REQ_OP_READ, GFP_NOFS);
+	if (!bio) {
+		kfree(ctx);
+		return NULL;
+	}
+	ctx->bio = bio;
+	ctx->inflight = NULL;
+	ctx->nr = 0;
+	bio->bi_private = ctx;
+	bio->bi_iter.bi_sector = sector;
+	return bio;
+}
+
+/* Adds @folio (one block, locked) to read bio @bio, the block's checksum @csum. */
+int ferrofs_read_bio_add_folio(struct bio *bio, struct folio *folio, u32 csum)
+{
+	struct ferrofs_read_ctx *ctx = bio->bi_private;
+
+	if (folio_size(folio) != FERROFS_BLOCK || ctx->nr >= bio->bi_max_vecs)
+		return -EINVAL;
+	if (!bio_add_folio(bio, folio, FERROFS_BLOCK, 0))
+		return -EINVAL;
+	ctx->csums[ctx->nr++] = csum;
+	return 0;
+}
+
+static void ferrofs_read_verify(struct work_struct *work)
+{
+	struct ferrofs_read_ctx *ctx = container_of(work, struct ferrofs_read_ctx, work);
+	struct ferrofs_inflight *inflight = ctx->inflight;
+	unsigned int slot = ctx->slot;
+	struct bio *bio = ctx->bio;
+	bool ok = !bio->bi_status;
+	struct folio_iter fi;
+	unsigned int i = 0;
+
+	bio_for_each_folio_all(fi, bio) {
+		bool good = ok && i < ctx->nr;
+
+		if (good) {
+			void *p = kmap_local_folio(fi.folio, 0);
+
+			good = ~crc32c(~0U, p, FERROFS_BLOCK) == ctx->csums[i];
+			kunmap_local(p);
+		}
+		folio_end_read(fi.folio, good);
+		i++;
+	}
+	bio_put(bio);
+	kfree(ctx);
+	if (atomic_dec_and_test(&inflight->pending[slot]))
+		wake_up_all(&inflight->wait);
+}
+
+static void ferrofs_read_end_io(struct bio *bio)
+{
+	struct ferrofs_read_ctx *ctx = bio->bi_private;
+
+	/* Checksums are not computed in interrupt context. */
+	INIT_WORK(&ctx->work, ferrofs_read_verify);
+	queue_work(system_unbound_wq, &ctx->work);
+}
+
+/* Submits read bio @bio; @inflight counts it until its folios are unlocked. */
+void ferrofs_read_bio_submit(struct bio *bio, struct ferrofs_inflight *inflight)
+{
+	struct ferrofs_read_ctx *ctx = bio->bi_private;
+
+	spin_lock(&inflight->lock);
+	ctx->slot = inflight->epoch & 1;
+	atomic_inc(&inflight->pending[ctx->slot]);
+	spin_unlock(&inflight->lock);
+	ctx->inflight = inflight;
+	bio->bi_end_io = ferrofs_read_end_io;
+	submit_bio(bio);
+}
+
+/* Drops read bio @bio unsubmitted: its folios are unlocked, not up to date. */
+void ferrofs_read_bio_drop(struct bio *bio)
+{
+	struct folio_iter fi;
+
+	bio_for_each_folio_all(fi, bio)
+		folio_unlock(fi.folio);
+	kfree(bio->bi_private);
+	bio_put(bio);
+}
+
+/*
+ * Writes straight from page-cache folios (writeback): a group of folios under writeback,
+ * written by one bio or more (every copy of their chunk, every stripe piece), each counted
+ * by its device's tracker. When the last of them completes, the folios' writeback ends,
+ * with the first error recorded in their mapping. The bios come from a bio set of our own
+ * whose front pad holds that bookkeeping, so that building one never fails.
+ */
+struct ferrofs_write_group {
+	/* Bios in flight, and one while the group is being built. */
+	atomic_t pending;
+	atomic_t error;
+	unsigned int nr;
+	unsigned int max;
+	struct folio *folios[];
+};
+
+struct ferrofs_write_bio {
+	struct ferrofs_write_group *group;
+	struct ferrofs_inflight *inflight;
+	unsigned int slot;
+	/* Last: the bio set's front pad ends here. */
+	struct bio bio;
+};
+
+static struct bio_set ferrofs_write_bioset;
+
+int ferrofs_shim_init(void)
+{
+	return bioset_init(&ferrofs_write_bioset, BIO_POOL_SIZE,
+			   offsetof(struct ferrofs_write_bio, bio), BIOSET_NEED_BVECS);
+}
+
+void ferrofs_shim_exit(void)
+{
+	bioset_exit(&ferrofs_write_bioset);
+}
+
+struct ferrofs_write_group *ferrofs_write_group_alloc(unsigned int max_folios)
+{
+	struct ferrofs_write_group *group;
+
+	if (!max_folios)
+		return NULL;
+	group = kmalloc(struct_size(group, folios, max_folios), GFP_NOFS);
+	if (!group)
+		return NULL;
+	atomic_set(&group->pending, 1);
+	atomic_set(&group->error, 0);
+	group->nr = 0;
+	group->max = max_folios;
+	return group;
+}
+
+/* Adds @folio (one block, under writeback) to @group, which ends its writeback. */
+int ferrofs_write_group_add(struct ferrofs_write_group *group, struct folio *folio)
+{
+	if (group->nr >= group->max || folio_size(folio) != FERROFS_BLOCK)
+		return -EINVAL;
+	group->folios[group->nr++] = folio;
+	return 0;
+}
+
+static void ferrofs_write_group_put(struct ferrofs_write_group *group)
+{
+	int err;
+	unsigned int i;
+
+	if (!atomic_dec_and_test(&group->pending))
+		return;
+	err = atomic_read(&group->error);
+	for (i = 0; i < group->nr; i++) {
+		if (err)
+			mapping_set_error(group->folios[i]->mapping, err);
+		folio_end_writeback(group->folios[i]);
+	}
+	kfree(group);
+}
+
+static void ferrofs_write_group_end_io(struct bio *bio)
+{
+	struct ferrofs_write_bio *wb = container_of(bio, struct ferrofs_write_bio, bio);
+	struct ferrofs_write_group *group = wb->group;
+	struct ferrofs_inflight *inflight = wb->inflight;
+	unsigned int slot = wb->slot;
+	int err = blk_status_to_errno(bio->bi_status);
+
+	if (err) {
+		atomic_cmpxchg(&group->error, 0, err);
+		atomic_cmpxchg(&inflight->error, 0, err);
+	}
+	bio_put(bio);
+	ferrofs_write_group_put(group);
+	if (atomic_dec_and_test(&inflight->pending[slot]))
+		wake_up_all(&inflight->wait);
+}
+
+/*
+ * Writes folios @first .. @first + @count of @group to @bdev at @sector, counted by
+ * @inflight until it completes.
+ */
+int ferrofs_write_group_submit(struct ferrofs_write_group *group, struct block_device *bdev,
+			       u64 sector, unsigned int first, unsigned int count,
+			       struct ferrofs_inflight *inflight)
+{
+	struct ferrofs_write_bio *wb;
+	struct bio *bio;
+	unsigned int i;
+
+	if (!count || count > BIO_MAX_VECS || first > group->nr || count > group->nr - first)
+		return -EINVAL;
+	/* With GFP_NOIO, the bio set's mempool makes this wait rather than fail. */
+	bio = bio_alloc_bioset(bdev, count, REQ_OP_WRITE, GFP_NOIO, &ferrofs_write_bioset);
+	if (!bio)
+		return -ENOMEM;
+	for (i = 0; i < count; i++) {
+		if (!bio_add_folio(bio, group->folios[first + i], FERROFS_BLOCK, 0)) {
+			bio_put(bio);
+			return -EINVAL;
+		}
+	}
+	wb = container_of(bio, struct ferrofs_write_bio, bio);
+	wb->group = group;
+	wb->inflight = inflight;
+	spin_lock(&inflight->lock);
+	wb->slot = inflight->epoch & 1;
+	atomic_inc(&inflight->pending[wb->slot]);
+	spin_unlock(&inflight->lock);
+	atomic_inc(&group->pending);
+	bio->bi_iter.bi_sector = sector;
+	bio->bi_end_io = ferrofs_write_group_end_io;
+	submit_bio(bio);
+	return 0;
+}
+
+/* Drops the builder's hold on @group, recording @err (0 or a negative errno) first. */
+void ferrofs_write_group_finish(struct ferrofs_write_group *group, int err)
+{
+	if (err)
+		atomic_cmpxchg(&group->error, 0, err);
+	ferrofs_write_group_put(group);
+}
+
+/* The CRC-32C of @folio's bytes (initial value and final XOR 0xffffffff). */
+u32 ferrofs_folio_checksum(struct folio *folio)
+{
+	u32 crc = ~0U;
+	size_t done;
+
+	for (done = 0; done < folio_size(folio); done += PAGE_SIZE) {
+		void *p = kmap_local_folio(folio, done);
+
+		crc = crc32c(crc, p, PAGE_SIZE);
+		kunmap_local(p);
+	}
+	return ~crc;
+}
+
+/* Pages under writeback stay unchanged until it ends (writes and mmap stores wait). */
+void ferrofs_sb_set_stable_writes(struct super_block *sb)
+{
+	sb->s_iflags |= SB_I_STABLE_WRITES;
 }
 
 /*
@@ -410,6 +690,11 @@ size_t ferrofs_folio_size(struct folio *folio)
 struct inode *ferrofs_folio_inode(const struct folio *folio)
 {
 	return folio->mapping->host;
+}
+
+struct inode *ferrofs_mapping_host(struct address_space *mapping)
+{
+	return mapping->host;
 }
 
 bool ferrofs_folio_test_uptodate(const struct folio *folio)

@@ -54,6 +54,12 @@ pub enum EngineError {
         /// What was wrong with it.
         reason: &'static str,
     },
+    /// A data block failed its checksum on every copy (`EIO`, as a bad sector would).
+    /// `block` is its byte address.
+    BadData {
+        /// Byte address of the block.
+        block: u64,
+    },
     /// The device reported an I/O error.
     Io,
     /// An allocation failed.
@@ -97,7 +103,7 @@ impl EngineError {
     pub fn errno(&self) -> i32 {
         match self {
             Self::Corrupt { .. } => errno::EUCLEAN,
-            Self::Io => errno::EIO,
+            Self::BadData { .. } | Self::Io => errno::EIO,
             Self::NoMemory => errno::ENOMEM,
             Self::NoSpace => errno::ENOSPC,
             Self::Invalid(_) => errno::EINVAL,
@@ -122,6 +128,7 @@ impl EngineError {
     pub fn message(&self) -> &'static str {
         match self {
             Self::Corrupt { reason, .. } => reason,
+            Self::BadData { .. } => "data checksum mismatch on every copy",
             Self::Io => "I/O error",
             Self::NoMemory => "out of memory",
             Self::NoSpace => "no space left",

@@ -19,7 +19,8 @@ use super::inode::{
 use super::key::Key;
 use super::mem::{self, FVec};
 use super::volume::{
-    CommitTicket, DataPiece, LogTicket, LogWrite, MkfsOptions, OpenOptions, RefOwner, Tree, Volume,
+    CommitTicket, DataPiece, DataTarget, LogTicket, LogWrite, MkfsOptions, OpenOptions, RefOwner,
+    Tree, Volume,
 };
 
 const BLOCK: u64 = BLOCK_SIZE as u64;
@@ -380,8 +381,11 @@ impl<D: BlockDev> Fs<D> {
     /// commit holds only whole ones). Still short: `ENOSPC`, with nothing changed.
     fn make_room(&mut self, data_bytes: u64) -> EngineResult<()> {
         let short = |fs: &Self| {
-            fs.vol.data_free_bytes() < data_bytes
-                || fs.vol.kind_free_bytes(super::chunk::Kind::Metadata) < METADATA_MARGIN
+            fs.vol.kind_free_upto(super::chunk::Kind::Data, data_bytes) < data_bytes
+                || fs
+                    .vol
+                    .kind_free_upto(super::chunk::Kind::Metadata, METADATA_MARGIN)
+                    < METADATA_MARGIN
         };
         if !short(self) {
             return Ok(());
@@ -1778,6 +1782,82 @@ impl<D: BlockDev> Fs<D> {
             pos = piece_end;
         }
         Ok(out)
+    }
+
+    /// Writes whole blocks into regular file `ino` from `offset` (a block boundary) whose
+    /// bytes the caller writes to the devices itself: `sums` holds each block's checksum,
+    /// and the file's data ends at `data_end` (within the last block), to which its size
+    /// grows. `write` is called with the device and place of each piece of the run, on
+    /// every copy, and must write it there (or submit the write: the device's flush, which
+    /// a commit and an fsync log record wait for, waits for it); its failure fails the
+    /// call and aborts the transaction, like a failed device write.
+    pub fn write_placed(
+        &mut self,
+        ino: u64,
+        offset: u64,
+        sums: &[u32],
+        data_end: u64,
+        now: Timespec,
+        mut write: impl FnMut(&mut D, &DataTarget) -> EngineResult<()>,
+    ) -> EngineResult<Inode> {
+        self.guarded(|fs| {
+            let mut inode = fs.getattr(ino)?;
+            if inode.file_type() != S_IFREG {
+                return Err(EngineError::Invalid("placed write to a non-regular file"));
+            }
+            let len = (sums.len() as u64).saturating_mul(BLOCK);
+            let end = offset
+                .checked_add(len)
+                .filter(|&e| e <= MAX_FILE_SIZE)
+                .ok_or(EngineError::FileTooBig)?;
+            if offset % BLOCK != 0
+                || sums.is_empty()
+                || data_end > end
+                || data_end <= end.saturating_sub(BLOCK)
+            {
+                return Err(EngineError::Invalid("placed write not of whole blocks"));
+            }
+            fs.make_room(len)?;
+            let dropped = fs.drop_extents(ino, offset, end)?;
+            let mut pos = offset;
+            while pos < end {
+                let want = end.saturating_sub(pos) / BLOCK;
+                let owner = fs.file_owner(ino, pos);
+                let (disk, count) = fs.vol.alloc_data(want.min(MAX_EXTENT_BLOCKS), owner)?;
+                let from = usize::try_from(pos.saturating_sub(offset) / BLOCK)
+                    .map_err(|_| EngineError::Range)?;
+                let n = usize::try_from(count).map_err(|_| EngineError::Range)?;
+                let piece_sums = sums
+                    .get(from..from.saturating_add(n))
+                    .ok_or(EngineError::Range)?;
+                let bytes = n.saturating_mul(BLOCK_SIZE as usize);
+                for t in fs.vol.place_data(disk, bytes)?.iter() {
+                    let target = DataTarget {
+                        from: t
+                            .from
+                            .saturating_add(from.saturating_mul(BLOCK_SIZE as usize)),
+                        ..*t
+                    };
+                    let dev = fs.vol.dev_mut(t.devid).ok_or(EngineError::Io)?;
+                    write(dev, &target)?;
+                }
+                fs.vol.data_written(disk, piece_sums)?;
+                let e = Extent {
+                    kind: ExtentKind::Regular,
+                    disk,
+                    len: count.saturating_mul(BLOCK),
+                };
+                fs.vol
+                    .insert(fs.tree, Key::new(ino, kind::EXTENT_DATA, pos), &e.encode())?;
+                pos = pos.saturating_add(e.len);
+            }
+            inode.bytes = count_down(inode.bytes, dropped, ino, "inode bytes below its extents")?
+                .saturating_add(len);
+            inode.size = inode.size.max(data_end);
+            inode.touch(now);
+            fs.put_inode(&inode)?;
+            Ok(inode)
+        })
     }
 
     /// Writes `data` into the extents of `inode` (a file, or a new symlink's target).

@@ -6,12 +6,14 @@
 
 use kernel::prelude::*;
 
+use crate::engine::error::EngineResult;
 use crate::engine::format;
-use crate::engine::fs as efs;
+use crate::engine::fs::{self as efs, ReadSource};
 use crate::engine::inode::{self as ei, ExtentKind};
 use crate::engine::mem::FVec;
 use crate::vfs::address_space::{Mapping, WriteFolio};
-use crate::vfs::bio::Plug;
+use crate::vfs::bio::{Plug, MAX_BIO_PAGES};
+use crate::vfs::blockdev::{DevReader, FolioRead, KernelDev, WriteGroup};
 use crate::vfs::dentry::NoFsScope;
 use crate::vfs::error::{eopnotsupp, from_engine};
 use crate::vfs::file::{self, File};
@@ -21,6 +23,11 @@ use crate::vfs::inode_ops::{self, FiemapInfo};
 use crate::vfs::iov::IovIter;
 
 use super::Ferrofs;
+
+/// A block's size, in bytes.
+const BLOCK: u64 = format::BLOCK_SIZE as u64;
+/// A block's size, as a length.
+const BLOCK_BYTES: usize = format::BLOCK_SIZE as usize;
 
 /// Fills `folio` from the engine (zeros past the end of the file and in holes).
 fn fill_folio(folio: &LockedFolio<Ferrofs>) -> Result {
@@ -90,31 +97,36 @@ pub(super) fn write_end(
 /// in a file go to the engine together (one extent, one checksum run) up to this size.
 const WRITE_RUN_MAX: usize = 1 << 20;
 
-/// Folios of one file under writeback that follow each other, written to the engine
-/// together by [`WriteRun::flush`], copy-on-write, to every copy of their chunk.
+/// Folios of one file under writeback that follow each other, written together by
+/// [`WriteRun::flush`]: copy-on-write to new blocks of every copy of their chunk, by bios
+/// straight from the folios, which the engine places and checksums.
 struct WriteRun {
     folios: FVec<WritebackFolio<Ferrofs>>,
-    data: FVec<u8>,
-    ino: u64,
+    /// File offset of the first folio.
     pos: u64,
+    /// Where the file's data ends in the run (the last folio may hold less).
+    data_end: u64,
 }
 
 impl WriteRun {
     fn new() -> Self {
         Self {
             folios: FVec::new(),
-            data: FVec::new(),
-            ino: 0,
             pos: 0,
+            data_end: 0,
         }
     }
 
-    /// Adds a folio `writeback_iter` handed out (locked, cleaned for I/O), writing the run
-    /// first if the folio does not continue it. The folio is unlocked on return; if there
-    /// is no memory to take it, it is dirty again for a later writeback.
-    fn add(&mut self, wbc: &WritebackControl, folio: LockedFolio<Ferrofs>) -> Result {
-        let inode = folio.inode();
-        let (ino, size, pos) = (inode.ino(), inode.size(), folio.pos());
+    /// Adds a folio of `inode` that `writeback_iter` handed out (locked, cleaned for I/O),
+    /// writing the run first if the folio does not continue it. The folio is unlocked on
+    /// return; if there is no memory to take it, it is dirty again for a later writeback.
+    fn add(
+        &mut self,
+        inode: &Inode<Ferrofs>,
+        wbc: &WritebackControl,
+        folio: LockedFolio<Ferrofs>,
+    ) -> Result {
+        let (size, pos) = (inode.size(), folio.pos());
         if pos >= size {
             // Truncated away meanwhile.
             folio.unlock();
@@ -123,86 +135,295 @@ impl WriteRun {
         let len = usize::try_from(size.saturating_sub(pos))
             .unwrap_or(usize::MAX)
             .min(folio.size());
-        let continues = ino == self.ino
-            && pos == self.pos.saturating_add(self.data.len() as u64)
-            && self.data.len().saturating_add(len) <= WRITE_RUN_MAX;
+        if folio.size() != BLOCK_BYTES {
+            // The mapping has no large folios; one would go through an engine buffer.
+            let mut result = self.flush(inode);
+            result = result.and(write_through_engine(inode, &folio, len));
+            if result.is_err() {
+                wbc.redirty(folio);
+            } else {
+                folio.unlock();
+            }
+            return result;
+        }
+        let run_bytes = self.folios.len().saturating_mul(BLOCK_BYTES);
+        let continues = pos == self.pos.saturating_add(run_bytes as u64)
+            && run_bytes.saturating_add(BLOCK_BYTES) <= WRITE_RUN_MAX;
         let mut result = Ok(());
         if !self.folios.is_empty() && !continues {
-            result = self.flush();
+            result = self.flush(inode);
         }
-        let at = self.data.len();
         let room = {
             let _nofs = NoFsScope::enter();
-            self.folios
-                .try_reserve(1)
-                .and_then(|()| self.data.try_resize(at.saturating_add(len), 0))
+            self.folios.try_reserve(1)
         };
         if let Err(err) = room {
             wbc.redirty(folio);
             return result.and(Err(from_engine(err)));
         }
         if self.folios.is_empty() {
-            self.ino = ino;
             self.pos = pos;
         }
         // Bytes past the end of the file (an mmap store) never reach the disk.
         folio.zero(len, folio.size().saturating_sub(len));
-        if let Some(dst) = self.data.get_mut(at..) {
-            folio.read_at(0, dst);
-        }
+        self.data_end = pos.saturating_add(len as u64);
         // Cannot fail: the room for it is reserved above.
         let pushed = self.folios.try_push(folio.start_writeback());
         result.and(pushed.map_err(from_engine))
     }
 
-    /// Writes the run through the engine and ends the writeback of its folios; a failure
-    /// is recorded in the file's mapping for `fsync` to report.
-    fn flush(&mut self) -> Result {
-        let result = {
-            let Some(first) = self.folios.first() else {
-                return Ok(());
-            };
-            let inode = first.inode();
-            let (_, mtime, _) = inode.times();
-            let (ino, pos, data) = (self.ino, self.pos, &self.data);
-            let result = inode
-                .super_block()
-                .info()
-                .and_then(|info| info.with_fs(|fs| fs.write(ino, pos, data, mtime)));
-            match &result {
-                Ok(e) => inode.set_blocks(e.bytes),
-                Err(err) => first.set_error(*err),
-            }
-            result
-        };
-        while let Some(folio) = self.folios.pop() {
-            folio.end_writeback();
+    /// Writes the run: the engine places it (new extent, checksums) and submits the bios
+    /// from its folios to every copy under its lock; their writeback ends as the bios
+    /// complete. A failure is recorded in the file's mapping for `fsync` to report.
+    fn flush(&mut self, inode: &Inode<Ferrofs>) -> Result {
+        if self.folios.is_empty() {
+            return Ok(());
         }
-        self.data.clear();
+        let (ino, (_, mtime, _)) = (inode.ino(), inode.times());
+        let (pos, data_end) = (self.pos, self.data_end);
+        // The folios do not change under writeback (stable writes).
+        let sums = {
+            let _nofs = NoFsScope::enter();
+            FVec::try_with_capacity(self.folios.len())
+        };
+        let group = WriteGroup::new(self.folios.len());
+        let (mut sums, mut group) = match (sums, group) {
+            (Ok(sums), Ok(group)) => (sums, group),
+            (sums, group) => {
+                let err = match (sums, group) {
+                    (Err(err), _) => from_engine(err),
+                    (_, Err(err)) => err,
+                    _ => ENOMEM,
+                };
+                while let Some(folio) = self.folios.pop() {
+                    folio.set_error(err);
+                    folio.end_writeback();
+                }
+                return Err(err);
+            }
+        };
+        for folio in self.folios.iter() {
+            // Cannot fail: the capacity is reserved above.
+            let _ = sums.try_push(folio.checksum());
+        }
+        // In file order: the group's folio `k` is the run's block `k`.
+        self.folios.reverse();
+        while let Some(folio) = self.folios.pop() {
+            if let Err(folio) = group.add(folio) {
+                // Cannot happen (one block each, room for all); the run fails if it does.
+                folio.set_error(EIO);
+                folio.end_writeback();
+                group.set_error(EIO);
+            }
+        }
+        let result = if group.len() == sums.len() {
+            inode.super_block().info().and_then(|info| {
+                info.with_fs(|fs| {
+                    fs.write_placed(ino, pos, &sums, data_end, mtime, |dev, t| {
+                        dev.write_folios(
+                            &group,
+                            t.physical,
+                            t.from / BLOCK_BYTES,
+                            t.len / BLOCK_BYTES,
+                        )
+                    })
+                })
+            })
+        } else {
+            Err(EIO)
+        };
+        match &result {
+            Ok(e) => inode.set_blocks(e.bytes),
+            Err(err) => group.set_error(*err),
+        }
+        // The writeback of the folios ends when the last bio completes.
+        drop(group);
         result.map(|_| ())
     }
 }
 
-/// `readahead`: the whole window in one engine read (a device read per run of up to 1 MiB
-/// of each extent), copied into its folios. Folios left not up to date on failure are
-/// read again, and the error reported, by `read_folio`.
+/// Writes `len` bytes of `folio` at its place in `inode` through an engine buffer.
+fn write_through_engine(
+    inode: &Inode<Ferrofs>,
+    folio: &LockedFolio<Ferrofs>,
+    len: usize,
+) -> Result {
+    let mut data: FVec<u8> = FVec::new();
+    data.try_extend_with(len, 0).map_err(from_engine)?;
+    folio.read_at(0, &mut data);
+    let (ino, pos, (_, mtime, _)) = (inode.ino(), folio.pos(), inode.times());
+    let e = inode
+        .super_block()
+        .info()?
+        .with_fs(|fs| fs.write(ino, pos, &data, mtime))?;
+    inode.set_blocks(e.bytes);
+    Ok(())
+}
+
+/// A piece of a readahead window, as the engine mapped it.
+struct Planned {
+    /// Byte offset in the file (a block boundary).
+    offset: u64,
+    /// Length in bytes (whole blocks).
+    len: u64,
+    source: PlannedSource,
+}
+
+enum PlannedSource {
+    Zeros,
+    /// Blocks on device `devid` from byte `physical`, with their checksums.
+    Device {
+        devid: u64,
+        reader: DevReader,
+        physical: u64,
+        csums: FVec<u32>,
+    },
+    /// Read through the engine.
+    Engine,
+}
+
+/// Maps `len` bytes of `ino` from `pos` for readahead: where each piece is, with a reader
+/// of its device, on which the writes still in flight to those blocks have completed.
+fn plan_read(
+    fs: &mut efs::Fs<KernelDev>,
+    ino: u64,
+    pos: u64,
+    len: u64,
+) -> EngineResult<FVec<Planned>> {
+    let mut map = fs.map_read(ino, pos, len)?;
+    let mut plan = FVec::try_with_capacity(map.len())?;
+    // Taken off the end, so reversed first to keep file order.
+    map.reverse();
+    while let Some(piece) = map.pop() {
+        let source = match piece.source {
+            ReadSource::Zeros => PlannedSource::Zeros,
+            ReadSource::Engine => PlannedSource::Engine,
+            ReadSource::Device(d) => match fs.vol.dev_mut(d.devid) {
+                Some(dev) => {
+                    dev.settle(d.physical, piece.len);
+                    PlannedSource::Device {
+                        devid: d.devid,
+                        reader: dev.reader(),
+                        physical: d.physical,
+                        csums: d.csums,
+                    }
+                }
+                None => PlannedSource::Engine,
+            },
+        };
+        plan.try_push(Planned {
+            offset: piece.offset,
+            len: piece.len,
+            source,
+        })?;
+    }
+    Ok(plan)
+}
+
+/// `readahead`: the window mapped by the engine under its lock, then read without it,
+/// straight into the folios by bios of up to 1 MiB that check each block's checksum as
+/// they complete and unlock the folios. Holes and preallocated ranges are zeroed; what
+/// only the engine reads (or a folio that does not fit a bio) is read through it. Folios
+/// left not up to date (an I/O error, a checksum mismatch) are read again, through the
+/// engine's copies and repair, and the error reported, by `read_folio`.
 pub(super) fn readahead(mut rac: Readahead<Ferrofs>) {
     let inode = rac.inode();
-    let (ino, pos, len) = (inode.ino(), rac.pos(), rac.len());
-    let data = inode
+    let (ino, pos, len) = (inode.ino(), rac.pos(), rac.len() as u64);
+    let end = pos.saturating_add(len);
+    let plan = inode
         .super_block()
         .info()
-        .and_then(|info| info.with_fs(|fs| fs.read(ino, pos, len)));
-    while let Some(folio) = rac.next_folio() {
-        if let Ok(data) = &data {
-            let at = usize::try_from(folio.pos().saturating_sub(pos)).unwrap_or(usize::MAX);
-            let src = data.get(at..).unwrap_or(&[]);
-            let n = src.len().min(folio.size());
-            folio.write_at(0, src.get(..n).unwrap_or(&[]));
-            folio.zero(n, folio.size().saturating_sub(n));
-            folio.mark_uptodate();
+        .and_then(|info| info.with_fs(|fs| plan_read(fs, ino, pos, len)));
+    let Ok(plan) = plan else {
+        while let Some(folio) = rac.next_folio() {
+            folio.unlock();
         }
+        return;
+    };
+    let _plug = Plug::start();
+    // The read being built, and the device it reads.
+    let mut read: Option<(u64, FolioRead)> = None;
+    let mut at = 0usize;
+    while let Some(folio) = rac.next_folio() {
+        let fpos = folio.pos();
+        while plan
+            .get(at)
+            .is_some_and(|p| p.offset.saturating_add(p.len) <= fpos)
+        {
+            at += 1;
+        }
+        let piece = plan.get(at).filter(|p| p.offset <= fpos);
+        let folio = match piece.map(|p| (p, &p.source)) {
+            Some((_, PlannedSource::Zeros)) if folio.size() == BLOCK_BYTES => {
+                folio.zero(0, folio.size());
+                folio.mark_uptodate();
+                folio.unlock();
+                continue;
+            }
+            Some((
+                p,
+                PlannedSource::Device {
+                    devid,
+                    reader,
+                    physical,
+                    csums,
+                },
+            )) => {
+                let k = fpos.saturating_sub(p.offset) / BLOCK;
+                let block = physical.saturating_add(k.saturating_mul(BLOCK));
+                let csum = usize::try_from(k).ok().and_then(|k| csums.get(k)).copied();
+                match (csum, read.take()) {
+                    (Some(csum), Some((dev, mut r)))
+                        if dev == *devid && r.next_offset() == block && !r.is_full() =>
+                    {
+                        match r.add(folio, csum) {
+                            Ok(()) => {
+                                read = Some((dev, r));
+                                continue;
+                            }
+                            Err(folio) => {
+                                r.submit();
+                                folio
+                            }
+                        }
+                    }
+                    (Some(csum), current) => {
+                        if let Some((_, r)) = current {
+                            r.submit();
+                        }
+                        // As many blocks as the piece and the window have left.
+                        let left = p.offset.saturating_add(p.len).min(end).saturating_sub(fpos);
+                        let blocks = usize::try_from(left.div_ceil(BLOCK))
+                            .unwrap_or(MAX_BIO_PAGES)
+                            .clamp(1, MAX_BIO_PAGES);
+                        match reader.read_at(block, blocks) {
+                            Ok(mut r) => match r.add(folio, csum) {
+                                Ok(()) => {
+                                    read = Some((*devid, r));
+                                    continue;
+                                }
+                                Err(folio) => folio,
+                            },
+                            Err(_) => folio,
+                        }
+                    }
+                    (None, current) => {
+                        read = current;
+                        folio
+                    }
+                }
+            }
+            _ => folio,
+        };
+        // Through the engine; whatever is being built goes first.
+        if let Some((_, r)) = read.take() {
+            r.submit();
+        }
+        let _ = fill_folio(&folio);
         folio.unlock();
+    }
+    if let Some((_, r)) = read.take() {
+        r.submit();
     }
 }
 
@@ -437,8 +658,9 @@ pub(super) fn fiemap(
 /// each, under a block plug so that their bios merge.
 pub(super) fn writepages(mapping: &Mapping<Ferrofs>, wbc: &WritebackControl) -> Result {
     let _plug = Plug::start();
+    let inode = mapping.host();
     let mut run = WriteRun::new();
-    let iterated = wbc.for_each_folio(mapping, |folio| run.add(wbc, folio));
-    let flushed = run.flush();
+    let iterated = wbc.for_each_folio(mapping, |folio| run.add(inode, wbc, folio));
+    let flushed = run.flush(inode);
     iterated.and(flushed)
 }

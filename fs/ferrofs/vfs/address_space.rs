@@ -16,6 +16,7 @@ use super::bindings;
 use super::file::File;
 use super::folio::{LockedFolio, Readahead, WritebackControl};
 use super::fs_type::FileSystem;
+use super::inode::Inode;
 use super::iov::IovIter;
 
 /// The page cache of a file of filesystem type `T`.
@@ -43,6 +44,13 @@ impl<T: FileSystem> Mapping<T> {
     /// The raw pointer, for the bindings.
     pub(crate) fn as_ptr(&self) -> *mut bindings::address_space {
         self.0.get()
+    }
+
+    /// The file whose page cache this is.
+    pub(crate) fn host(&self) -> &Inode<T> {
+        // SAFETY: the mapping is live (invariant), and so is its host, an inode of a `T`
+        // super block, while it is.
+        unsafe { Inode::from_raw(bindings::ferrofs_mapping_host(self.as_ptr())) }
     }
 
     /// The folio a buffered write at `pos` goes into, locked and referenced (created if

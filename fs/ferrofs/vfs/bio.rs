@@ -4,10 +4,12 @@
 //!
 //! A [`Bio`] owns the pages it moves: a write copies the caller's bytes in, so it can be
 //! submitted without waiting ([`Bio::submit`]) and the caller's buffer reused at once; its
-//! completion frees it. Writes submitted that way are counted by the device's
-//! [`InFlight`], which a flush waits on.
+//! completion frees it. Writes submitted that way, and the reads into page-cache folios
+//! of `blockdev::FolioRead`, are counted by the device's [`InFlight`], which a flush and
+//! the device's release wait on.
 
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use kernel::prelude::*;
 
@@ -26,7 +28,8 @@ fn check(ret: core::ffi::c_int) -> Result {
     }
 }
 
-/// The writes in flight on one device and the first error among them.
+/// The I/O in flight on one device (writes submitted without waiting, reads straight into
+/// page-cache folios) and the first write error among them.
 pub(crate) struct InFlight(NonNull<bindings::ferrofs_inflight>);
 
 // SAFETY: the tracker is a counter, a spinlock, a mutex and a wait queue, all made for use
@@ -41,6 +44,11 @@ impl InFlight {
         // SAFETY: no preconditions; returns NULL when out of memory.
         let ptr = unsafe { bindings::ferrofs_inflight_alloc() };
         NonNull::new(ptr).map(Self).ok_or(ENOMEM)
+    }
+
+    /// The tracker, for the bindings.
+    pub(crate) fn as_ptr(&self) -> *mut bindings::ferrofs_inflight {
+        self.0.as_ptr()
     }
 
     /// Whether any counted write has not completed yet.
@@ -189,5 +197,36 @@ impl Drop for Plug {
     fn drop(&mut self) {
         // SAFETY: the plug was started by `start` on this task and is finished once.
         unsafe { bindings::ferrofs_plug_finish(self.0) };
+    }
+}
+
+/// The bio set writeback's bios come from (see `blockdev::WriteGroup`), set up while the
+/// module is loaded.
+pub(crate) struct WriteBioSet(());
+
+/// Whether a [`WriteBioSet`] exists (the bio set is one static).
+static WRITE_BIO_SET_UP: AtomicBool = AtomicBool::new(false);
+
+impl WriteBioSet {
+    /// Sets it up; the module holds the value until it unloads. `EBUSY` if it is set up.
+    pub(crate) fn new() -> Result<Self> {
+        if WRITE_BIO_SET_UP.swap(true, Ordering::AcqRel) {
+            return Err(EBUSY);
+        }
+        // SAFETY: not set up (checked just above); `drop` tears it down.
+        if let Err(err) = check(unsafe { bindings::ferrofs_shim_init() }) {
+            WRITE_BIO_SET_UP.store(false, Ordering::Release);
+            return Err(err);
+        }
+        Ok(Self(()))
+    }
+}
+
+impl Drop for WriteBioSet {
+    fn drop(&mut self) {
+        // SAFETY: set up by `new`; no bio of it is left: the module unloads only with no
+        // filesystem mounted, and every device waits for its bios before it closes.
+        unsafe { bindings::ferrofs_shim_exit() };
+        WRITE_BIO_SET_UP.store(false, Ordering::Release);
     }
 }

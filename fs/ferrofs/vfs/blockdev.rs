@@ -6,7 +6,9 @@
 //! [`BlockDev::flush`] waits for those submitted before it and then flushes the device's
 //! volatile cache, and FUA writes wait for themselves: the order the engine's commit relies
 //! on. A read of blocks written since the last wait first waits for the writes in flight,
-//! so it never sees a block older than one written before it.
+//! so it never sees a block older than one written before it; so does readahead, which
+//! reads file data straight into page-cache folios without the filesystem lock
+//! ([`DevReader`], [`FolioRead`]).
 
 use core::ptr::NonNull;
 
@@ -16,6 +18,7 @@ use kernel::sync::Arc;
 
 use super::bindings;
 use super::bio::{Bio, InFlight, MAX_BIO_PAGES};
+use super::folio::{LockedFolio, WritebackFolio};
 use super::fs_type::FileSystem;
 use super::super_block::SuperBlock;
 use crate::engine::dev::BlockDev;
@@ -45,7 +48,7 @@ struct OpenDev {
     bdev: NonNull<bindings::block_device>,
     file: NonNull<bindings::file>,
     hold: Hold,
-    /// Writes submitted and not yet waited for.
+    /// Writes and folio reads submitted and not yet waited for.
     inflight: InFlight,
 }
 
@@ -136,6 +139,168 @@ const MAX_WRITTEN_RANGES: usize = 1024;
 
 /// A device a commit flushes without holding the filesystem lock.
 pub(crate) struct DevFlusher(Arc<OpenDev>);
+
+/// A device that readahead reads file data from without holding the filesystem lock.
+pub(crate) struct DevReader(Arc<OpenDev>);
+
+impl DevReader {
+    /// A read of up to `blocks` blocks from byte `offset` (a block boundary) of the
+    /// device straight into page-cache folios.
+    pub(crate) fn read_at(&self, offset: u64, blocks: usize) -> Result<FolioRead> {
+        if offset % BLOCK as u64 != 0 || blocks == 0 || blocks > MAX_BIO_PAGES {
+            return Err(EINVAL);
+        }
+        // SAFETY: the device is open while `self.0` lives, and the read keeps a reference
+        // to it until it is submitted; then the tracker counts it, and the device's
+        // release waits for that.
+        let bio = unsafe {
+            bindings::ferrofs_read_bio_alloc(self.0.bdev.as_ptr(), blocks as u16, offset >> 9)
+        };
+        // INVARIANT: a fresh read bio, ours.
+        let bio = ReadBio(NonNull::new(bio).ok_or(ENOMEM)?);
+        Ok(FolioRead {
+            dev: self.0.clone(),
+            bio,
+            next: offset,
+            room: blocks,
+        })
+    }
+}
+
+/// Folios under writeback written straight by bios (every copy of their chunk, every
+/// stripe piece: [`KernelDev::write_folios`]), whose writeback ends when the last of those
+/// bios completes, or when the group is dropped if none was submitted.
+///
+/// # Invariants
+///
+/// `group` came from `ferrofs_write_group_alloc`; we hold its builder's reference, and
+/// `len` folios are in it.
+pub(crate) struct WriteGroup {
+    group: NonNull<bindings::ferrofs_write_group>,
+    len: usize,
+    /// Recorded in the folios' mapping when their writeback ends.
+    error: Option<Error>,
+}
+
+impl WriteGroup {
+    /// A group of at most `max` folios.
+    pub(crate) fn new(max: usize) -> Result<Self> {
+        let max = u32::try_from(max).map_err(|_| EINVAL)?;
+        // SAFETY: no preconditions; NULL when out of memory or for an empty group.
+        let group = unsafe { bindings::ferrofs_write_group_alloc(max) };
+        Ok(Self {
+            group: NonNull::new(group).ok_or(ENOMEM)?,
+            len: 0,
+            error: None,
+        })
+    }
+
+    /// Adds `folio` (one block), whose writeback the group ends from here on; a folio it
+    /// cannot take (full, or not one block) comes back.
+    pub(crate) fn add<T: FileSystem>(
+        &mut self,
+        folio: WritebackFolio<T>,
+    ) -> core::result::Result<(), WritebackFolio<T>> {
+        // SAFETY: `self.group` is live and being built (invariant); `folio` is under
+        // writeback, which keeps it alive until the group ends it.
+        let ret = unsafe { bindings::ferrofs_write_group_add(self.group.as_ptr(), folio.as_ptr()) };
+        if ret != 0 {
+            return Err(folio);
+        }
+        self.len += 1;
+        // Its writeback is the group's to end now (`WritebackFolio` has no drop of its own).
+        Ok(())
+    }
+
+    /// How many folios it holds.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Records `err` for the folios' mapping (`fsync` reports it) when their writeback ends.
+    pub(crate) fn set_error(&mut self, err: Error) {
+        self.error.get_or_insert(err);
+    }
+}
+
+impl Drop for WriteGroup {
+    fn drop(&mut self) {
+        let err = self.error.map_or(0, |e| e.to_errno());
+        // SAFETY: the builder's reference, dropped once, here (invariant).
+        unsafe { bindings::ferrofs_write_group_finish(self.group.as_ptr(), err) };
+    }
+}
+
+/// A read bio over locked page-cache folios of one block each, which it unlocks when it
+/// completes, up to date only if the block was read and matches its checksum. Dropped
+/// unsubmitted, it unlocks them not up to date.
+pub(crate) struct FolioRead {
+    dev: Arc<OpenDev>,
+    bio: ReadBio,
+    /// Byte offset on the device of the block the next folio gets.
+    next: u64,
+    /// How many more folios the bio takes.
+    room: usize,
+}
+
+/// A read bio from `ferrofs_read_bio_alloc`, ours and not submitted (invariant).
+struct ReadBio(NonNull<bindings::bio>);
+
+impl Drop for ReadBio {
+    fn drop(&mut self) {
+        // SAFETY: our unsubmitted read bio (invariant), dropped once, here.
+        unsafe { bindings::ferrofs_read_bio_drop(self.0.as_ptr()) };
+    }
+}
+
+impl FolioRead {
+    /// Byte offset on the device of the block the next folio added gets.
+    pub(crate) fn next_offset(&self) -> u64 {
+        self.next
+    }
+
+    /// Whether it takes no more folios.
+    pub(crate) fn is_full(&self) -> bool {
+        self.room == 0
+    }
+
+    /// Adds `folio` (one block, locked), to get the block at [`Self::next_offset`], which
+    /// must have checksum `csum`. From here on the read owns the folio's lock. A folio it
+    /// cannot take (full, or not one block) comes back.
+    pub(crate) fn add<T: FileSystem>(
+        &mut self,
+        folio: LockedFolio<T>,
+        csum: u32,
+    ) -> core::result::Result<(), LockedFolio<T>> {
+        if self.room == 0 || folio.size() != BLOCK {
+            return Err(folio);
+        }
+        // SAFETY: `self.bio` is our unsubmitted read bio (invariant); `folio` is locked and
+        // stays in the page cache until unlocked, which the bio's completion or drop does.
+        let ret = unsafe {
+            bindings::ferrofs_read_bio_add_folio(self.bio.0.as_ptr(), folio.as_ptr(), csum)
+        };
+        if ret != 0 {
+            return Err(folio);
+        }
+        self.room -= 1;
+        self.next = self.next.saturating_add(BLOCK as u64);
+        // The lock is the bio's now: `folio` goes out of scope without an unlock
+        // (`LockedFolio` has no drop of its own).
+        Ok(())
+    }
+
+    /// Submits the read; its completion checks and unlocks the folios.
+    pub(crate) fn submit(self) {
+        let Self { dev, bio, .. } = self;
+        let raw = bio.0;
+        // Submitted below: no longer ours to drop.
+        core::mem::forget(bio);
+        // SAFETY: `raw` is our built, unsubmitted read bio, not used again; the tracker
+        // outlives it, as the device's release waits for every read it counts.
+        unsafe { bindings::ferrofs_read_bio_submit(raw.as_ptr(), dev.inflight.as_ptr()) };
+    }
+}
 
 impl DevFlusher {
     /// Waits for every write submitted to the device so far and makes it durable.
@@ -267,6 +432,66 @@ impl KernelDev {
         DevFlusher(self.dev.clone())
     }
 
+    /// Writes folios `first .. first + count` of `group` (one block each) at byte `offset`
+    /// of the device, straight from the page cache, in bios of at most 1 MiB counted by the
+    /// device's tracker: a flush waits for them, as for the engine's writes.
+    pub(crate) fn write_folios(
+        &mut self,
+        group: &WriteGroup,
+        offset: u64,
+        first: usize,
+        count: usize,
+    ) -> EngineResult<()> {
+        Self::check_aligned(offset, count.saturating_mul(BLOCK))?;
+        if first
+            .checked_add(count)
+            .map_or(true, |end| end > group.len())
+        {
+            return Err(EngineError::Invalid("folios outside the write group"));
+        }
+        let mut done = 0usize;
+        while done < count {
+            let n = (count - done).min(MAX_BIO_PAGES);
+            let at = offset.saturating_add((done * BLOCK) as u64);
+            // SAFETY: `group` is live and being built (its invariant) and holds folios
+            // `first + done ..` `+ n` (checked above); the device stays open until every
+            // write its tracker counts has completed.
+            let ret = unsafe {
+                bindings::ferrofs_write_group_submit(
+                    group.group.as_ptr(),
+                    self.dev.bdev.as_ptr(),
+                    at >> 9,
+                    (first + done) as u32,
+                    n as u32,
+                    self.dev.inflight.as_ptr(),
+                )
+            };
+            if ret != 0 {
+                return Err(engine_error(Error::from_errno(ret)));
+            }
+            self.note_written(at, (n * BLOCK) as u64);
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// A handle that reads file data from this device without the filesystem lock.
+    pub(crate) fn reader(&self) -> DevReader {
+        DevReader(self.dev.clone())
+    }
+
+    /// Waits for the writes in flight that may overlap `len` bytes at `offset`, which a
+    /// reader outside the engine is about to read.
+    pub(crate) fn settle(&mut self, offset: u64, len: u64) {
+        if self.may_be_in_flight(offset, len) {
+            if self.dev.inflight.busy() {
+                // Their error is the flush's to report.
+                let _ = self.dev.inflight.wait(false);
+            }
+            self.forget_written();
+        }
+    }
+
     fn check_aligned(offset: u64, len: usize) -> EngineResult<()> {
         if offset % BLOCK as u64 != 0 || len % BLOCK != 0 {
             return Err(EngineError::Invalid("unaligned block I/O"));
@@ -302,13 +527,7 @@ impl BlockDev for KernelDev {
 
     fn read(&mut self, offset: u64, buf: &mut [u8]) -> EngineResult<()> {
         Self::check_aligned(offset, buf.len())?;
-        if self.may_be_in_flight(offset, buf.len() as u64) {
-            if self.dev.inflight.busy() {
-                // Their error is the flush's to report.
-                let _ = self.dev.inflight.wait(false);
-            }
-            self.forget_written();
-        }
+        self.settle(offset, buf.len() as u64);
         let mut at = offset;
         for piece in buf.chunks_mut(MAX_BIO_PAGES * BLOCK) {
             // SAFETY: the device is open while `self.dev` lives.

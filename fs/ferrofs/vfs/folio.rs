@@ -138,16 +138,22 @@ impl<T: FileSystem> LockedFolio<T> {
 pub(crate) struct WritebackFolio<T: FileSystem>(NonNull<bindings::folio>, PhantomData<T>);
 
 impl<T: FileSystem> WritebackFolio<T> {
-    /// The file the folio belongs to.
-    pub(crate) fn inode(&self) -> &Inode<T> {
-        // SAFETY: a folio under writeback stays in its mapping (truncation waits for the
-        // writeback to end), whose host is a live inode of a `T` super block (invariant).
-        unsafe { Inode::from_raw(bindings::ferrofs_folio_inode(self.0.as_ptr())) }
+    /// The raw pointer, for the bindings.
+    pub(crate) fn as_ptr(&self) -> *mut bindings::folio {
+        self.0.as_ptr()
+    }
+
+    /// The CRC-32C of the folio's bytes, which stay as they are while it is under
+    /// writeback (the super block asks for stable writes).
+    pub(crate) fn checksum(&self) -> u32 {
+        // SAFETY: a folio under writeback stays alive and in its mapping (truncation waits
+        // for the writeback to end).
+        unsafe { bindings::ferrofs_folio_checksum(self.0.as_ptr()) }
     }
 
     /// Records a failed write in the file's mapping, for `fsync` to report.
     pub(crate) fn set_error(&self, err: Error) {
-        // SAFETY: the folio is still in its mapping (see `inode`).
+        // SAFETY: the folio is under writeback, so still in its mapping (see `checksum`).
         unsafe { bindings::ferrofs_folio_set_error(self.0.as_ptr(), err.to_errno()) };
     }
 

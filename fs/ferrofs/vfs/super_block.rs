@@ -213,6 +213,14 @@ impl<'a, T: FileSystem> NewSuperBlock<'a, T> {
         }
     }
 
+    /// Keeps pages under writeback as they are until it ends (writes and mmap stores to
+    /// them wait), for a filesystem that checksums them before their I/O and writes
+    /// straight from them.
+    pub(crate) fn set_stable_writes(&mut self) {
+        // SAFETY: the new super block is ours alone (invariant).
+        unsafe { bindings::ferrofs_sb_set_stable_writes(self.as_ptr()) };
+    }
+
     /// Lets the filesystem's inodes be found from file handles (NFS export,
     /// `open_by_handle_at`) through `E`.
     pub(crate) fn set_export_ops<E: ExportOperations<FileSystem = T>>(&mut self) {

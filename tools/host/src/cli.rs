@@ -26,6 +26,9 @@ pub fn describe(err: &EngineError) -> String {
         EngineError::Corrupt { block, reason } => {
             format!("corrupt metadata at block {block}: {reason}")
         }
+        EngineError::BadData { block } => {
+            format!("data block {block}: checksum mismatch on every copy (errno 5)")
+        }
         other => format!("{} (errno {})", other.message(), other.errno()),
     }
 }

@@ -720,7 +720,10 @@ fn damaged_data_is_found_read_around_and_repaired() {
             );
             assert_fsck_clean(&mut fs);
         } else {
-            assert_eq!(fs.read(f, 0, content.len()).unwrap_err().errno(), 117);
+            // A bad data block is EIO, as a bad sector is (metadata is EUCLEAN).
+            let err = fs.read(f, 0, content.len()).unwrap_err();
+            assert!(matches!(err, EngineError::BadData { .. }), "{err:?}");
+            assert_eq!(err.errno(), 5);
             assert_eq!(
                 &fs.read(f, 0, 4096).unwrap()[..],
                 &content[..4096],
@@ -1066,9 +1069,10 @@ fn statfs_free_space_follows_the_profile() {
         let st = fs.statfs();
         let raw = n as u64 * (256 << 20);
         assert_eq!(st.total_bytes, raw / copies, "{profile:?} x{n}");
-        // Metadata and system chunks and the reserved areas take some; most is free.
+        // Metadata and system chunks and the reserved areas take some, and chunks placed
+        // as the allocator places them leave an odd device's remainder; most is free.
         assert!(
-            st.free_bytes > st.total_bytes * 3 / 4,
+            st.free_bytes > st.total_bytes * 7 / 10,
             "{profile:?} x{n}: {st:?}"
         );
         assert!(st.free_bytes <= st.total_bytes);
@@ -1901,4 +1905,54 @@ fn truncate_to_the_size_releases_preallocated_blocks_past_it() {
     fs.sync().unwrap();
     let report = fsck::check(&mut fs.vol, false).unwrap();
     assert!(report.problems.is_empty(), "{:?}", &report.problems[..]);
+}
+
+/// The free space statfs reports can be preallocated whole, also when new chunks must be
+/// made for it on gaps that do not divide evenly; a request past it fails with ENOSPC
+/// before changing anything (the transaction is not aborted) (generic/103).
+#[test]
+fn statfs_free_space_can_be_preallocated() {
+    for (data, metadata) in [
+        (Profile::Single, Profile::Dup),
+        (Profile::Dup, Profile::Dup),
+    ] {
+        let disks = MemDisk::set(1, 3 << 30);
+        let mut fs = Fs::mkfs(
+            devs(&disks),
+            &MkfsOptions {
+                data,
+                metadata,
+                label: b"",
+                fsid: [7; 16],
+                dev_uuids: &[[1; 16]],
+            },
+            T0,
+        )
+        .unwrap();
+        let keep = fs
+            .create(ROOT_INO, b"keep", S_IFREG | 0o644, 0, Owner::default(), T0)
+            .unwrap()
+            .ino;
+        fs.write(keep, 0, &[5u8; 65536], T0).unwrap();
+        let spc = fs
+            .create(ROOT_INO, b"spc", S_IFREG | 0o644, 0, Owner::default(), T0)
+            .unwrap()
+            .ino;
+        let free = fs.statfs().free_bytes;
+        let len = (free / 1024 - 512) * 1024;
+        fs.fallocate(spc, 0, 0, len, T0)
+            .unwrap_or_else(|e| panic!("{data:?}: fallocate of {len} of {free} free: {e:?}"));
+        let more = fs.statfs().free_bytes + (1 << 20);
+        let err = fs.fallocate(spc, 0, len, more, T0).unwrap_err();
+        assert_eq!(err, EngineError::NoSpace, "{data:?}");
+        assert!(
+            fs.aborted().is_none(),
+            "{data:?}: ENOSPC aborted the transaction"
+        );
+        fs.sync().unwrap();
+        assert_eq!(fs.read(keep, 0, 65536).unwrap()[..], [5u8; 65536][..]);
+        assert_eq!(fs.getattr(spc).unwrap().size, len);
+        let report = fsck::check(&mut fs.vol, false).unwrap();
+        assert!(report.problems.is_empty(), "{:?}", &report.problems[..]);
+    }
 }

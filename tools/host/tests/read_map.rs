@@ -1,13 +1,19 @@
-//! `Fs::map_read`, the map a reader outside the engine (the kernel's readahead) reads a
-//! file by: for files with holes, preallocated ranges, a short last block and data
-//! striped over several devices, reading every piece from the disks where the map says,
-//! checked against the checksums it gives, must give what `Fs::read` gives.
+//! File data moved outside the engine, as the kernel moves it with bios over page-cache
+//! folios. `Fs::map_read`, the map readahead reads a file by: for files with holes,
+//! preallocated ranges, a short last block and data striped over several devices, reading
+//! every piece from the disks where the map says, checked against the checksums it gives,
+//! must give what `Fs::read` gives. `Fs::write_placed`, the write writeback makes: the
+//! bytes written by the caller where it says, on every copy, read back through the engine
+//! before and after a commit and a remount, with fsck clean.
 
 use ferrofs_engine::chunk::Profile;
 use ferrofs_engine::crc32c;
+use ferrofs_engine::dev::BlockDev;
 use ferrofs_engine::fs::{Fs, Owner, ReadSource, FALLOC_FL_KEEP_SIZE};
+use ferrofs_engine::fsck;
 use ferrofs_engine::inode::{Timespec, ROOT_INO, S_IFREG};
-use ferrofs_host::memdev::{self, MemDev, MemDisk};
+use ferrofs_engine::volume::OpenOptions;
+use ferrofs_host::memdev::{self, devs, MemDev, MemDisk};
 
 const BLOCK: u64 = 4096;
 
@@ -142,4 +148,105 @@ fn map_read_refuses_what_it_cannot_map() {
     assert_eq!(map.len(), 1);
     assert!(matches!(map[0].source, ReadSource::Zeros));
     assert_eq!(map[0].len, 3 * BLOCK);
+}
+
+#[test]
+fn placed_writes_read_back_on_every_profile() {
+    for (n, profile, copies) in [
+        (1, Profile::Single, 1),
+        (1, Profile::Dup, 2),
+        (2, Profile::Raid0, 1),
+        (3, Profile::Raid1, 2),
+        (4, Profile::Raid10, 2),
+    ] {
+        let disks = MemDisk::set(n, 256 << 20);
+        let mut fs = memdev::mkfs_fs(&disks, profile).unwrap();
+        let ino = fs
+            .create(ROOT_INO, b"f", S_IFREG | 0o644, 0, Owner::default(), T0)
+            .unwrap()
+            .ino;
+        let mut model = Vec::new();
+        // Appends, an overwrite in the middle, a run longer than one extent can take
+        // (several allocations), and a last block the data ends inside.
+        for (i, (offset, blocks, tail)) in [
+            (0u64, 3usize, 0u64),
+            (3 * BLOCK, 300, 0),
+            (BLOCK, 2, 0),
+            (303 * BLOCK, 5, 1000),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut bytes: Vec<u8> = (0..blocks as u64 * BLOCK)
+                .map(|b| (b % 241) as u8 ^ (i as u8 * 31))
+                .collect();
+            let data_end = if tail > 0 {
+                let end = offset + blocks as u64 * BLOCK - BLOCK + tail;
+                let keep = bytes.len() - BLOCK as usize + tail as usize;
+                bytes[keep..].fill(0);
+                end
+            } else {
+                offset + bytes.len() as u64
+            };
+            let sums: Vec<u32> = bytes.chunks(BLOCK as usize).map(crc32c::checksum).collect();
+            let mut covered = 0;
+            let node = fs
+                .write_placed(ino, offset, &sums, data_end, T0, |dev, t| {
+                    covered += t.len;
+                    dev.write(t.physical, &bytes[t.from..t.from + t.len])
+                })
+                .unwrap();
+            assert_eq!(node.size, data_end.max(model.len() as u64));
+            assert_eq!(
+                covered,
+                bytes.len() * copies,
+                "{profile:?}: copies not all placed"
+            );
+            let end = (offset as usize + bytes.len()).min(data_end as usize);
+            if model.len() < end {
+                model.resize(end, 0);
+            }
+            model[offset as usize..end].copy_from_slice(&bytes[..end - offset as usize]);
+            assert_eq!(fs.read(ino, 0, model.len() + 10).unwrap()[..], model[..]);
+        }
+        fs.sync().unwrap();
+        drop(fs);
+        let mut fs = Fs::open(devs(&disks), OpenOptions::default()).unwrap();
+        assert_eq!(fs.read(ino, 0, model.len() + 10).unwrap()[..], model[..]);
+        let report = fsck::check(&mut fs.vol, false).unwrap();
+        assert!(
+            report.problems.is_empty(),
+            "{profile:?}: {:?}",
+            &report.problems[..]
+        );
+    }
+}
+
+#[test]
+fn placed_writes_refuse_partial_blocks() {
+    let disks = MemDisk::set(1, 64 << 20);
+    let mut fs = memdev::mkfs_fs(&disks, Profile::Single).unwrap();
+    let ino = fs
+        .create(ROOT_INO, b"f", S_IFREG | 0o644, 0, Owner::default(), T0)
+        .unwrap()
+        .ino;
+    let sums = [0u32; 2];
+    for (offset, end) in [(100, 2 * BLOCK), (0, 3 * BLOCK), (0, BLOCK), (0, 0)] {
+        let placed = fs.write_placed(ino, offset, &sums, end, T0, |_, _| Ok(()));
+        assert!(placed.is_err(), "{offset} {end} accepted");
+    }
+    assert!(fs.write_placed(ino, 0, &[], 0, T0, |_, _| Ok(())).is_err());
+    let dir = fs.write_placed(ROOT_INO, 0, &sums, 2 * BLOCK, T0, |_, _| Ok(()));
+    assert!(dir.is_err());
+    assert_eq!(fs.getattr(ino).unwrap().size, 0);
+    assert!(fs.aborted().is_none());
+    // A write that fails aborts the transaction: nothing of it stays.
+    let failed = fs.write_placed(ino, 0, &sums, 2 * BLOCK, T0, |_, _| {
+        Err(ferrofs_engine::error::EngineError::Io)
+    });
+    assert!(failed.is_err());
+    assert!(
+        fs.aborted().is_some(),
+        "a failed placed write left the transaction running"
+    );
 }

@@ -29,7 +29,8 @@ impl<D: BlockDev> Volume<D> {
             .ok_or(EngineError::Corrupt { block, reason })
     }
 
-    pub(super) fn dev_mut(&mut self, devid: u64) -> Option<&mut D> {
+    /// Device `devid`, if present.
+    pub fn dev_mut(&mut self, devid: u64) -> Option<&mut D> {
         self.devs
             .iter_mut()
             .find(|d| d.devid == devid)?

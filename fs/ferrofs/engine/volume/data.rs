@@ -15,6 +15,20 @@ use crate::platform;
 /// A data block's size, as a length.
 const BLOCK_BYTES: usize = BLOCK_SIZE as usize;
 
+/// Where a piece of a data write goes: bytes `from..from + len` of the run, to byte
+/// `physical` of device `devid` (see [`Volume::place_data`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataTarget {
+    /// Byte offset of the piece in the run.
+    pub from: usize,
+    /// Its length in bytes (whole blocks).
+    pub len: usize,
+    /// The device it goes to.
+    pub devid: u64,
+    /// Byte offset on that device.
+    pub physical: u64,
+}
+
 /// Data blocks that follow each other on one device: see [`Volume::map_data`].
 pub struct DataPiece {
     /// Byte offset of the first block in the mapped range.
@@ -100,17 +114,52 @@ impl<D: BlockDev> Volume<D> {
     /// Each copy gets one write per stripe piece (one for the whole run on mirrors).
     pub fn write_data(&mut self, logical: u64, data: &[u8]) -> EngineResult<()> {
         platform::relax();
-        self.changed();
         if data.len().checked_rem(BLOCK_SIZE as usize) != Some(0) {
             return Err(EngineError::Invalid("data write of a partial block"));
         }
+        self.changed();
         self.write_all_copies(logical, data)?;
         let mut sums = FVec::try_with_capacity(data.len() / BLOCK_BYTES)?;
         for block in data.chunks(BLOCK_SIZE as usize) {
             sums.try_push(crc32c::checksum(block))?;
         }
-        self.log_data(logical, &sums);
-        self.put_csums(logical, &sums)
+        self.data_written(logical, &sums)
+    }
+
+    /// Records the checksums `sums` of the data blocks at `logical`, which the caller
+    /// writes to every copy itself (see [`Self::place_data`]), before the transaction's
+    /// commit or its fsync log record flushes the devices.
+    pub fn data_written(&mut self, logical: u64, sums: &[u32]) -> EngineResult<()> {
+        self.changed();
+        self.log_data(logical, sums);
+        self.put_csums(logical, sums)
+    }
+
+    /// Where the data blocks at `logical` (`len` bytes, whole blocks) go: one
+    /// [`DataTarget`] per contiguous piece of every present copy (one per copy for the
+    /// whole run on mirrors), as [`Self::write_data`] writes them.
+    pub fn place_data(&self, logical: u64, len: usize) -> EngineResult<FVec<DataTarget>> {
+        if len.checked_rem(BLOCK_BYTES) != Some(0) {
+            return Err(EngineError::Invalid("data placement of a partial block"));
+        }
+        let mut out = FVec::new();
+        for (copies, from, len) in self.runs(logical, len)?.iter() {
+            for copy in copies.iter() {
+                if self
+                    .devs
+                    .iter()
+                    .any(|d| d.devid == copy.devid && d.dev.is_some())
+                {
+                    out.try_push(DataTarget {
+                        from: *from,
+                        len: *len,
+                        devid: copy.devid,
+                        physical: copy.physical,
+                    })?;
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Reads data block `logical` into `buf` (4096 bytes), verifying its checksum and
@@ -138,10 +187,7 @@ impl<D: BlockDev> Volume<D> {
             }
             bad.try_push(*copy)?;
         }
-        Err(EngineError::Corrupt {
-            block: logical,
-            reason: "data checksum mismatch on every copy",
-        })
+        Err(EngineError::BadData { block: logical })
     }
 
     /// Reads the data blocks at `logical` into `buf` (whole blocks), one read per stripe

@@ -38,7 +38,7 @@ mod space;
 mod transaction;
 mod tree;
 
-pub use data::DataPiece;
+pub use data::{DataPiece, DataTarget};
 pub use log::{LogArea, LogTicket, LogWrite, LOG_AREA_ITEM_SIZE, LOG_AREA_MAX_BLOCKS};
 pub use transaction::CommitTicket;
 pub use tree::{child_refs, Range, RefOwner, Tree, TreeStore};

@@ -374,23 +374,76 @@ impl<D: BlockDev> Volume<D> {
     /// Bytes of `kind` still to be had: free blocks of its chunks, and what new chunks
     /// with its newest chunk's profile could take from the unallocated space.
     pub fn kind_free_bytes(&self, kind: Kind) -> u64 {
+        self.kind_free_upto(kind, u64::MAX)
+    }
+
+    /// [`Self::kind_free_bytes`], counted only until it reaches `want` (what a change
+    /// needs). New chunks are counted as [`alloc_chunk`](Self::alloc_chunk) would make
+    /// them, one after another on the devices' free gaps (so that the answer is never more
+    /// than can be allocated: a change admitted on it does not run out half-way); past
+    /// [`MAX_PLANNED_CHUNKS`] of them the rest is estimated.
+    pub fn kind_free_upto(&self, kind: Kind, want: u64) -> u64 {
         let in_chunks = self.free_bytes(kind);
+        if in_chunks >= want {
+            return in_chunks;
+        }
         let profile = self
             .chunks
             .iter()
             .rev()
             .find(|c| c.kind == kind)
             .map_or(Profile::Single, |c| c.profile);
+        let mut used: FVec<(u64, u64, u64)> = FVec::new();
+        for c in self.chunks.iter() {
+            for st in c.stripes.iter() {
+                if used
+                    .try_push((st.devid, st.physical, c.stripe_size()))
+                    .is_err()
+                {
+                    return in_chunks;
+                }
+            }
+        }
+        let mut logical = self
+            .chunks
+            .iter()
+            .map(|c| c.logical.saturating_add(c.length))
+            .max()
+            .unwrap_or(1 << 20);
+        let mut total = in_chunks;
+        for _ in 0..MAX_PLANNED_CHUNKS {
+            if total >= want {
+                return total;
+            }
+            logical = round_down(logical.saturating_add((1 << 20) - 1), 1 << 20);
+            let Ok(chunk) = plan_chunk(
+                logical,
+                &self.devs,
+                &used,
+                kind,
+                profile,
+                self.sb.total_bytes,
+            ) else {
+                return total;
+            };
+            total = total.saturating_add(chunk.length);
+            logical = logical.saturating_add(chunk.length);
+            for st in chunk.stripes.iter() {
+                if used
+                    .try_push((st.devid, st.physical, chunk.stripe_size()))
+                    .is_err()
+                {
+                    return total;
+                }
+            }
+        }
+        // Many chunks still to come: the rest estimated from the free bytes per device.
         let mut free: FVec<u64> = FVec::new();
         for slot in self.devs.iter().filter(|d| d.dev.is_some()) {
-            let used: u64 = self
-                .chunks
+            let on_dev = used
                 .iter()
-                .map(|c| {
-                    let on_dev = c.stripes.iter().filter(|s| s.devid == slot.devid);
-                    let n = mem::count(on_dev) as u64;
-                    n.saturating_mul(c.stripe_size())
-                })
+                .filter(|u| u.0 == slot.devid)
+                .map(|u| u.2)
                 .fold(0, u64::saturating_add);
             let reserved: u64 = format::RESERVED_RANGES
                 .iter()
@@ -398,13 +451,13 @@ impl<D: BlockDev> Volume<D> {
                 .map(|(_, len)| *len)
                 .fold(0, u64::saturating_add);
             if free
-                .try_push(slot.size.saturating_sub(used).saturating_sub(reserved))
+                .try_push(slot.size.saturating_sub(on_dev).saturating_sub(reserved))
                 .is_err()
             {
-                return in_chunks;
+                return total;
             }
         }
-        in_chunks.saturating_add(allocatable(&mut free, profile))
+        total.saturating_add(allocatable(&mut free, profile))
     }
 
     /// Applies one queued reference change to the space tree.
@@ -593,6 +646,9 @@ fn allocatable(free: &mut [u64], profile: Profile) -> u64 {
         }
     }
 }
+
+/// New chunks [`Volume::kind_free_upto`] plans one by one before it estimates the rest.
+const MAX_PLANNED_CHUNKS: usize = 64;
 
 /// Volumes smaller than this (in bytes, all devices together) get chunks scaled to them.
 const SMALL_VOLUME: u64 = 64 << 20;

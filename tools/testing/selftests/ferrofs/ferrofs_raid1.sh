@@ -5,9 +5,11 @@
 # back whole from each device alone (two devices) or with any one missing (three), mounted
 # degraded; fsck finds every copy of every block good. raid10 over four devices: a degraded
 # mount without both devices of a mirrored pair is refused, one device missing from each
-# pair reads the tree.
+# pair reads the tree. Data blocks damaged on disk: readahead, which checks each block's
+# checksum as its bio completes, gives the good mirror's copy where one mirror is bad, and
+# EIO where every copy is.
 
-ntests=17
+ntests=21
 . "$(dirname "$0")/lib.sh"
 begin_test 4
 list="$(mktemp)"
@@ -43,6 +45,62 @@ check "raid1 over three devices: fsck clean" fsck_clean "$d0" "$d1" "$d2"
 verify_degraded "raid1 over three devices: the first missing" "$d1" "$d2"
 verify_degraded "raid1 over three devices: the second missing" "$d0" "$d2"
 verify_degraded "raid1 over three devices: the third missing" "$d0" "$d1"
+
+# damage_block DEVICE FILE INDEX: flips a byte of the first block on DEVICE (searched in
+# its first 512 MiB, block by block) that holds block INDEX of FILE.
+damage_block() {
+	python3 - "$@" <<'PY'
+import sys
+dev, name, index = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with open(name, "rb") as f:
+    f.seek(index * 4096)
+    want = f.read(4096)
+with open(dev, "r+b", buffering=0) as d:
+    for base in range(0, 512 << 20, 1 << 20):
+        d.seek(base)
+        buf = d.read(1 << 20)
+        for at in range(0, len(buf), 4096):
+            if buf[at:at + 4096] == want:
+                d.seek(base + at + 100)
+                d.write(bytes([want[100] ^ 0x5A]))
+                sys.exit(0)
+sys.exit("block %d of %s not found on %s" % (index, name, dev))
+PY
+}
+
+# damage_blocks DEVICE INDEX...: damage_block of the blob for each pair.
+damage_blocks() {
+	while [ $# -ge 2 ]; do damage_block "$1" "$blob" "$2" || return; shift 2; done
+}
+
+blob="$(mktemp)"
+head -c $((2 << 20)) /dev/urandom >"$blob"
+"$mkfs" -f -d raid1 -m raid1 "$d0" "$d1" >/dev/null
+if mount_ferrofs "$d0" "$d1" && cp "$blob" "$mnt/blob" && umount "$mnt"; then
+	# Block 3 bad on the first device, block 200 on the second: whichever copy readahead
+	# reads has a bad block, which must come from the other mirror.
+	check "raid1 data: a block damaged on each device" damage_blocks "$d0" 3 "$d1" 200
+	mount_ferrofs "$d0" "$d1"
+	check "raid1 data: a damaged block reads from the good mirror" cmp "$blob" "$mnt/blob"
+	umount "$mnt"
+	# Block 300 bad on both: no good copy.
+	check "raid1 data: a block damaged on both devices" damage_blocks "$d0" 300 "$d1" 300
+	mount_ferrofs "$d0" "$d1"
+	out="$(cat "$mnt/blob" 2>&1 >/dev/null)"
+	if grep -q "Input/output error" <<<"$out"; then
+		ok "raid1 data: a block damaged on every copy fails the read with EIO"
+	else
+		not_ok "raid1 data: a block damaged on every copy fails the read with EIO"
+		echo "$out" | diag
+	fi
+	umount "$mnt"
+else
+	for t in "damaged on each device" "reads from the good mirror" "damaged on both devices" \
+		"EIO"; do
+		not_ok "raid1 data: $t (no file written)"
+	done
+fi
+rm -f "$blob"
 
 # raid10 data (raid1c3 metadata) over four devices. The data chunk's stripes, two at a time,
 # are its mirrored pairs; device k is the k-th given to mkfs.
