@@ -6,6 +6,8 @@
 #include <linux/bio.h>
 #include <linux/blkdev.h>
 #include <linux/buffer_head.h>
+#include <linux/completion.h>
+#include <linux/cpumask.h>
 #include <linux/crc32c.h>
 #include <linux/fs.h>
 #include <linux/fs_context.h>
@@ -444,16 +446,8 @@ int ferrofs_write_group_submit(struct ferrofs_write_group *group, struct block_d
 	return 0;
 }
 
-/* Drops the builder's hold on @group, recording @err (0 or a negative errno) first. */
-void ferrofs_write_group_finish(struct ferrofs_write_group *group, int err)
-{
-	if (err)
-		atomic_cmpxchg(&group->error, 0, err);
-	ferrofs_write_group_put(group);
-}
-
 /* The CRC-32C of @folio's bytes (initial value and final XOR 0xffffffff). */
-u32 ferrofs_folio_checksum(struct folio *folio)
+static u32 ferrofs_folio_checksum(struct folio *folio)
 {
 	u32 crc = ~0U;
 	size_t done;
@@ -465,6 +459,72 @@ u32 ferrofs_folio_checksum(struct folio *folio)
 		kunmap_local(p);
 	}
 	return ~crc;
+}
+
+/*
+ * Checksums of a write group's folios, computed by the caller and, for a long run on a
+ * machine with more than one CPU, by workers beside it: the checksums are most of the
+ * CPU time writeback spends, and one thread would bound it.
+ */
+#define FERROFS_CSUM_MIN_SHARE 32
+#define FERROFS_CSUM_MAX_HELPERS 3
+
+struct ferrofs_csum_share {
+	struct work_struct work;
+	struct folio **folios;
+	u32 *sums;
+	unsigned int nr;
+	struct completion done;
+};
+
+static void ferrofs_csum_share_fn(struct work_struct *work)
+{
+	struct ferrofs_csum_share *share = container_of(work, struct ferrofs_csum_share, work);
+	unsigned int i;
+
+	for (i = 0; i < share->nr; i++)
+		share->sums[i] = ferrofs_folio_checksum(share->folios[i]);
+	complete(&share->done);
+}
+
+/* Fills @sums (@nr entries, as many as the group's folios) with the folios' checksums. */
+int ferrofs_write_group_checksums(struct ferrofs_write_group *group, u32 *sums, unsigned int nr)
+{
+	struct ferrofs_csum_share shares[FERROFS_CSUM_MAX_HELPERS];
+	unsigned int helpers, per, i, at;
+
+	if (nr != group->nr)
+		return -EINVAL;
+	helpers = min3(num_online_cpus() - 1, (unsigned int)FERROFS_CSUM_MAX_HELPERS,
+		       nr / FERROFS_CSUM_MIN_SHARE);
+	per = nr / (helpers + 1);
+	at = per;
+	for (i = 0; i < helpers; i++) {
+		struct ferrofs_csum_share *share = &shares[i];
+
+		INIT_WORK_ONSTACK(&share->work, ferrofs_csum_share_fn);
+		init_completion(&share->done);
+		share->folios = group->folios + at;
+		share->sums = sums + at;
+		share->nr = i + 1 == helpers ? nr - at : per;
+		at += share->nr;
+		queue_work(system_unbound_wq, &share->work);
+	}
+	for (i = 0; i < per; i++)
+		sums[i] = ferrofs_folio_checksum(group->folios[i]);
+	for (i = 0; i < helpers; i++) {
+		wait_for_completion(&shares[i].done);
+		destroy_work_on_stack(&shares[i].work);
+	}
+	return 0;
+}
+
+/* Drops the builder's hold on @group, recording @err (0 or a negative errno) first. */
+void ferrofs_write_group_finish(struct ferrofs_write_group *group, int err)
+{
+	if (err)
+		atomic_cmpxchg(&group->error, 0, err);
+	ferrofs_write_group_put(group);
 }
 
 /* Pages under writeback stay unchanged until it ends (writes and mmap stores wait). */

@@ -60,7 +60,7 @@ int ferrofs_write_group_submit(struct ferrofs_write_group *group, struct block_d
 			       u64 sector, unsigned int first, unsigned int count,
 			       struct ferrofs_inflight *inflight);
 void ferrofs_write_group_finish(struct ferrofs_write_group *group, int err);
-u32 ferrofs_folio_checksum(struct folio *folio);
+int ferrofs_write_group_checksums(struct ferrofs_write_group *group, u32 *sums, unsigned int nr);
 void ferrofs_sb_set_stable_writes(struct super_block *sb);
 struct blk_plug *ferrofs_plug_start(void);
 void ferrofs_plug_finish(struct blk_plug *plug);

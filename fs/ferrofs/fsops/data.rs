@@ -181,20 +181,16 @@ impl WriteRun {
         }
         let (ino, (_, mtime, _)) = (inode.ino(), inode.times());
         let (pos, data_end) = (self.pos, self.data_end);
-        // The folios do not change under writeback (stable writes).
-        let sums = {
+        let n = self.folios.len();
+        let mut sums: FVec<u32> = FVec::new();
+        let room = {
             let _nofs = NoFsScope::enter();
-            FVec::try_with_capacity(self.folios.len())
+            sums.try_extend_with(n, 0).map_err(from_engine)
         };
-        let group = WriteGroup::new(self.folios.len());
-        let (mut sums, mut group) = match (sums, group) {
-            (Ok(sums), Ok(group)) => (sums, group),
-            (sums, group) => {
-                let err = match (sums, group) {
-                    (Err(err), _) => from_engine(err),
-                    (_, Err(err)) => err,
-                    _ => ENOMEM,
-                };
+        let group = room.and_then(|()| WriteGroup::new(n));
+        let mut group = match group {
+            Ok(group) => group,
+            Err(err) => {
                 while let Some(folio) = self.folios.pop() {
                     folio.set_error(err);
                     folio.end_writeback();
@@ -202,10 +198,6 @@ impl WriteRun {
                 return Err(err);
             }
         };
-        for folio in self.folios.iter() {
-            // Cannot fail: the capacity is reserved above.
-            let _ = sums.try_push(folio.checksum());
-        }
         // In file order: the group's folio `k` is the run's block `k`.
         self.folios.reverse();
         while let Some(folio) = self.folios.pop() {
@@ -216,7 +208,9 @@ impl WriteRun {
                 group.set_error(EIO);
             }
         }
-        let result = if group.len() == sums.len() {
+        // The folios do not change under writeback (stable writes).
+        let summed = group.checksums(&mut sums);
+        let result = if summed.is_ok() && group.len() == n {
             inode.super_block().info().and_then(|info| {
                 info.with_fs(|fs| {
                     fs.write_placed(ino, pos, &sums, data_end, mtime, |dev, t| {

@@ -217,6 +217,29 @@ impl WriteGroup {
         self.len
     }
 
+    /// The CRC-32C of each folio, in order, into `sums` (one per folio): computed beside
+    /// the caller by workers on other CPUs for a long run. The folios do not change while
+    /// under writeback (the super block asks for stable writes).
+    pub(crate) fn checksums(&self, sums: &mut [u32]) -> Result {
+        if sums.len() != self.len {
+            return Err(EINVAL);
+        }
+        // SAFETY: `self.group` is live (invariant) and its folios are under writeback, so
+        // alive; `sums` has room for one checksum per folio (checked above).
+        let ret = unsafe {
+            bindings::ferrofs_write_group_checksums(
+                self.group.as_ptr(),
+                sums.as_mut_ptr(),
+                self.len as u32,
+            )
+        };
+        if ret == 0 {
+            Ok(())
+        } else {
+            Err(Error::from_errno(ret))
+        }
+    }
+
     /// Records `err` for the folios' mapping (`fsync` reports it) when their writeback ends.
     pub(crate) fn set_error(&mut self, err: Error) {
         self.error.get_or_insert(err);

@@ -143,17 +143,10 @@ impl<T: FileSystem> WritebackFolio<T> {
         self.0.as_ptr()
     }
 
-    /// The CRC-32C of the folio's bytes, which stay as they are while it is under
-    /// writeback (the super block asks for stable writes).
-    pub(crate) fn checksum(&self) -> u32 {
-        // SAFETY: a folio under writeback stays alive and in its mapping (truncation waits
-        // for the writeback to end).
-        unsafe { bindings::ferrofs_folio_checksum(self.0.as_ptr()) }
-    }
-
     /// Records a failed write in the file's mapping, for `fsync` to report.
     pub(crate) fn set_error(&self, err: Error) {
-        // SAFETY: the folio is under writeback, so still in its mapping (see `checksum`).
+        // SAFETY: a folio under writeback stays alive and in its mapping (truncation waits
+        // for the writeback to end).
         unsafe { bindings::ferrofs_folio_set_error(self.0.as_ptr(), err.to_errno()) };
     }
 
