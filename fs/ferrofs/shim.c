@@ -198,6 +198,13 @@ void ferrofs_bio_submit_tracked(struct bio *bio, struct ferrofs_inflight *inflig
 }
 
 /*
+ * The module's workqueue: read checks and writeback's checksum shares. It may have to
+ * make progress for memory reclaim (writeback waits on it), hence WQ_MEM_RECLAIM; its
+ * destruction at module exit waits for what is still queued.
+ */
+static struct workqueue_struct *ferrofs_wq;
+
+/*
  * Reads straight into page-cache folios (readahead): a bio over locked folios of one
  * block each, counted by the device's tracker (which its close waits for) and checked
  * at completion, in a workqueue, against the CRC-32C the engine keeps of each block. A
@@ -284,7 +291,7 @@ static void ferrofs_read_end_io(struct bio *bio)
 
 	/* Checksums are not computed in interrupt context. */
 	INIT_WORK(&ctx->work, ferrofs_read_verify);
-	queue_work(system_unbound_wq, &ctx->work);
+	queue_work(ferrofs_wq, &ctx->work);
 }
 
 /* Submits read bio @bio; @inflight counts it until its folios are unlocked. */
@@ -340,13 +347,22 @@ static struct bio_set ferrofs_write_bioset;
 
 int ferrofs_shim_init(void)
 {
-	return bioset_init(&ferrofs_write_bioset, BIO_POOL_SIZE,
-			   offsetof(struct ferrofs_write_bio, bio), BIOSET_NEED_BVECS);
+	int err;
+
+	ferrofs_wq = alloc_workqueue("ferrofs", WQ_UNBOUND | WQ_MEM_RECLAIM, 0);
+	if (!ferrofs_wq)
+		return -ENOMEM;
+	err = bioset_init(&ferrofs_write_bioset, BIO_POOL_SIZE,
+			  offsetof(struct ferrofs_write_bio, bio), BIOSET_NEED_BVECS);
+	if (err)
+		destroy_workqueue(ferrofs_wq);
+	return err;
 }
 
 void ferrofs_shim_exit(void)
 {
 	bioset_exit(&ferrofs_write_bioset);
+	destroy_workqueue(ferrofs_wq);
 }
 
 struct ferrofs_write_group *ferrofs_write_group_alloc(unsigned int max_folios)
@@ -508,7 +524,7 @@ int ferrofs_write_group_checksums(struct ferrofs_write_group *group, u32 *sums, 
 		share->sums = sums + at;
 		share->nr = i + 1 == helpers ? nr - at : per;
 		at += share->nr;
-		queue_work(system_unbound_wq, &share->work);
+		queue_work(ferrofs_wq, &share->work);
 	}
 	for (i = 0; i < per; i++)
 		sums[i] = ferrofs_folio_checksum(group->folios[i]);

@@ -200,8 +200,8 @@ impl Drop for Plug {
     }
 }
 
-/// The bio set writeback's bios come from (see `blockdev::WriteGroup`), set up while the
-/// module is loaded.
+/// The bio set writeback's bios come from (see `blockdev::WriteGroup`) and the module's
+/// workqueue (read checks, checksum shares), set up while the module is loaded.
 pub(crate) struct WriteBioSet(());
 
 /// Whether a [`WriteBioSet`] exists (the bio set is one static).
