@@ -9,6 +9,7 @@
 //! are dropped, so a crash leaves the data of the last commit.
 
 use super::bytes;
+use super::crc32c;
 use super::dev::BlockDev;
 use super::error::{EngineError, EngineResult};
 use super::format::{self, BLOCK_SIZE};
@@ -1798,10 +1799,10 @@ impl<D: BlockDev> Fs<D> {
         sums: &[u32],
         data_end: u64,
         now: Timespec,
-        mut write: impl FnMut(&mut D, &DataTarget) -> EngineResult<()>,
+        write: impl FnMut(&mut D, &DataTarget) -> EngineResult<()>,
     ) -> EngineResult<Inode> {
         self.guarded(|fs| {
-            let mut inode = fs.getattr(ino)?;
+            let inode = fs.getattr(ino)?;
             if inode.file_type() != S_IFREG {
                 return Err(EngineError::Invalid("placed write to a non-regular file"));
             }
@@ -1818,57 +1819,79 @@ impl<D: BlockDev> Fs<D> {
                 return Err(EngineError::Invalid("placed write not of whole blocks"));
             }
             fs.make_room(len)?;
-            let dropped = fs.drop_extents(ino, offset, end)?;
-            let mut pos = offset;
-            while pos < end {
-                let want = end.saturating_sub(pos) / BLOCK;
-                let owner = fs.file_owner(ino, pos);
-                let (disk, count) = fs.vol.alloc_data(want.min(MAX_EXTENT_BLOCKS), owner)?;
-                let from = usize::try_from(pos.saturating_sub(offset) / BLOCK)
-                    .map_err(|_| EngineError::Range)?;
-                let n = usize::try_from(count).map_err(|_| EngineError::Range)?;
-                let piece_sums = sums
-                    .get(from..from.saturating_add(n))
-                    .ok_or(EngineError::Range)?;
-                let bytes = n.saturating_mul(BLOCK_SIZE as usize);
-                for t in fs.vol.place_data(disk, bytes)?.iter() {
-                    let target = DataTarget {
-                        from: t
-                            .from
-                            .saturating_add(from.saturating_mul(BLOCK_SIZE as usize)),
-                        ..*t
-                    };
-                    let dev = fs.vol.dev_mut(t.devid).ok_or(EngineError::Io)?;
-                    write(dev, &target)?;
-                }
-                fs.vol.data_written(disk, piece_sums)?;
-                let e = Extent {
-                    kind: ExtentKind::Regular,
-                    disk,
-                    len: count.saturating_mul(BLOCK),
-                };
-                fs.vol
-                    .insert(fs.tree, Key::new(ino, kind::EXTENT_DATA, pos), &e.encode())?;
-                pos = pos.saturating_add(e.len);
-            }
-            inode.bytes = count_down(inode.bytes, dropped, ino, "inode bytes below its extents")?
-                .saturating_add(len);
-            inode.size = inode.size.max(data_end);
-            inode.touch(now);
-            fs.put_inode(&inode)?;
-            Ok(inode)
+            fs.put_run(inode, offset, sums, data_end, now, write)
         })
+    }
+
+    /// Puts whole blocks into `inode` from `offset` (a block boundary), copy-on-write:
+    /// the old extents of the range go, new blocks are allocated in extents as long as
+    /// can be had, `write` writes each piece of every copy (see [`Self::write_placed`]),
+    /// `sums` (one per block) are recorded, and the size grows to `data_end`. Part of a
+    /// change.
+    fn put_run(
+        &mut self,
+        mut inode: Inode,
+        offset: u64,
+        sums: &[u32],
+        data_end: u64,
+        now: Timespec,
+        mut write: impl FnMut(&mut D, &DataTarget) -> EngineResult<()>,
+    ) -> EngineResult<Inode> {
+        let ino = inode.ino;
+        let len = (sums.len() as u64).saturating_mul(BLOCK);
+        let end = offset.saturating_add(len);
+        let dropped = self.drop_extents(ino, offset, end)?;
+        let mut pos = offset;
+        while pos < end {
+            let want = end.saturating_sub(pos) / BLOCK;
+            let owner = self.file_owner(ino, pos);
+            let (disk, count) = self.vol.alloc_data(want.min(MAX_EXTENT_BLOCKS), owner)?;
+            let from = usize::try_from(pos.saturating_sub(offset) / BLOCK)
+                .map_err(|_| EngineError::Range)?;
+            let n = usize::try_from(count).map_err(|_| EngineError::Range)?;
+            let piece_sums = sums
+                .get(from..from.saturating_add(n))
+                .ok_or(EngineError::Range)?;
+            let bytes = n.saturating_mul(BLOCK_SIZE as usize);
+            for t in self.vol.place_data(disk, bytes)?.iter() {
+                let target = DataTarget {
+                    from: t
+                        .from
+                        .saturating_add(from.saturating_mul(BLOCK_SIZE as usize)),
+                    ..*t
+                };
+                let dev = self.vol.dev_mut(t.devid).ok_or(EngineError::Io)?;
+                write(dev, &target)?;
+            }
+            self.vol.data_written(disk, piece_sums)?;
+            let e = Extent {
+                kind: ExtentKind::Regular,
+                disk,
+                len: count.saturating_mul(BLOCK),
+            };
+            self.vol.insert(
+                self.tree,
+                Key::new(ino, kind::EXTENT_DATA, pos),
+                &e.encode(),
+            )?;
+            pos = pos.saturating_add(e.len);
+        }
+        inode.bytes = count_down(inode.bytes, dropped, ino, "inode bytes below its extents")?
+            .saturating_add(len);
+        inode.size = inode.size.max(data_end);
+        inode.touch(now);
+        self.put_inode(&inode)?;
+        Ok(inode)
     }
 
     /// Writes `data` into the extents of `inode` (a file, or a new symlink's target).
     fn write_range(
         &mut self,
-        mut inode: Inode,
+        inode: Inode,
         offset: u64,
         data: &[u8],
         now: Timespec,
     ) -> EngineResult<Inode> {
-        let ino = inode.ino;
         if data.is_empty() {
             return Ok(inode);
         }
@@ -1892,41 +1915,16 @@ impl<D: BlockDev> Fs<D> {
         }
         let at = offset.saturating_sub(first) as usize;
         bytes::put(&mut buf, at, data).ok_or(EngineError::Range)?;
-        let dropped = self.drop_extents(ino, first, last)?;
-        let mut pos = first;
-        while pos < last {
-            let want = last.saturating_sub(pos) / BLOCK;
-            let owner = self.file_owner(ino, pos);
-            let (disk, count) = self.vol.alloc_data(want.min(MAX_EXTENT_BLOCKS), owner)?;
-            let len = count.saturating_mul(BLOCK);
-            let from = pos.saturating_sub(first) as usize;
-            let chunk = buf
-                .get(from..from.saturating_add(len as usize))
-                .ok_or(EngineError::Range)?;
-            self.vol.write_data(disk, chunk)?;
-            let e = Extent {
-                kind: ExtentKind::Regular,
-                disk,
-                len,
-            };
-            self.vol.insert(
-                self.tree,
-                Key::new(ino, kind::EXTENT_DATA, pos),
-                &e.encode(),
-            )?;
-            pos = pos.saturating_add(len);
+        let mut sums = FVec::try_with_capacity(span.checked_div(BLOCK_SIZE as usize).unwrap_or(0))?;
+        for block in buf.chunks(BLOCK_SIZE as usize) {
+            sums.try_push(crc32c::checksum(block))?;
         }
-        inode.bytes = count_down(
-            inode.bytes,
-            dropped,
-            inode.ino,
-            "inode bytes below its extents",
-        )?
-        .saturating_add(last.saturating_sub(first));
-        inode.size = inode.size.max(end);
-        inode.touch(now);
-        self.put_inode(&inode)?;
-        Ok(inode)
+        self.put_run(inode, first, &sums, end, now, |dev, t| {
+            let piece = buf
+                .get(t.from..t.from.saturating_add(t.len))
+                .ok_or(EngineError::Range)?;
+            dev.write(t.physical, piece)
+        })
     }
 
     /// The extents of `ino` that meet `[start, end)`, in file order: (file offset, extent).

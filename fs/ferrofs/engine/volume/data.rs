@@ -110,25 +110,9 @@ impl<D: BlockDev> Volume<D> {
         Ok(())
     }
 
-    /// Writes whole data blocks at `logical` to every copy, and records their checksums.
-    /// Each copy gets one write per stripe piece (one for the whole run on mirrors).
-    pub fn write_data(&mut self, logical: u64, data: &[u8]) -> EngineResult<()> {
-        platform::relax();
-        if data.len().checked_rem(BLOCK_SIZE as usize) != Some(0) {
-            return Err(EngineError::Invalid("data write of a partial block"));
-        }
-        self.changed();
-        self.write_all_copies(logical, data)?;
-        let mut sums = FVec::try_with_capacity(data.len() / BLOCK_BYTES)?;
-        for block in data.chunks(BLOCK_SIZE as usize) {
-            sums.try_push(crc32c::checksum(block))?;
-        }
-        self.data_written(logical, &sums)
-    }
-
     /// Records the checksums `sums` of the data blocks at `logical`, which the caller
-    /// writes to every copy itself (see [`Self::place_data`]), before the transaction's
-    /// commit or its fsync log record flushes the devices.
+    /// writes to every copy (see [`Self::place_data`]) before the transaction's commit or
+    /// its fsync log record flushes the devices.
     pub fn data_written(&mut self, logical: u64, sums: &[u32]) -> EngineResult<()> {
         self.changed();
         self.log_data(logical, sums);
@@ -137,8 +121,9 @@ impl<D: BlockDev> Volume<D> {
 
     /// Where the data blocks at `logical` (`len` bytes, whole blocks) go: one
     /// [`DataTarget`] per contiguous piece of every present copy (one per copy for the
-    /// whole run on mirrors), as [`Self::write_data`] writes them.
+    /// whole run on mirrors).
     pub fn place_data(&self, logical: u64, len: usize) -> EngineResult<FVec<DataTarget>> {
+        platform::relax();
         if len.checked_rem(BLOCK_BYTES) != Some(0) {
             return Err(EngineError::Invalid("data placement of a partial block"));
         }
