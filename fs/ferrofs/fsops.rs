@@ -188,6 +188,16 @@ impl FsInfo {
         let fs = guard.as_mut().ok_or(EIO)?;
         let was_aborted = fs.aborted().is_some();
         let result = op(fs);
+        // Taken after every call, so the list stays as short as one call's reads; fsck
+        // reports the same list when the tools open a volume.
+        for &(block, devid) in core::mem::take(&mut fs.vol.repairs).iter() {
+            pr_warn!(
+                "{}: block {} on device {} failed its checksum: rewritten from a good copy\n",
+                &*self.id,
+                block,
+                devid
+            );
+        }
         if let (false, Some(err)) = (was_aborted, fs.aborted()) {
             pr_err!(
                 "{}: transaction aborted ({}, errno {}): the filesystem is read-only now, at its last commit\n",

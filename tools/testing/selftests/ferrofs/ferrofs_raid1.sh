@@ -6,10 +6,10 @@
 # degraded; fsck finds every copy of every block good. raid10 over four devices: a degraded
 # mount without both devices of a mirrored pair is refused, one device missing from each
 # pair reads the tree. Data blocks damaged on disk: readahead, which checks each block's
-# checksum as its bio completes, gives the good mirror's copy where one mirror is bad, and
-# EIO where every copy is.
+# checksum as its bio completes, gives the good mirror's copy where one mirror is bad (and
+# rewrites the bad copy from it), and EIO where every copy is.
 
-ntests=21
+ntests=23
 . "$(dirname "$0")/lib.sh"
 begin_test 4
 list="$(mktemp)"
@@ -83,6 +83,23 @@ if mount_ferrofs "$d0" "$d1" && cp "$blob" "$mnt/blob" && umount "$mnt"; then
 	mount_ferrofs "$d0" "$d1"
 	check "raid1 data: a damaged block reads from the good mirror" cmp "$blob" "$mnt/blob"
 	umount "$mnt"
+	# The bad copy the read met is rewritten from the good one, and the kernel log says
+	# where: that device alone now reads the whole file.
+	devid="$(log_since_mark | sed -n 's/.*block [0-9]* on device \([0-9]*\) failed its checksum: rewritten from a good copy.*/\1/p' | head -n 1)"
+	if [ "$devid" = 1 ] || [ "$devid" = 2 ]; then
+		ok "raid1 data: the kernel log names the rewritten copy"
+		alone="$d0"; [ "$devid" = 2 ] && alone="$d1"
+		if mount_ferrofs ro,degraded "$alone"; then
+			check "raid1 data: the rewritten copy reads back alone" cmp "$blob" "$mnt/blob"
+			umount "$mnt"
+		else
+			not_ok "raid1 data: the rewritten copy reads back alone (no mount)"
+		fi
+	else
+		not_ok "raid1 data: the kernel log names the rewritten copy"
+		log_since_mark | tail -n 5 | diag
+		not_ok "raid1 data: the rewritten copy reads back alone (no repair logged)"
+	fi
 	# Block 300 bad on both: no good copy.
 	check "raid1 data: a block damaged on both devices" damage_blocks "$d0" 300 "$d1" 300
 	mount_ferrofs "$d0" "$d1"
@@ -95,8 +112,8 @@ if mount_ferrofs "$d0" "$d1" && cp "$blob" "$mnt/blob" && umount "$mnt"; then
 	fi
 	umount "$mnt"
 else
-	for t in "damaged on each device" "reads from the good mirror" "damaged on both devices" \
-		"EIO"; do
+	for t in "damaged on each device" "reads from the good mirror" "names the rewritten copy" \
+		"rewritten copy reads back alone" "damaged on both devices" "EIO"; do
 		not_ok "raid1 data: $t (no file written)"
 	done
 fi
