@@ -967,6 +967,75 @@ size_t ferrofs_copy_from_iter(void *addr, size_t bytes, struct iov_iter *iter)
 	return copy_from_iter(addr, bytes, iter);
 }
 
+size_t ferrofs_iov_iter_zero(size_t bytes, struct iov_iter *iter)
+{
+	return iov_iter_zero(bytes, iter);
+}
+
+/*
+ * A direct read straight into the caller's memory: @len bytes (whole blocks, at most
+ * BIO_MAX_VECS of them) from byte @offset of @bdev, by one bio over the next pages of
+ * @iter (pinned for the read, released and dirtied after it), each block checked against
+ * its CRC-32C in @csums before the pages go back. Returns the bytes read and checked from
+ * the start, by which @iter is advanced: fewer than @len after an I/O error or at the
+ * first block whose checksum differs (the caller reads the rest through the engine,
+ * which tries the other copies and repairs), 0 if the memory could not be pinned. A
+ * negative errno for a request that cannot be made at all.
+ */
+ssize_t ferrofs_dio_read(struct block_device *bdev, u64 offset, struct iov_iter *iter,
+			 size_t len, const u32 *csums)
+{
+	size_t count = iov_iter_count(iter), got, good = 0;
+	bool dirty = user_backed_iter(iter);
+	struct bvec_iter start, it;
+	unsigned int i = 0;
+	struct bio_vec bv;
+	struct bio *bio;
+	int err;
+
+	if (!len || len % FERROFS_BLOCK || len / FERROFS_BLOCK > BIO_MAX_VECS ||
+	    len > count || offset % FERROFS_BLOCK)
+		return -EINVAL;
+	bio = bio_alloc(bdev, len / FERROFS_BLOCK, REQ_OP_READ | REQ_SYNC, GFP_NOFS);
+	if (!bio)
+		return -ENOMEM;
+	bio->bi_iter.bi_sector = offset >> SECTOR_SHIFT;
+	/* Only @len bytes of the memory go into this bio. */
+	iov_iter_truncate(iter, len);
+	err = bio_iov_iter_get_pages(bio, iter);
+	got = bio->bi_iter.bi_size;
+	iov_iter_reexpand(iter, count - got);
+	if (err || got % FERROFS_BLOCK) {
+		/* Nothing read: the caller copies instead, and sees the fault if there is one. */
+		bio_release_pages(bio, false);
+		bio_put(bio);
+		iov_iter_revert(iter, got);
+		return 0;
+	}
+	start = bio->bi_iter;
+	if (!submit_bio_wait(bio)) {
+		/* Page by page: the memory is block-aligned, and a block is a page. */
+		__bio_for_each_segment(bv, bio, it, start) {
+			void *p;
+			bool ok;
+
+			if (bv.bv_offset || bv.bv_len != FERROFS_BLOCK || i >= got / FERROFS_BLOCK)
+				break;
+			p = bvec_kmap_local(&bv);
+			ok = ~crc32c(~0U, p, FERROFS_BLOCK) == csums[i];
+			kunmap_local(p);
+			if (!ok)
+				break;
+			good += FERROFS_BLOCK;
+			i++;
+		}
+	}
+	bio_release_pages(bio, dirty);
+	bio_put(bio);
+	iov_iter_revert(iter, got - good);
+	return good;
+}
+
 int ferrofs_syncfs(struct super_block *sb)
 {
 	int ret;

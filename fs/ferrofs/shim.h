@@ -164,6 +164,9 @@ bool ferrofs_iov_iter_is_source(const struct iov_iter *iter);
 unsigned long ferrofs_iov_iter_alignment(const struct iov_iter *iter);
 size_t ferrofs_copy_to_iter(const void *addr, size_t bytes, struct iov_iter *iter);
 size_t ferrofs_copy_from_iter(void *addr, size_t bytes, struct iov_iter *iter);
+size_t ferrofs_iov_iter_zero(size_t bytes, struct iov_iter *iter);
+ssize_t ferrofs_dio_read(struct block_device *bdev, u64 offset, struct iov_iter *iter,
+			 size_t len, const u32 *csums);
 
 /* syncfs(2) on a super block: sync_filesystem() under s_umount. */
 int ferrofs_syncfs(struct super_block *sb);

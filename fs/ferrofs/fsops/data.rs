@@ -424,11 +424,20 @@ pub(super) fn readahead(mut rac: Readahead<Ferrofs>) {
 /// Largest piece of a direct read or write the engine moves at once.
 const DIRECT_PIECE: usize = 1 << 20;
 
-/// `direct_IO`: an `O_DIRECT` read or write of whole blocks, through the engine (which
-/// checksums what it writes and verifies what it reads), not the page cache. A request
-/// whose file offset, length or memory is not block-aligned is done through the page
-/// cache instead, as btrfs does. The data passes through an engine buffer, a piece of up
-/// to 1 MiB at a time: not yet zero-copy bios over the caller's pages.
+/// `direct_IO`: an `O_DIRECT` read or write of whole blocks, not through the page cache.
+/// A request whose file offset, length or memory is not block-aligned is done through the
+/// page cache instead, as btrfs does.
+///
+/// A read goes straight from the devices into the caller's memory: the engine maps each
+/// piece of up to 1 MiB under its lock, and a bio over the caller's pages reads it without
+/// the lock, each block checked against its checksum before the call returns (a block
+/// that fails is read again through the engine, which tries the other copies and
+/// repairs). Holes and preallocated ranges are zeroed; the partial block at the end of
+/// the file comes through the engine.
+///
+/// A write passes through one engine buffer, a piece of up to 1 MiB at a time: the
+/// checksums must be those of the bytes that reach the disk, and the caller may change
+/// its memory while a bio over it is in flight.
 pub(super) fn direct_io(file: &File<Ferrofs>, pos: i64, iter: &mut IovIter<'_>) -> Result<usize> {
     let inode = file.inode();
     let Ok(pos) = u64::try_from(pos) else {
@@ -439,56 +448,205 @@ pub(super) fn direct_io(file: &File<Ferrofs>, pos: i64, iter: &mut IovIter<'_>) 
     if pos & mask != 0 || count as u64 & mask != 0 || iter.alignment() & mask != 0 {
         return Ok(0);
     }
+    if iter.is_source() {
+        direct_write(inode, pos, count, iter)
+    } else {
+        direct_read(inode, pos, count, iter)
+    }
+}
+
+/// The write half of [`direct_io`]. The VFS holds the inode lock and invalidated the page
+/// cache over the range.
+fn direct_write(
+    inode: &Inode<Ferrofs>,
+    pos: u64,
+    count: usize,
+    iter: &mut IovIter<'_>,
+) -> Result<usize> {
     let info = inode.super_block().info()?;
     let ino = inode.ino();
+    let mask = BLOCK_BYTES - 1;
+    let (_, mtime, _) = inode.times();
+    // One buffer for every piece, filled from the caller's memory each time.
+    let mut buf: FVec<u8> = FVec::new();
+    buf.try_extend_with(count.min(DIRECT_PIECE), 0)
+        .map_err(from_engine)?;
     let mut done = 0usize;
-    if iter.is_source() {
-        // The VFS holds the inode lock and invalidated the page cache over the range.
-        let (_, mtime, _) = inode.times();
-        // One buffer for every piece, filled from the caller's memory each time.
-        let mut buf: FVec<u8> = FVec::new();
-        buf.try_extend_with(count.min(DIRECT_PIECE), 0)
-            .map_err(from_engine)?;
-        while done < count {
-            let want = (count - done).min(DIRECT_PIECE);
-            let piece = buf.get_mut(..want).ok_or(EINVAL)?;
-            let copied = iter.copy_from(piece);
-            // Only whole blocks go to the engine; a fault cuts the request there.
-            let whole = copied & !(mask as usize);
-            if whole > 0 {
-                let at = pos.checked_add(done as u64).ok_or(EFBIG)?;
-                let data = buf.get(..whole).ok_or(EINVAL)?;
-                let e = info.with_fs(|fs| fs.write(ino, at, data, mtime))?;
-                inode.set_blocks(e.bytes);
-                done += whole;
-            }
-            if copied < want {
-                return if done > 0 { Ok(done) } else { Err(EFAULT) };
-            }
+    while done < count {
+        let want = (count - done).min(DIRECT_PIECE);
+        let piece = buf.get_mut(..want).ok_or(EINVAL)?;
+        let copied = iter.copy_from(piece);
+        // Only whole blocks go to the engine; a fault cuts the request there.
+        let whole = copied & !mask;
+        if whole > 0 {
+            let at = pos.checked_add(done as u64).ok_or(EFBIG)?;
+            let data = buf.get(..whole).ok_or(EINVAL)?;
+            let e = info.with_fs(|fs| fs.write(ino, at, data, mtime))?;
+            inode.set_blocks(e.bytes);
+            done += whole;
         }
-    } else {
-        // Up to the end of the file (the VFS wrote its dirty pages back first).
-        let size = inode.size();
-        let end = pos.saturating_add(count as u64).min(size);
-        while pos.saturating_add(done as u64) < end {
-            let at = pos.saturating_add(done as u64);
-            let want = usize::try_from(end - at)
-                .unwrap_or(DIRECT_PIECE)
-                .min(DIRECT_PIECE);
-            let data = info.with_fs(|fs| fs.read(ino, at, want))?;
-            let n = data.len().min(want);
-            let piece = data.get(..n).ok_or(EINVAL)?;
-            let copied = iter.copy_to(piece);
-            done += copied;
-            if copied < piece.len() {
-                return if done > 0 { Ok(done) } else { Err(EFAULT) };
+        if copied < want {
+            return if done > 0 { Ok(done) } else { Err(EFAULT) };
+        }
+    }
+    Ok(done)
+}
+
+/// The read half of [`direct_io`], up to the end of the file (the VFS wrote its dirty
+/// pages back first).
+fn direct_read(
+    inode: &Inode<Ferrofs>,
+    pos: u64,
+    count: usize,
+    iter: &mut IovIter<'_>,
+) -> Result<usize> {
+    let info = inode.super_block().info()?;
+    let ino = inode.ino();
+    let end = pos.saturating_add(count as u64).min(inode.size());
+    // Whole blocks below the end of the file go straight into the caller's memory.
+    let direct_end = (end & !(BLOCK - 1)).max(pos);
+    let mut at = pos;
+    while at < direct_end {
+        let want = (direct_end - at).min(DIRECT_PIECE as u64);
+        let plan = info.with_fs(|fs| plan_read(fs, ino, at, want))?;
+        let moved = read_planned(inode, at, want, &plan, iter)?;
+        at = at.saturating_add(moved);
+        if moved < want {
+            return short_read(at - pos);
+        }
+    }
+    while at < end {
+        let want = (end - at).min(DIRECT_PIECE as u64);
+        let (moved, faulted) = read_through_engine(inode, at, want, iter)?;
+        at = at.saturating_add(moved as u64);
+        if faulted {
+            return short_read(at - pos);
+        }
+        if (moved as u64) < want {
+            // The file ended meanwhile.
+            break;
+        }
+    }
+    Ok(usize::try_from(at - pos).unwrap_or(count))
+}
+
+/// What a direct read that moved `done` bytes and then stopped returns: a fault on the
+/// first byte is `EFAULT`.
+fn short_read(done: u64) -> Result<usize> {
+    match usize::try_from(done) {
+        Ok(0) | Err(_) => Err(EFAULT),
+        Ok(done) => Ok(done),
+    }
+}
+
+/// Reads `len` bytes of `inode` from `at` (whole blocks, all below the end of the file)
+/// into the caller's memory as `plan` maps them; returns the bytes moved, fewer than
+/// `len` where the memory faulted or the file ended meanwhile.
+fn read_planned(
+    inode: &Inode<Ferrofs>,
+    at: u64,
+    len: u64,
+    plan: &[Planned],
+    iter: &mut IovIter<'_>,
+) -> Result<u64> {
+    let end = at.saturating_add(len);
+    let mut cursor = at;
+    for piece in plan {
+        let piece_end = piece.offset.saturating_add(piece.len).min(end);
+        if piece_end <= cursor {
+            continue;
+        }
+        if piece.offset > cursor {
+            // Not mapped contiguously: the rest goes through the engine.
+            break;
+        }
+        let n = piece_end - cursor;
+        let moved = match &piece.source {
+            PlannedSource::Zeros => iter.zero(usize::try_from(n).map_err(|_| EINVAL)?) as u64,
+            PlannedSource::Device {
+                reader,
+                physical,
+                csums,
+                ..
+            } => {
+                let skip = (cursor - piece.offset) / BLOCK;
+                read_device_direct(inode, cursor, n, reader, *physical, skip, csums, iter)?
             }
-            if n < want {
+            PlannedSource::Engine => read_through_engine(inode, cursor, n, iter)?.0 as u64,
+        };
+        cursor = cursor.saturating_add(moved);
+        if moved < n {
+            return Ok(cursor - at);
+        }
+    }
+    if cursor < end {
+        let (moved, _) = read_through_engine(inode, cursor, end - cursor, iter)?;
+        cursor = cursor.saturating_add(moved as u64);
+    }
+    Ok(cursor - at)
+}
+
+/// Reads `len` bytes of `inode` from `at`, placed on a device from byte `physical` plus
+/// `skip` blocks, with the checksums `csums` from the piece's start: by bios straight into
+/// the caller's memory, and through the engine from the first block a bio did not bring
+/// whole and checked. Returns the bytes moved.
+#[allow(clippy::too_many_arguments)]
+fn read_device_direct(
+    inode: &Inode<Ferrofs>,
+    at: u64,
+    len: u64,
+    reader: &DevReader,
+    physical: u64,
+    skip: u64,
+    csums: &[u32],
+    iter: &mut IovIter<'_>,
+) -> Result<u64> {
+    let mut done = 0u64;
+    while done < len {
+        let blocks = ((len - done) / BLOCK).min(MAX_BIO_PAGES as u64);
+        let first = skip.saturating_add(done / BLOCK);
+        let sums = usize::try_from(first)
+            .ok()
+            .and_then(|first| csums.get(first..first.saturating_add(blocks as usize)));
+        let good = match sums {
+            Some(sums) if !sums.is_empty() => {
+                let offset = physical.saturating_add(first.saturating_mul(BLOCK));
+                // A bio that could not be made is no error: the engine reads instead.
+                reader.read_direct(iter, offset, sums).unwrap_or(0) as u64
+            }
+            _ => 0,
+        };
+        done = done.saturating_add(good);
+        let asked = blocks.saturating_mul(BLOCK).max(BLOCK);
+        if good < asked {
+            // The rest of this bio's share, through the engine (copies, repair, errors).
+            let rest = asked.saturating_sub(good).min(len - done);
+            let (moved, _) = read_through_engine(inode, at.saturating_add(done), rest, iter)?;
+            let moved = moved as u64;
+            done = done.saturating_add(moved);
+            if moved < rest {
                 break;
             }
         }
     }
     Ok(done)
+}
+
+/// Reads `len` bytes of `inode` from `at` through the engine (which tries every copy and
+/// repairs) into the caller's memory: the bytes moved (fewer at the end of the file), and
+/// whether the memory faulted.
+fn read_through_engine(
+    inode: &Inode<Ferrofs>,
+    at: u64,
+    len: u64,
+    iter: &mut IovIter<'_>,
+) -> Result<(usize, bool)> {
+    let info = inode.super_block().info()?;
+    let (ino, want) = (inode.ino(), usize::try_from(len).map_err(|_| EINVAL)?);
+    let data = info.with_fs(|fs| fs.read(ino, at, want))?;
+    let piece = data.get(..data.len().min(want)).ok_or(EINVAL)?;
+    let copied = iter.copy_to(piece);
+    Ok((copied, copied < piece.len()))
 }
 
 /// `fsync`: the file's data and times, then a record in the fsync log (or a commit).

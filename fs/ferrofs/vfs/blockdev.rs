@@ -20,6 +20,7 @@ use super::bindings;
 use super::bio::{Bio, InFlight, MAX_BIO_PAGES};
 use super::folio::{LockedFolio, WritebackFolio};
 use super::fs_type::FileSystem;
+use super::iov::IovIter;
 use super::super_block::SuperBlock;
 use crate::engine::dev::BlockDev;
 use crate::engine::error::{EngineError, EngineResult};
@@ -164,6 +165,49 @@ impl DevReader {
             next: offset,
             room: blocks,
         })
+    }
+
+    /// A direct read of `csums.len()` blocks from byte `offset` (a block boundary) of the
+    /// device straight into the next bytes of `iter`'s memory, by one bio over its pages
+    /// (at most [`MAX_BIO_PAGES`] blocks), each block checked against its checksum in
+    /// `csums` once the bio completes. Returns the bytes read and checked, from the start,
+    /// by which `iter` has advanced: fewer than asked after an I/O error or at the first
+    /// block whose checksum differs, and none if the memory could not be pinned; the
+    /// caller reads the rest another way.
+    pub(crate) fn read_direct(
+        &self,
+        iter: &mut IovIter<'_>,
+        offset: u64,
+        csums: &[u32],
+    ) -> Result<usize> {
+        let len = csums.len().checked_mul(BLOCK).ok_or(EINVAL)?;
+        if offset % BLOCK as u64 != 0
+            || csums.is_empty()
+            || csums.len() > MAX_BIO_PAGES
+            || len > iter.count()
+        {
+            return Err(EINVAL);
+        }
+        // SAFETY: the device is open while `self.0` lives, and the helper waits for its
+        // bio; the iterator is ours for the call (the invariant of `IovIter`) and holds at
+        // least `len` bytes; `csums` is live and holds one checksum for each of the
+        // `len / BLOCK` blocks, read during the call only.
+        let read = unsafe {
+            bindings::ferrofs_dio_read(
+                self.0.bdev.as_ptr(),
+                offset,
+                iter.as_ptr(),
+                len,
+                csums.as_ptr(),
+            )
+        };
+        match usize::try_from(read) {
+            Ok(good) if good <= len => Ok(good),
+            Ok(_) => Err(EIO),
+            Err(_) => Err(Error::from_errno(
+                i32::try_from(read).unwrap_or(EIO.to_errno()),
+            )),
+        }
     }
 }
 

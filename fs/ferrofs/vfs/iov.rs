@@ -25,7 +25,7 @@ impl IovIter<'_> {
         IovIter(ptr, PhantomData)
     }
 
-    fn as_ptr(&self) -> *mut bindings::iov_iter {
+    pub(super) fn as_ptr(&self) -> *mut bindings::iov_iter {
         self.0.as_ptr()
     }
 
@@ -54,6 +54,14 @@ impl IovIter<'_> {
         // SAFETY: the iterator is ours (invariant); `data` is live and initialised for
         // its length, which the helper reads during the call only.
         unsafe { bindings::ferrofs_copy_to_iter(data.as_ptr().cast(), data.len(), self.as_ptr()) }
+    }
+
+    /// Zeroes the next `len` bytes of the memory (a read of a hole); the bytes zeroed,
+    /// fewer if it faulted.
+    pub(crate) fn zero(&mut self, len: usize) -> usize {
+        // SAFETY: the iterator is ours (invariant); the helper writes only the memory it
+        // describes.
+        unsafe { bindings::ferrofs_iov_iter_zero(len, self.as_ptr()) }
     }
 
     /// Copies the next `buf.len()` bytes of the memory into `buf` (a write); the bytes

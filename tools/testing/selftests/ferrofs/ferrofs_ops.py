@@ -784,6 +784,47 @@ def direct_setup(top):
     os.close(fd)
 
 
+def direct_sparse(top):
+    """O_DIRECT reads go straight into the caller's pages: data, holes and preallocated
+    space (zeros) and the partial last block, into several buffers, across the 1 MiB
+    pieces the read is made of."""
+    path = os.path.join(top, "direct-sparse")
+    mib = 1 << 20
+    data = pattern(73, 2 * mib)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.pwrite(fd, data[:mib + 8192], 0)       # data [0, 1 MiB + 8 KiB)
+        os.posix_fallocate(fd, 2 * mib, mib)      # a hole, then preallocated [2, 3) MiB
+        os.pwrite(fd, data[mib:], 3 * mib)        # data [3, 4) MiB
+        os.pwrite(fd, b"T" * 100, 4 * mib)        # a partial last block
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    want = bytearray(4 * mib + 100)
+    want[:mib + 8192] = data[:mib + 8192]
+    want[3 * mib:4 * mib] = data[mib:]
+    want[4 * mib:] = b"T" * 100
+    # An O_DIRECT read goes to the devices whatever the page cache holds (written back
+    # first).
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    try:
+        sizes = [3 * 4096, mib, 4 * mib + 8192 - 3 * 4096 - mib]
+        bufs = [aligned(n) for n in sizes]
+        n = os.preadv(fd, bufs, 0)
+        got = b"".join(bytes(b) for b in bufs)[:n]
+        expect(n == len(want), f"O_DIRECT read of a sparse file: {n} bytes, not {len(want)}")
+        for at in range(0, len(want), 4096):
+            expect(got[at:at + 4096] == want[at:at + 4096],
+                   f"O_DIRECT read of a sparse file differs in the block at byte {at}")
+        # From inside: a piece that starts in the hole and ends in the preallocated range.
+        piece = aligned(mib)
+        expect(os.preadv(fd, [piece], mib + 4096) == mib
+               and bytes(piece) == bytes(want[mib + 4096:2 * mib + 4096]),
+               "O_DIRECT read across data, hole and preallocated space differs")
+    finally:
+        os.close(fd)
+
+
 def direct_verify(top):
     path = os.path.join(top, DIRECT)
     size = 3 << 20
@@ -800,7 +841,7 @@ def direct_verify(top):
 
 
 CHECKS = {
-    "direct-setup": direct_setup, "direct-verify": direct_verify,
+    "direct-setup": direct_setup, "direct-verify": direct_verify, "direct-sparse": direct_sparse,
     "whiteout-setup": whiteout_setup, "whiteout-verify": whiteout_verify,
     "acl-setup": acl_setup, "acl-verify": acl_verify,
     "handle-setup": handle_setup, "handle-verify": handle_verify,

@@ -9,7 +9,7 @@
 # checksum as its bio completes, gives the good mirror's copy where one mirror is bad (and
 # rewrites the bad copy from it), and EIO where every copy is.
 
-ntests=23
+ntests=25
 . "$(dirname "$0")/lib.sh"
 begin_test 4
 list="$(mktemp)"
@@ -68,6 +68,24 @@ sys.exit("block %d of %s not found on %s" % (index, name, dev))
 PY
 }
 
+# cmp_direct FILE EXPECTED: FILE read with O_DIRECT is EXPECTED.
+cmp_direct() {
+	dd if="$1" bs=1M iflag=direct status=none | cmp - "$2"
+}
+
+# expect_eio NAME COMMAND...: COMMAND fails with "Input/output error".
+expect_eio() {
+	local name="$1" out
+	shift
+	out="$("$@" 2>&1 >/dev/null)"
+	if grep -q "Input/output error" <<<"$out"; then
+		ok "$name"
+	else
+		not_ok "$name"
+		echo "$out" | diag
+	fi
+}
+
 # damage_blocks DEVICE INDEX...: damage_block of the blob for each pair.
 damage_blocks() {
 	while [ $# -ge 2 ]; do damage_block "$1" "$blob" "$2" || return; shift 2; done
@@ -81,6 +99,10 @@ if mount_ferrofs "$d0" "$d1" && cp "$blob" "$mnt/blob" && umount "$mnt"; then
 	# reads has a bad block, which must come from the other mirror.
 	check "raid1 data: a block damaged on each device" damage_blocks "$d0" 3 "$d1" 200
 	mount_ferrofs "$d0" "$d1"
+	# O_DIRECT first: its bios into the caller's memory meet the damaged block of the copy
+	# they read, and the engine reads that block from the other.
+	check "raid1 data: an O_DIRECT read of a damaged block reads from the good mirror" \
+		cmp_direct "$mnt/blob" "$blob"
 	check "raid1 data: a damaged block reads from the good mirror" cmp "$blob" "$mnt/blob"
 	umount "$mnt"
 	# The bad copy the read met is rewritten from the good one, and the kernel log says
@@ -103,17 +125,15 @@ if mount_ferrofs "$d0" "$d1" && cp "$blob" "$mnt/blob" && umount "$mnt"; then
 	# Block 300 bad on both: no good copy.
 	check "raid1 data: a block damaged on both devices" damage_blocks "$d0" 300 "$d1" 300
 	mount_ferrofs "$d0" "$d1"
-	out="$(cat "$mnt/blob" 2>&1 >/dev/null)"
-	if grep -q "Input/output error" <<<"$out"; then
-		ok "raid1 data: a block damaged on every copy fails the read with EIO"
-	else
-		not_ok "raid1 data: a block damaged on every copy fails the read with EIO"
-		echo "$out" | diag
-	fi
+	expect_eio "raid1 data: a block damaged on every copy fails the read with EIO" \
+		cat "$mnt/blob"
+	expect_eio "raid1 data: an O_DIRECT read of a block damaged on every copy fails with EIO" \
+		dd if="$mnt/blob" of=/dev/null bs=1M iflag=direct
 	umount "$mnt"
 else
-	for t in "damaged on each device" "reads from the good mirror" "names the rewritten copy" \
-		"rewritten copy reads back alone" "damaged on both devices" "EIO"; do
+	for t in "damaged on each device" "O_DIRECT read of a damaged block" \
+		"reads from the good mirror" "names the rewritten copy" \
+		"rewritten copy reads back alone" "damaged on both devices" "EIO" "O_DIRECT EIO"; do
 		not_ok "raid1 data: $t (no file written)"
 	done
 fi
