@@ -685,6 +685,11 @@ pub(super) fn fallocate(file: &File<Ferrofs>, mode: i32, offset: i64, len: i64) 
     if end > efs::MAX_FILE_SIZE {
         return Err(EFBIG);
     }
+    if mode & efs::FALLOC_FL_KEEP_SIZE == 0 && end > inode.size() {
+        // A size past the caller's file size limit is refused, as a write's or a
+        // truncate's is.
+        inode.newsize_ok(end)?;
+    }
     let ino = inode.ino();
     let now = inode.now();
     if mode & efs::FALLOC_FL_PUNCH_HOLE == 0 {

@@ -215,6 +215,15 @@ impl<T: FileSystem> Inode<T> {
         InodeLockGuard(self)
     }
 
+    /// Whether the file may grow to `size` bytes (`inode_newsize_ok`): `EFBIG` past the
+    /// caller's `RLIMIT_FSIZE` (which also sends it `SIGXFSZ`) or the largest file size.
+    pub(crate) fn newsize_ok(&self, size: u64) -> Result {
+        let size = i64::try_from(size).map_err(|_| EFBIG)?;
+        // SAFETY: the inode is live; the function only reads it and the current task's
+        // limits.
+        to_result(unsafe { bindings::inode_newsize_ok(self.as_ptr(), size) })
+    }
+
     /// Drops the page cache past `size` and sets the size (`truncate_setsize`).
     pub(crate) fn truncate_page_cache(&self, size: u64) {
         let size = i64::try_from(size).unwrap_or(i64::MAX);

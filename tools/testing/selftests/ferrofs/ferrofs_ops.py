@@ -14,6 +14,8 @@ import errno
 import fcntl
 import mmap
 import os
+import resource
+import signal
 import stat
 import struct
 import sys
@@ -336,6 +338,35 @@ def falloc(top):
         expect_errno(errno.EFBIG, "past the largest file", fallocate, fd, 0, 2**62, 4096)
     finally:
         os.close(fd)
+    falloc_fsize_limit(path)
+
+
+def falloc_fsize_limit(path):
+    """Under RLIMIT_FSIZE, a fallocate that would grow the file past the limit fails with
+    EFBIG (and SIGXFSZ, ignored here), one with KEEP_SIZE or within the limit succeeds."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (8 * MIB, 8 * MIB))
+            fd = os.open(path, os.O_RDWR)
+            try:
+                size = os.fstat(fd).st_size
+                expect_errno(errno.EFBIG, "fallocate past RLIMIT_FSIZE", fallocate, fd, 0,
+                             0, 8 * MIB + 4096)
+                expect(os.fstat(fd).st_size == size, "a refused fallocate changed the size")
+                fallocate(fd, FALLOC_FL_KEEP_SIZE, 8 * MIB, MIB)
+                fallocate(fd, 0, 0, 8 * MIB)
+                expect(os.fstat(fd).st_size == 8 * MIB, "fallocate up to RLIMIT_FSIZE")
+                code = 0
+            finally:
+                os.close(fd)
+        except (Failed, OSError) as e:
+            print(f"fallocate: {e}", file=sys.stderr)
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    expect(os.waitstatus_to_exitcode(status) == 0, "fallocate under RLIMIT_FSIZE")
 
 
 def falloc_large(top):

@@ -21,7 +21,7 @@ check "xattrs: user., trusted., security.; XATTR_CREATE/REPLACE; listxattr; limi
 check "hard links: 500 names of one file in one directory, some unlinked" ops links-setup
 check "SEEK_DATA and SEEK_HOLE, before and after fsync" ops seek
 check "FIEMAP: data and preallocated (unwritten) extents, no holes, the last flagged" ops fiemap
-check "fallocate: default, KEEP_SIZE, PUNCH_HOLE, ZERO_RANGE; unsupported modes refused" ops fallocate
+check "fallocate: default, KEEP_SIZE, PUNCH_HOLE, ZERO_RANGE; unsupported modes and sizes past RLIMIT_FSIZE refused" ops fallocate
 check "fallocate of 512 MiB at once, and its space back after unlink" ops fallocate-large
 check "rename: RENAME_NOREPLACE, RENAME_EXCHANGE of a file and a directory" ops rename-setup
 check "mknod: fifo, socket, character and block devices" ops mknod-setup
