@@ -996,12 +996,19 @@ ssize_t ferrofs_dio_read(struct block_device *bdev, u64 offset, struct iov_iter 
 	if (!len || len % FERROFS_BLOCK || len / FERROFS_BLOCK > BIO_MAX_VECS ||
 	    len > count || offset % FERROFS_BLOCK)
 		return -EINVAL;
-	bio = bio_alloc(bdev, len / FERROFS_BLOCK, REQ_OP_READ | REQ_SYNC, GFP_NOFS);
-	if (!bio)
-		return -ENOMEM;
-	bio->bi_iter.bi_sector = offset >> SECTOR_SHIFT;
 	/* Only @len bytes of the memory go into this bio. */
 	iov_iter_truncate(iter, len);
+	/*
+	 * A bvec iterator (a splice, a loop device) lends the bio its own vector, so the bio
+	 * must have none of its own: bio_put would free the lent one.
+	 */
+	bio = bio_alloc(bdev, bio_iov_vecs_to_alloc(iter, BIO_MAX_VECS), REQ_OP_READ | REQ_SYNC,
+			GFP_NOFS);
+	if (!bio) {
+		iov_iter_reexpand(iter, count);
+		return -ENOMEM;
+	}
+	bio->bi_iter.bi_sector = offset >> SECTOR_SHIFT;
 	err = bio_iov_iter_get_pages(bio, iter);
 	got = bio->bi_iter.bi_size;
 	iov_iter_reexpand(iter, count - got);

@@ -852,6 +852,21 @@ def direct_sparse(top):
         expect(os.preadv(fd, [piece], mib + 4096) == mib
                and bytes(piece) == bytes(want[mib + 4096:2 * mib + 4096]),
                "O_DIRECT read across data, hole and preallocated space differs")
+        # Through a splice: copy_file_range from an O_DIRECT file reads into pipe pages
+        # (a bvec iterator, not user memory).
+        out = os.open(path + ".copy", os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            done = 0
+            while done < len(want):
+                n = os.copy_file_range(fd, out, len(want) - done, done, done)
+                if n == 0:
+                    break
+                done += n
+            expect(done == len(want) and os.pread(out, len(want), 0) == bytes(want),
+                   f"copy_file_range from an O_DIRECT file: {done} bytes, or they differ")
+        finally:
+            os.close(out)
+            os.unlink(path + ".copy")
     finally:
         os.close(fd)
 

@@ -33,7 +33,7 @@ check "open unlinked file: usable until the last close, then its space returns" 
 check "readdir: telldir/seekdir positions survive unlinks meanwhile" ops readdir
 check "symlink targets of 1 to 4095 bytes" ops symlink-setup
 check "O_DIRECT: aligned reads and writes, coherent with the page cache; unaligned ones too" ops direct-setup
-check "O_DIRECT reads of data, holes, preallocated space and a partial last block" ops direct-sparse
+check "O_DIRECT reads of data, holes, preallocated space and a partial last block; through a splice" ops direct-sparse
 # Read-only remount waits for open unlinked files (their blocks are freed at the last
 # close, a change): refused with EBUSY while one is open, done after it is closed.
 remount_ro_with_unlinked_open() {
