@@ -486,7 +486,7 @@ fn direct_write(
             done += whole;
         }
         if copied < want {
-            return if done > 0 { Ok(done) } else { Err(EFAULT) };
+            return short_read(done as u64);
         }
     }
     Ok(done)
@@ -515,23 +515,19 @@ fn direct_read(
             return short_read(at - pos);
         }
     }
-    while at < end {
-        let want = (end - at).min(DIRECT_PIECE as u64);
-        let (moved, faulted) = read_through_engine(inode, at, want, iter)?;
+    if at < end {
+        // The partial last block (fewer bytes if the file shrank meanwhile).
+        let (moved, faulted) = read_through_engine(inode, at, end - at, iter)?;
         at = at.saturating_add(moved as u64);
         if faulted {
             return short_read(at - pos);
-        }
-        if (moved as u64) < want {
-            // The file ended meanwhile.
-            break;
         }
     }
     Ok(usize::try_from(at - pos).unwrap_or(count))
 }
 
-/// What a direct read that moved `done` bytes and then stopped returns: a fault on the
-/// first byte is `EFAULT`.
+/// What a direct read or write that moved `done` bytes and then faulted returns: a fault
+/// on the first byte is `EFAULT`.
 fn short_read(done: u64) -> Result<usize> {
     match usize::try_from(done) {
         Ok(0) | Err(_) => Err(EFAULT),
