@@ -62,6 +62,7 @@ int ferrofs_write_group_submit(struct ferrofs_write_group *group, struct block_d
 void ferrofs_write_group_finish(struct ferrofs_write_group *group, int err);
 int ferrofs_write_group_checksums(struct ferrofs_write_group *group, u32 *sums, unsigned int nr);
 void ferrofs_sb_set_stable_writes(struct super_block *sb);
+int ferrofs_sb_setup_bdi(struct super_block *sb, unsigned int devices);
 struct blk_plug *ferrofs_plug_start(void);
 void ferrofs_plug_finish(struct blk_plug *plug);
 int ferrofs_bdev_flush(struct block_device *bdev);

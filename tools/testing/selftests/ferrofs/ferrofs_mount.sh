@@ -9,7 +9,7 @@
 # reported by fsck and mounted from a backup copy, which the next commit rewrites; the
 # label is read and set through the generic label ioctls.
 
-ntests=36
+ntests=37
 . "$(dirname "$0")/lib.sh"
 begin_test 2
 name0="$(basename "$d0")"
@@ -39,7 +39,7 @@ umount "$mnt"
 rmmod ferrofs && insmod "$ko"
 check "tree intact after a module reload" bash -c "$(declare -f mount_ferrofs on_ferrofs verify_tree); mnt=$mnt; mount_ferrofs $d0 && verify_tree $mnt/tree $list"
 
-# 6-7: statfs.
+# 6-8: statfs; the mount's own backing device.
 fstype="$(stat -f -c %t "$mnt")"
 check "statfs type is FERROFS_SUPER_MAGIC" test "$fstype" = 46455252
 read -r total free avail <<<"$(stat -f -c '%b %f %a' "$mnt")"
@@ -48,6 +48,11 @@ used_kib="$(du -sk "$mnt/tree" | cut -f1)"
 check "statfs counts blocks: total > free >= available > 0, used is the tree and its metadata" \
 	test "$fstype" = 46455252 -a "$total" -gt "$free" -a "$free" -ge "$avail" -a "$avail" -gt 0 \
 	-a $(((total - free) * 4)) -ge "$used_kib" -a $(((total - free) * 4)) -le $((used_kib + 8192))
+# One backing device per mount, not the first device's (as btrfs has), whose readahead
+# window (4 MiB at least) keeps reads in flight while a window's checksums are checked.
+bdis=(/sys/class/bdi/ferrofs-*)
+check "a backing device of its own, readahead window at least 4 MiB" bash -c \
+	"[ ${#bdis[@]} -eq 1 ] && [ \"\$(cat '${bdis[0]}/read_ahead_kb' 2>/dev/null)\" -ge 4096 ]"
 # 8-9: inode flags through FS_IOC_SETFLAGS (chattr), kept across a remount.
 chattr +i +d "$mnt/tree/hard"
 out="$(echo more 2>&1 >>"$mnt/tree/hard")"
