@@ -451,9 +451,17 @@ impl<D: BlockDev> Fs<D> {
         self.vol.log_start()
     }
 
-    /// Finishes the log write of `ticket` (see [`Volume::log_finish`]).
+    /// Finishes the log write of `ticket` (see [`Volume::log_finish`]). A failure aborts
+    /// the running transaction, as a failed commit does: a write since the last flush
+    /// failed, and the transaction may point at its blocks.
     pub fn log_finish(&mut self, ticket: LogTicket, flushed: EngineResult<()>) -> EngineResult<()> {
-        self.vol.log_finish(ticket, flushed)
+        let result = self.vol.log_finish(ticket, flushed);
+        if let Err(err) = result {
+            if !self.vol.is_read_only() {
+                self.abort(err);
+            }
+        }
+        result
     }
 
     /// Starts a commit of everything done so far (see [`Volume::commit_start`]); changes

@@ -45,6 +45,11 @@ struct State {
     fail_after: Option<usize>,
     /// Fail every write and flush (reads still work).
     fail_writes: bool,
+    /// Accept writes and drop them, failing the next flush, as a block device reports a
+    /// write error: at completion, to whoever waits for the write (the next flush).
+    lose_writes: bool,
+    /// A write was dropped since the last flush.
+    lost: bool,
 }
 
 /// A shared handle on an in-memory disk; clones see the same disk.
@@ -82,6 +87,8 @@ impl MemDisk {
             log,
             fail_after: None,
             fail_writes: false,
+            lose_writes: false,
+            lost: false,
         })))
     }
 
@@ -124,6 +131,13 @@ impl MemDisk {
     /// Makes every write and flush fail while `on` (reads go on working).
     pub fn fail_writes(&self, on: bool) {
         self.0.borrow_mut().fail_writes = on;
+    }
+
+    /// While `on`, writes succeed but are dropped, and the next flush (whenever it comes)
+    /// fails: a write error as the kernel reports it, after the write was accepted. The
+    /// flush still makes the writes that were kept durable.
+    pub fn lose_writes(&self, on: bool) {
+        self.0.borrow_mut().lose_writes = on;
     }
 
     /// Makes every I/O fail once the shared log holds `n` operations (`None`: never).
@@ -296,6 +310,13 @@ impl BlockDev for MemDev {
     fn write(&mut self, offset: u64, buf: &[u8]) -> EngineResult<()> {
         self.check(offset, buf.len())?;
         self.check_writable()?;
+        {
+            let mut s = self.0 .0.borrow_mut();
+            if s.lose_writes {
+                s.lost = true;
+                return Ok(());
+            }
+        }
         self.0 .0.borrow_mut().pending.push((offset, buf.to_vec()));
         // A block at a time in the log: a volatile cache may keep any of the blocks of a
         // write and lose the others, so a crash may cut between them.
@@ -311,14 +332,18 @@ impl BlockDev for MemDev {
     fn flush(&mut self) -> EngineResult<()> {
         self.check(0, 0)?;
         self.check_writable()?;
-        {
+        let lost = {
             let mut s = self.0 .0.borrow_mut();
             let pending = std::mem::take(&mut s.pending);
             for (off, data) in pending {
                 write_durable(&mut s, off, &data);
             }
-        }
+            std::mem::take(&mut s.lost)
+        };
         self.record(Op::Flush);
+        if lost {
+            return Err(EngineError::Io);
+        }
         Ok(())
     }
 

@@ -6,6 +6,7 @@
 //! commit. Every cut point of log writes is enumerated in `crash.rs`.
 
 use ferrofs_engine::chunk::Profile;
+use ferrofs_engine::error::EngineError;
 use ferrofs_engine::fs::{Fs, Owner};
 use ferrofs_engine::fsck;
 use ferrofs_engine::inode::{Timespec, ROOT_INO, S_IFREG};
@@ -97,6 +98,38 @@ fn fsync_writes_one_record_and_flushes_once() {
     assert_eq!(&got[8192..12288], &[9u8; 4096][..]);
     assert_eq!(&got[12288..], &vec![7u8; (64 << 10) - 12288][..]);
     assert_eq!(fs.vol.superblock().generation, generation + 1);
+    assert_fsck_clean(&mut fs);
+}
+
+/// A data write the device accepted and then failed (the kernel reports it at the next
+/// flush, so after the record pointing at it was written): the fsync fails, and the
+/// transaction is dropped rather than committed; no mount replays the record, whose data
+/// has no good copy. What comes back is what was durable before: the first fsync's data.
+#[test]
+fn a_write_failed_before_the_log_flush_is_neither_replayed_nor_committed() {
+    let (disks, mut fs) = volume(1, Profile::Dup);
+    let ino = new_file(&mut fs, b"f");
+    fs.write(ino, 0, &vec![7u8; 64 << 10], t(2)).unwrap();
+    fs.fsync().unwrap();
+    disks[0].lose_writes(true);
+    fs.write(ino, 0, &vec![9u8; 64 << 10], t(3)).unwrap();
+    disks[0].lose_writes(false);
+    assert_eq!(fs.fsync(), Err(EngineError::Io));
+    assert!(
+        fs.vol.is_read_only(),
+        "the transaction went on after the failed flush"
+    );
+    assert!(fs.sync().is_err(), "a commit followed the failed flush");
+    drop(fs);
+
+    // Only what the devices made durable: the failed fsync's record is there (its flush
+    // applied it), its data is not.
+    let crashed = cut_now(&disks);
+    let mut fs = open(&crashed, false);
+    assert_eq!(
+        &fs.read(ino, 0, 64 << 10).unwrap()[..],
+        &vec![7u8; 64 << 10][..]
+    );
     assert_fsck_clean(&mut fs);
 }
 

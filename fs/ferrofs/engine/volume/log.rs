@@ -387,7 +387,10 @@ impl<D: BlockDev> Volume<D> {
 
     /// Finishes the log write of `ticket` once the caller flushed every device since it
     /// started (`flushed` is how that went). A failed flush leaves the log's state on disk
-    /// unknown: the log is blocked until a commit, which the caller should then make.
+    /// unknown, and means a write since the last flush failed, perhaps of data the
+    /// running transaction points at: the log is blocked, and the caller must not commit
+    /// that transaction but abort it. (A mount replays no record whose data has no good
+    /// copy.)
     pub fn log_finish(&mut self, ticket: LogTicket, flushed: EngineResult<()>) -> EngineResult<()> {
         match flushed {
             Ok(()) => {
