@@ -544,6 +544,19 @@ void ferrofs_write_group_finish(struct ferrofs_write_group *group, int err)
 	ferrofs_write_group_put(group);
 }
 
+/* The inode of @path (positive: getattr is only called on one). */
+struct inode *ferrofs_path_inode(const struct path *path)
+{
+	return d_inode(path->dentry);
+}
+
+/* Reports the statx @supported attributes, and of them @attributes as set. */
+void ferrofs_stat_set_attributes(struct kstat *stat, u64 attributes, u64 supported)
+{
+	stat->attributes |= attributes & supported;
+	stat->attributes_mask |= supported;
+}
+
 /* Pages under writeback stay unchanged until it ends (writes and mmap stores wait). */
 void ferrofs_sb_set_stable_writes(struct super_block *sb)
 {

@@ -23,6 +23,8 @@ struct fs_parameter;
 struct inode;
 struct iov_iter;
 struct kiocb;
+struct kstat;
+struct path;
 struct posix_acl;
 struct super_block;
 struct task_struct;
@@ -62,6 +64,8 @@ int ferrofs_write_group_submit(struct ferrofs_write_group *group, struct block_d
 void ferrofs_write_group_finish(struct ferrofs_write_group *group, int err);
 int ferrofs_write_group_checksums(struct ferrofs_write_group *group, u32 *sums, unsigned int nr);
 void ferrofs_sb_set_stable_writes(struct super_block *sb);
+struct inode *ferrofs_path_inode(const struct path *path);
+void ferrofs_stat_set_attributes(struct kstat *stat, u64 attributes, u64 supported);
 int ferrofs_sb_setup_bdi(struct super_block *sb, unsigned int devices);
 struct blk_plug *ferrofs_plug_start(void);
 void ferrofs_plug_finish(struct blk_plug *plug);

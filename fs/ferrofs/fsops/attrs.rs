@@ -13,7 +13,7 @@ use crate::vfs::acl::{self, Acl, AclKind, OwnedAcl};
 use crate::vfs::dentry::Dentry;
 use crate::vfs::error::{eopnotsupp, from_engine};
 use crate::vfs::inode::{Idmap, Inode, Refresh};
-use crate::vfs::inode_ops::{AttrRequest, FileAttr};
+use crate::vfs::inode_ops::{AttrRequest, FileAttr, Kstat};
 use crate::vfs::task::capable_sys_admin;
 
 use super::Ferrofs;
@@ -176,6 +176,19 @@ pub(super) fn set_acl(
 /// The flags ferrofs keeps: synchronous writes, immutable, append-only, no dump, no
 /// access times.
 const SUPPORTED_FLAGS: u64 = 0x8 | 0x10 | 0x20 | 0x40 | 0x80;
+
+/// The inode flags `statx` reports, as `STATX_ATTR_*` (the same bits as the flags):
+/// immutable, append-only, no dump.
+const STATX_FLAGS: u64 = 0x10 | 0x20 | 0x40;
+
+/// `getattr`: the VFS filled in the rest from the inode; the flags `statx` reports come
+/// from the engine, since the VFS inode keeps no `nodump`.
+pub(super) fn getattr(inode: &Inode<Ferrofs>, stat: &mut Kstat) -> Result {
+    let ino = inode.ino();
+    let e = inode.super_block().info()?.with_fs(|fs| fs.getattr(ino))?;
+    stat.set_attributes(e.flags & STATX_FLAGS, STATX_FLAGS);
+    Ok(())
+}
 
 /// `fileattr_get`: the inode's flags.
 pub(super) fn get_flags(inode: &Inode<Ferrofs>, attr: &mut FileAttr) -> Result {

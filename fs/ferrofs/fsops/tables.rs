@@ -17,13 +17,13 @@ use crate::vfs::export::ExportOperations;
 use crate::vfs::file::{Contents, File, FileOperations, IoctlCaller, TmpFile};
 use crate::vfs::folio::{LockedFolio, Readahead, WritebackControl};
 use crate::vfs::inode::{Idmap, Inode, InodeRef};
-use crate::vfs::inode_ops::{AttrRequest, FiemapInfo, FileAttr, InodeOperations};
+use crate::vfs::inode_ops::{AttrRequest, FiemapInfo, FileAttr, InodeOperations, Kstat};
 use crate::vfs::iov::IovIter;
 use crate::vfs::super_block::{StatFs, SuperBlock, SuperOperations};
 use crate::vfs::xattr::{self, XattrHandler, XattrHandlers};
 
 use super::attrs::{
-    get_acl, get_flags, set_acl, set_flags, setattr, xattr_get, xattr_list, xattr_set,
+    get_acl, get_flags, getattr, set_acl, set_flags, setattr, xattr_get, xattr_list, xattr_set,
 };
 use super::data::{
     direct_io, fallocate, fiemap, fsync, llseek, read_folio, readahead, write_begin, write_end,
@@ -183,6 +183,10 @@ impl InodeOperations for DirInode {
         xattr_list(dentry, buf)
     }
 
+    fn getattr(inode: &Inode<Ferrofs>, stat: &mut Kstat) -> Result {
+        getattr(inode, stat)
+    }
+
     fn fileattr_get(inode: &Inode<Ferrofs>, attr: &mut FileAttr) -> Result {
         get_flags(inode, attr)
     }
@@ -217,6 +221,10 @@ impl InodeOperations for FileInode {
 
     fn fiemap(inode: &Inode<Ferrofs>, info: &mut FiemapInfo, start: u64, len: u64) -> Result {
         fiemap(inode, info, start, len)
+    }
+
+    fn getattr(inode: &Inode<Ferrofs>, stat: &mut Kstat) -> Result {
+        getattr(inode, stat)
     }
 
     fn fileattr_get(inode: &Inode<Ferrofs>, attr: &mut FileAttr) -> Result {

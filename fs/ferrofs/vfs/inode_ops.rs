@@ -138,6 +138,22 @@ impl FileAttr {
     }
 }
 
+/// The answer of `getattr` (`stat`, `statx`), filled by the VFS from the inode first.
+///
+/// # Invariants
+///
+/// Made only by the `getattr` entry point, from the VFS's answer of the call.
+pub(crate) struct Kstat(NonNull<bindings::kstat>);
+
+impl Kstat {
+    /// Reports the statx attributes (`STATX_ATTR_*`) `supported` by the filesystem for
+    /// this inode, and of them those in `attributes` as set.
+    pub(crate) fn set_attributes(&mut self, attributes: u64, supported: u64) {
+        // SAFETY: the answer is live and ours for the call (invariant).
+        unsafe { bindings::ferrofs_stat_set_attributes(self.0.as_ptr(), attributes, supported) };
+    }
+}
+
 /// A FIEMAP request being answered.
 ///
 /// # Invariants
@@ -309,6 +325,12 @@ pub(crate) trait InodeOperations {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 
+    /// `getattr`: what `stat` and `statx` report beyond what the VFS filled in from the
+    /// inode (`generic_fillattr`).
+    fn getattr(_inode: &Inode<Self::FileSystem>, _stat: &mut Kstat) -> Result {
+        kernel::build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
     /// `fileattr_get` (`FS_IOC_GETFLAGS`).
     fn fileattr_get(_inode: &Inode<Self::FileSystem>, _attr: &mut FileAttr) -> Result {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
@@ -373,6 +395,7 @@ impl<T: InodeOperations> InodeTable<T> {
         setattr: optional!(T::HAS_SETATTR, Self::setattr),
         listxattr: optional!(T::HAS_LISTXATTR, Self::listxattr),
         get_link: optional!(T::HAS_GET_LINK, Self::get_link),
+        getattr: optional!(T::HAS_GETATTR, Self::getattr),
         fiemap: optional!(T::HAS_FIEMAP, Self::fiemap),
         fileattr_get: optional!(T::HAS_FILEATTR_GET, Self::fileattr_get),
         fileattr_set: optional!(T::HAS_FILEATTR_SET, Self::fileattr_set),
@@ -636,6 +659,33 @@ impl<T: InodeOperations> InodeTable<T> {
             // SAFETY: see [`InodeTable`].
             let inode = unsafe { Inode::from_raw(inode) };
             T::fiemap(inode, &mut info, start, len)?;
+            Ok(0)
+        })
+    }
+
+    /// # Safety
+    ///
+    /// See [`InodeTable`]; `path` is the file's, `stat` the answer to fill.
+    unsafe extern "C" fn getattr(
+        idmap: *mut bindings::mnt_idmap,
+        path: *const bindings::path,
+        stat: *mut bindings::kstat,
+        request_mask: u32,
+        _query_flags: ffi::c_uint,
+    ) -> ffi::c_int {
+        from_result(|| {
+            let mut answer = Kstat(NonNull::new(stat).ok_or(EINVAL)?);
+            // SAFETY: `path` is live for the call (caller) and its dentry positive.
+            let inode = unsafe { bindings::ferrofs_path_inode(path) };
+            let inode = NonNull::new(inode).ok_or(ENOENT)?;
+            // SAFETY: the inode, the idmap of the mount and the answer are live for the
+            // call; `generic_fillattr` only reads the first two and writes the third.
+            unsafe {
+                bindings::generic_fillattr(idmap, request_mask, inode.as_ptr(), answer.0.as_ptr())
+            };
+            // SAFETY: see [`InodeTable`].
+            let inode = unsafe { Inode::from_raw(inode.as_ptr()) };
+            T::getattr(inode, &mut answer)?;
             Ok(0)
         })
     }
