@@ -443,7 +443,6 @@ fn fill_super(sb: &mut NewSuperBlock<'_, Ferrofs>, opts: &MountOptions) -> Resul
     }
     fs.set_keep_unlinked(true);
     let uuid = fs.vol.fsid();
-    let device_count = u32::try_from(fs.vol.devices().len()).unwrap_or(u32::MAX);
     let mut devices = KVec::new();
     for path in opts.devices.iter() {
         devices.push(CString::try_from(&**path)?, GFP_KERNEL)?;
@@ -472,7 +471,6 @@ fn fill_super(sb: &mut NewSuperBlock<'_, Ferrofs>, opts: &MountOptions) -> Resul
     sb.set_export_ops::<Ferrofs>();
     // Writeback checksums the folios and writes straight from them.
     sb.set_stable_writes();
-    sb.set_private_bdi(device_count)?;
     sb.set_posix_acls();
     sb.set_info(state);
     let root = get_inode(sb, ei::ROOT_INO).inspect_err(|err| {

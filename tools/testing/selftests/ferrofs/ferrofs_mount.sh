@@ -9,7 +9,7 @@
 # reported by fsck and mounted from a backup copy, which the next commit rewrites; the
 # label is read and set through the generic label ioctls.
 
-ntests=38
+ntests=37
 . "$(dirname "$0")/lib.sh"
 begin_test 2
 name0="$(basename "$d0")"
@@ -39,7 +39,7 @@ umount "$mnt"
 rmmod ferrofs && insmod "$ko"
 check "tree intact after a module reload" bash -c "$(declare -f mount_ferrofs on_ferrofs verify_tree); mnt=$mnt; mount_ferrofs $d0 && verify_tree $mnt/tree $list"
 
-# 5-7: statfs; the mount's own backing device.
+# 5-6: statfs.
 fstype="$(stat -f -c %t "$mnt")"
 check "statfs type is FERROFS_SUPER_MAGIC" test "$fstype" = 46455252
 read -r total free avail <<<"$(stat -f -c '%b %f %a' "$mnt")"
@@ -48,12 +48,8 @@ used_kib="$(du -sk "$mnt/tree" | cut -f1)"
 check "statfs counts blocks: total > free >= available > 0, used is the tree and its metadata" \
 	test "$fstype" = 46455252 -a "$total" -gt "$free" -a "$free" -ge "$avail" -a "$avail" -gt 0 \
 	-a $(((total - free) * 4)) -ge "$used_kib" -a $(((total - free) * 4)) -le $((used_kib + 8192))
-# One backing device per mount, not the first device's (as btrfs has), whose readahead
-# window (4 MiB at least) keeps reads in flight while a window's checksums are checked.
-bdis=(/sys/class/bdi/ferrofs-*)
-check "a backing device of its own, readahead window at least 4 MiB" bash -c \
-	"[ ${#bdis[@]} -eq 1 ] && [ \"\$(cat '${bdis[0]}/read_ahead_kb' 2>/dev/null)\" -ge 4096 ]"
-# 8-11: inode flags through FS_IOC_SETFLAGS (chattr), kept across a remount, and in statx.
+
+# 7-10: inode flags through FS_IOC_SETFLAGS (chattr), kept across a remount, and in statx.
 chattr +i +d "$mnt/tree/hard"
 out="$(echo more 2>&1 >>"$mnt/tree/hard")"
 # says OUTPUT PATTERN: on a mounted ferrofs, the command's OUTPUT matched PATTERN.
@@ -72,7 +68,7 @@ chattr -i -d "$mnt/tree/hard"
 umount "$mnt"
 check "fsck clean after the tree" fsck_clean "$d0"
 
-# 12-15: a byte of the primary superblock copy flipped (not its magic): fsck -n names it
+# 11-14: a byte of the primary superblock copy flipped (not its magic): fsck -n names it
 # and exits 4; the mount takes the newest valid backup and says so; a commit rewrites it.
 printf '\x5a' | dd of="$d0" bs=1 seek=$((65536 + 300)) conv=notrunc,fsync status=none
 out="$("$fsck" -n "$d0" 2>&1)"; rc=$?
@@ -86,7 +82,7 @@ check "tree intact, and fsck clean once a commit rewrote the copy" bash -c \
 	"$(declare -f on_ferrofs verify_tree fsck_clean); fsck=$fsck; verify_tree $mnt/tree $list && umount $mnt && fsck_clean $d0"
 ! mountpoint -q "$mnt" || umount "$mnt"
 
-# 16-18: options shown; read-only mounts.
+# 15-17: options shown; read-only mounts.
 mount_ferrofs commit=5,skip_balance "$d0"
 opts="$(awk -v m="$mnt" '$2 == m {print $4}' /proc/mounts)"
 check "/proc/mounts shows commit=5 and skip_balance" bash -c "grep -q 'commit=5' <<<'$opts' && grep -q 'skip_balance' <<<'$opts'"
@@ -97,7 +93,7 @@ check "read-only mount refuses a new file (EROFS)" says "$out" "Read-only file s
 check "read-only mount still reads the tree" verify_tree "$mnt/tree" "$list"
 umount "$mnt"
 
-# 19-24: the label, through the generic FS_IOC_GETFSLABEL and FS_IOC_SETFSLABEL ioctls.
+# 18-23: the label, through the generic FS_IOC_GETFSLABEL and FS_IOC_SETFSLABEL ioctls.
 ctl="$root/tools/bin/ferroctl"
 "$mkfs" -f -L first "$d0" >/dev/null
 mount_ferrofs "$d0"
@@ -117,7 +113,7 @@ out="$("$ctl" label "$mnt" fourth 2>&1)"
 check "a read-only mount refuses a new label (EROFS)" says "$out" "Read-only file system"
 umount "$mnt"
 
-# 25-32: refusals.
+# 24-31: refusals.
 expect_refused "unknown option" 'ferrofs: unknown mount option "bogus"' -o bogus "$d0"
 expect_refused "commit=0" 'ferrofs: mount option "commit" needs a number of seconds' -o commit=0 "$d0"
 mkfs.ext4 -q -F "$d0" >/dev/null 2>&1
@@ -131,11 +127,11 @@ offset=$((meta_physical + fs_root - meta_logical + 100))
 printf '\xff' | dd of="$d0" bs=1 seek="$offset" conv=notrunc,fsync status=none
 expect_refused "corrupt fs tree root" "ferrofs: $name0: cannot mount: corrupt metadata in block $fs_root" "$d0"
 
-# 33-34: a device missing, without `degraded`.
+# 32-33: a device missing, without `degraded`.
 "$mkfs" -f -d raid1 -m raid1 "$d0" "$d1" >/dev/null
 expect_refused "raid1 with a device missing" "ferrofs: $name0: cannot mount: devices missing: mount with degraded to continue" "$d0"
 
-# 35-37: a mount that fails after the filesystem's state is set up (its root directory
+# 34-36: a mount that fails after the filesystem's state is set up (its root directory
 # unreadable): everything is torn down before the devices are released, the kernel log
 # stays clean and both devices mount again at once. The image: metadata single (one copy
 # to change), the root inode without links and with an orphan item, so that the mount
@@ -186,7 +182,7 @@ check "after that failed mount both devices mount again, take a file and fsck cl
 	mount_ferrofs $d0 $d1 && on_ferrofs $mnt && echo data >$mnt/file && umount $mnt && fsck_clean $d0 $d1"
 ! mountpoint -q "$mnt" || umount "$mnt"
 
-# 38, last: nothing went wrong in the kernel meanwhile.
+# 37, last: nothing went wrong in the kernel meanwhile.
 check_log_clean
 rm -f "$list"
 tap_end
