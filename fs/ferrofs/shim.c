@@ -786,6 +786,48 @@ struct inode *ferrofs_mapping_host(struct address_space *mapping)
 	return mapping->host;
 }
 
+/*
+ * Fills @runs with up to @max runs of neighbouring pages of @mapping, from page *@index on,
+ * that are dirty or under writeback: data whose blocks writeback has yet to place, or is
+ * placing. Returns how many runs it filled; when that is @max there may be more, from
+ * the page it left in *@index. One page per entry: ferrofs's mappings have no large
+ * folios. A page that changes state during the walk may be seen in either state.
+ */
+unsigned int ferrofs_mapping_unwritten_runs(struct address_space *mapping, pgoff_t *index,
+					    struct ferrofs_page_run *runs, unsigned int max)
+{
+	struct xarray *pages = &mapping->i_pages;
+	pgoff_t dirty = *index, writeback = *index;
+	bool more_dirty = xa_find(pages, &dirty, ULONG_MAX, PAGECACHE_TAG_DIRTY);
+	bool more_writeback = xa_find(pages, &writeback, ULONG_MAX, PAGECACHE_TAG_WRITEBACK);
+	unsigned int filled = 0;
+
+	while (more_dirty || more_writeback) {
+		pgoff_t page = !more_writeback || (more_dirty && dirty <= writeback) ? dirty : writeback;
+		struct ferrofs_page_run *last = filled ? &runs[filled - 1] : NULL;
+
+		if (last && last->start + last->count == page) {
+			last->count++;
+		} else {
+			if (filled == max) {
+				*index = page;
+				return filled;
+			}
+			runs[filled].start = page;
+			runs[filled].count = 1;
+			filled++;
+		}
+		if (more_dirty && dirty == page)
+			more_dirty = xa_find_after(pages, &dirty, ULONG_MAX, PAGECACHE_TAG_DIRTY);
+		if (more_writeback && writeback == page)
+			more_writeback = xa_find_after(pages, &writeback, ULONG_MAX,
+						       PAGECACHE_TAG_WRITEBACK);
+		cond_resched();
+	}
+	*index = ULONG_MAX;
+	return filled;
+}
+
 bool ferrofs_folio_test_uptodate(const struct folio *folio)
 {
 	return folio_test_uptodate(folio);

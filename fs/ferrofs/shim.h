@@ -117,6 +117,13 @@ loff_t ferrofs_folio_pos(struct folio *folio);
 size_t ferrofs_folio_size(struct folio *folio);
 struct inode *ferrofs_folio_inode(const struct folio *folio);
 struct inode *ferrofs_mapping_host(struct address_space *mapping);
+/* A run of pages of a file: [start, start + count). */
+struct ferrofs_page_run {
+	u64 start;
+	u64 count;
+};
+unsigned int ferrofs_mapping_unwritten_runs(struct address_space *mapping, pgoff_t *index,
+					    struct ferrofs_page_run *runs, unsigned int max);
 bool ferrofs_folio_test_uptodate(const struct folio *folio);
 void ferrofs_folio_mark_uptodate(struct folio *folio);
 void ferrofs_folio_copy_in(struct folio *folio, size_t offset, const void *src, size_t len);

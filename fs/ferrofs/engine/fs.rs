@@ -1960,6 +1960,33 @@ impl<D: BlockDev> Fs<D> {
         Ok(out)
     }
 
+    /// How many of the `count` blocks of `ino` from block `first` have data or preallocated
+    /// space (an inline extent counts for the block it is in): what `st_blocks` already
+    /// counts of a range that the page cache holds dirty.
+    pub fn mapped_blocks(&mut self, ino: u64, first: u64, count: u64) -> EngineResult<u64> {
+        let start = first.checked_mul(BLOCK).ok_or(EngineError::Range)?;
+        let end = first
+            .checked_add(count)
+            .and_then(|b| b.checked_mul(BLOCK))
+            .ok_or(EngineError::Range)?;
+        let mut pos = start;
+        let mut mapped = 0;
+        while pos < end {
+            let Some(p) = self.extent_at_or_after(ino, pos)? else {
+                break;
+            };
+            if p.start >= end {
+                break;
+            }
+            let from = p.start.max(pos) / BLOCK;
+            let to = p.end.min(end).div_ceil(BLOCK);
+            mapped = to.saturating_sub(from).saturating_add(mapped);
+            // Past `pos`: the extent ends after it.
+            pos = to.saturating_mul(BLOCK).max(pos.saturating_add(BLOCK));
+        }
+        Ok(mapped)
+    }
+
     /// The tree the files and directories are in.
     pub fn tree(&self) -> Tree {
         self.tree

@@ -5,11 +5,14 @@
 
 use kernel::prelude::*;
 
-use crate::engine::error::EngineError;
-use crate::engine::fs::{self as efs, SetAttr};
+use crate::engine::error::{EngineError, EngineResult};
+use crate::engine::format;
+use crate::engine::fs::{self as efs, Fs, SetAttr};
 use crate::engine::inode as ei;
 use crate::engine::mem::FVec;
 use crate::vfs::acl::{self, Acl, AclKind, OwnedAcl};
+use crate::vfs::address_space::{Mapping, PageRun};
+use crate::vfs::blockdev::KernelDev;
 use crate::vfs::dentry::Dentry;
 use crate::vfs::error::{eopnotsupp, from_engine};
 use crate::vfs::inode::{Idmap, Inode, Refresh};
@@ -182,12 +185,50 @@ const SUPPORTED_FLAGS: u64 = 0x8 | 0x10 | 0x20 | 0x40 | 0x80;
 const STATX_FLAGS: u64 = 0x10 | 0x20 | 0x40;
 
 /// `getattr`: the VFS filled in the rest from the inode; the flags `statx` reports come
-/// from the engine, since the VFS inode keeps no `nodump`.
+/// from the engine, since the VFS inode keeps no `nodump`. The space in use counts the
+/// blocks that dirty data over holes will take once written back (as btrfs, XFS and ext4
+/// count delayed allocations), so that it does not change at writeback.
 pub(super) fn getattr(inode: &Inode<Ferrofs>, stat: &mut Kstat) -> Result {
     let ino = inode.ino();
-    let e = inode.super_block().info()?.with_fs(|fs| fs.getattr(ino))?;
+    let mapping = (inode.mode() & ei::S_IFMT == ei::S_IFREG).then(|| inode.mapping());
+    let (e, delayed) = inode.super_block().info()?.with_fs(|fs| {
+        let e = fs.getattr(ino)?;
+        // Under the engine's lock, so no writeback places blocks meanwhile: a page under
+        // writeback is either over a hole still, or counted in `bytes` already.
+        let delayed = match mapping {
+            Some(mapping) => delayed_blocks(fs, ino, mapping)?,
+            None => 0,
+        };
+        Ok((e, delayed))
+    })?;
     stat.set_attributes(e.flags & STATX_FLAGS, STATX_FLAGS);
+    stat.set_bytes(e.bytes.saturating_add(delayed.saturating_mul(BLOCK)));
     Ok(())
+}
+
+/// A block's size, in bytes.
+const BLOCK: u64 = format::BLOCK_SIZE as u64;
+
+/// The blocks of `ino` that its dirty pages, and those under writeback, cover where the
+/// engine has none yet (one page per block).
+fn delayed_blocks(
+    fs: &mut Fs<KernelDev>,
+    ino: u64,
+    mapping: &Mapping<Ferrofs>,
+) -> EngineResult<u64> {
+    let mut runs: [PageRun; 16] = core::array::from_fn(|_| PageRun { start: 0, count: 0 });
+    let mut index = 0;
+    let mut delayed = 0u64;
+    loop {
+        let filled = mapping.unwritten_runs(&mut index, &mut runs);
+        for run in runs.iter().take(filled) {
+            let mapped = fs.mapped_blocks(ino, run.start, run.count)?;
+            delayed = delayed.saturating_add(run.count.saturating_sub(mapped));
+        }
+        if filled < runs.len() {
+            return Ok(delayed);
+        }
+    }
 }
 
 /// `fileattr_get`: the inode's flags.

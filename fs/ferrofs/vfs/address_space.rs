@@ -19,6 +19,9 @@ use super::fs_type::FileSystem;
 use super::inode::Inode;
 use super::iov::IovIter;
 
+/// A run of neighbouring pages of a file: `count` pages from page `start`.
+pub(crate) type PageRun = bindings::ferrofs_page_run;
+
 /// The page cache of a file of filesystem type `T`.
 ///
 /// # Invariants
@@ -51,6 +54,21 @@ impl<T: FileSystem> Mapping<T> {
         // SAFETY: the mapping is live (invariant), and so is its host, an inode of a `T`
         // super block, while it is.
         unsafe { Inode::from_raw(bindings::ferrofs_mapping_host(self.as_ptr())) }
+    }
+
+    /// Fills `runs` with runs of pages from page `*index` on whose data is dirty or under
+    /// writeback; returns how many. When that is `runs.len()`, there may be more, from the
+    /// page left in `*index`.
+    pub(crate) fn unwritten_runs(&self, index: &mut u64, runs: &mut [PageRun]) -> usize {
+        let max = u32::try_from(runs.len()).unwrap_or(u32::MAX);
+        let mut at = ffi::c_ulong::try_from(*index).unwrap_or(ffi::c_ulong::MAX);
+        // SAFETY: the mapping is live (invariant); `runs` has room for `max` runs, and the
+        // helper writes no more than that.
+        let filled = unsafe {
+            bindings::ferrofs_mapping_unwritten_runs(self.as_ptr(), &mut at, runs.as_mut_ptr(), max)
+        };
+        *index = u64::try_from(at).unwrap_or(u64::MAX);
+        (filled as usize).min(runs.len())
     }
 
     /// The folio a buffered write at `pos` goes into, locked and referenced (created if

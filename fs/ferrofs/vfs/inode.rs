@@ -11,7 +11,7 @@ use kernel::error::to_result;
 use kernel::prelude::*;
 use kernel::types::Opaque;
 
-use super::address_space::{AddressSpaceOperations, AddressSpaceTable};
+use super::address_space::{AddressSpaceOperations, AddressSpaceTable, Mapping};
 use super::bindings;
 use super::file::{FileOperations, FileTable};
 use super::fs_type::FileSystem;
@@ -109,6 +109,13 @@ impl<T: FileSystem> Inode<T> {
     pub(crate) fn nlink(&self) -> u32 {
         // SAFETY: reading a field of a live inode.
         unsafe { (*self.as_ptr()).__bindgen_anon_1.i_nlink }
+    }
+
+    /// The file's page cache.
+    pub(crate) fn mapping(&self) -> &Mapping<T> {
+        // SAFETY: `i_mapping` of a live inode is set when the inode is made and points to
+        // its page cache, which lives as long as the inode; both are of a `T` super block.
+        unsafe { Mapping::from_raw((*self.as_ptr()).i_mapping) }
     }
 
     /// Size in bytes.

@@ -152,6 +152,12 @@ impl Kstat {
         // SAFETY: the answer is live and ours for the call (invariant).
         unsafe { bindings::ferrofs_stat_set_attributes(self.0.as_ptr(), attributes, supported) };
     }
+
+    /// Reports `bytes` of space in use (`st_blocks`, in 512-byte units).
+    pub(crate) fn set_bytes(&mut self, bytes: u64) {
+        // SAFETY: the answer is live and ours for the call (invariant).
+        unsafe { (*self.0.as_ptr()).blocks = bytes / 512 };
+    }
 }
 
 /// A FIEMAP request being answered.

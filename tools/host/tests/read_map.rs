@@ -250,3 +250,50 @@ fn placed_writes_refuse_partial_blocks() {
         "a failed placed write left the transaction running"
     );
 }
+
+/// `Fs::mapped_blocks`, which `stat` subtracts from a file's dirty pages to count what
+/// writeback will add: data, preallocated space and an inline extent count, holes do not,
+/// against a per-block model of the file.
+#[test]
+fn mapped_blocks_counts_data_and_preallocated_blocks() {
+    let disks = MemDisk::set(1, 64 << 20);
+    let mut fs = memdev::mkfs_fs(&disks, Profile::Single).unwrap();
+    let create = |fs: &mut Fs<MemDev>, name: &[u8]| {
+        fs.create(ROOT_INO, name, S_IFREG | 0o644, 0, Owner::default(), T0)
+            .unwrap()
+            .ino
+    };
+    // Blocks 0-3 data, 4-5 a hole, 6-9 data rewritten over 7-8, 12-15 preallocated past
+    // the end; 10-11 and 16 on are holes.
+    let ino = create(&mut fs, b"sparse");
+    fs.write(ino, 0, &[1u8; 4 * BLOCK as usize], T0).unwrap();
+    fs.write(ino, 6 * BLOCK, &[2u8; 4 * BLOCK as usize], T0)
+        .unwrap();
+    fs.write(ino, 7 * BLOCK + 5, &[3u8; 2 * BLOCK as usize - 5], T0)
+        .unwrap();
+    fs.fallocate(ino, FALLOC_FL_KEEP_SIZE, 12 * BLOCK, 4 * BLOCK, T0)
+        .unwrap();
+    let model: Vec<bool> = (0..20)
+        .map(|b| b < 4 || (6..10).contains(&b) || (12..16).contains(&b))
+        .collect();
+    for pass in 0..2 {
+        for first in 0..20u64 {
+            for count in 0..(21 - first) {
+                let want = model[first as usize..(first + count) as usize]
+                    .iter()
+                    .filter(|&&m| m)
+                    .count() as u64;
+                let got = fs.mapped_blocks(ino, first, count).unwrap();
+                assert_eq!(got, want, "pass {pass}: blocks {first}+{count}");
+            }
+        }
+        fs.sync().unwrap();
+    }
+    // A small file kept inline: its one block counts.
+    let small = create(&mut fs, b"small");
+    fs.write(small, 0, b"inline data", T0).unwrap();
+    assert_eq!(fs.mapped_blocks(small, 0, 3).unwrap(), 1);
+    assert_eq!(fs.mapped_blocks(small, 1, 2).unwrap(), 0);
+    // Ranges past the largest offset fail rather than wrap.
+    assert!(fs.mapped_blocks(ino, u64::MAX / BLOCK, 2).is_err());
+}

@@ -341,6 +341,54 @@ def falloc(top):
     falloc_fsize_limit(path)
 
 
+def space_used(path):
+    return os.stat(path).st_blocks * 512
+
+
+def blocks(top):
+    """st_blocks counts dirty data over holes before writeback places it (delayed
+    allocation), once, and does not change when writeback runs."""
+    d = os.path.join(top, "blocks")
+    os.mkdir(d)
+    path = lambda name: os.path.join(d, name)
+    write_at(path("overwritten"), 0, pattern(1, 64 * KIB))
+    write_at(path("hole"), 0, pattern(2, 64 * KIB), size=128 * KIB)
+    fd = os.open(path("prealloc"), os.O_RDWR | os.O_CREAT, 0o644)
+    fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, 128 * KIB)
+    os.pwrite(fd, pattern(3, 64 * KIB), 0)
+    os.close(fd)
+    write_at(path("mapped"), 0, b"", size=64 * KIB)
+    write_at(path("punched"), 0, pattern(4, 16 * KIB))
+    settle(top)
+    want = {"overwritten": 64 * KIB, "hole": 128 * KIB, "prealloc": 128 * KIB,
+            "new": 64 * KIB, "mapped": 8 * KIB, "punched": 16 * KIB}
+    write_at(path("overwritten"), 0, pattern(5, 64 * KIB))
+    # The same hole written twice counts once.
+    write_at(path("hole"), 64 * KIB, pattern(6, 64 * KIB))
+    write_at(path("hole"), 64 * KIB, pattern(7, 64 * KIB))
+    # Past the end, into space preallocated and counted already.
+    write_at(path("prealloc"), 64 * KIB, pattern(8, 64 * KIB))
+    write_at(path("new"), 0, pattern(9, 64 * KIB))
+    # Stores through a shared mapping into two pages of a hole.
+    fd = os.open(path("mapped"), os.O_RDWR)
+    m = mmap.mmap(fd, 64 * KIB)
+    m[4 * KIB:4 * KIB + 3] = b"abc"
+    m[40 * KIB] = 0x5A
+    # Dirty data over a hole, punched out before writeback: nothing left of it to count.
+    write_at(path("punched"), 32 * KIB, pattern(10, 16 * KIB))
+    pfd = os.open(path("punched"), os.O_RDWR)
+    fallocate(pfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 32 * KIB, 16 * KIB)
+    os.close(pfd)
+    before = {name: space_used(path(name)) for name in want}
+    m.flush()
+    m.close()
+    os.close(fd)
+    settle(top)
+    after = {name: space_used(path(name)) for name in want}
+    expect(before == want, f"space used before writeback {before}, expected {want}")
+    expect(after == want, f"space used after writeback {after}, expected {want}")
+
+
 def falloc_fsize_limit(path):
     """Under RLIMIT_FSIZE, a fallocate that would grow the file past the limit fails with
     EFBIG (and SIGXFSZ, ignored here), one with KEEP_SIZE or within the limit succeeds."""
@@ -893,7 +941,7 @@ CHECKS = {
     "handle-setup": handle_setup, "handle-verify": handle_verify,
     "xattr-setup": xattr_setup, "xattr-verify": xattr_verify,
     "links-setup": links_setup, "links-verify": links_verify,
-    "seek": seek, "fiemap": fiemap, "fallocate": falloc, "fallocate-large": falloc_large,
+    "seek": seek, "fiemap": fiemap, "fallocate": falloc, "blocks": blocks, "fallocate-large": falloc_large,
     "rename-setup": rename_setup, "rename-verify": rename_verify,
     "mknod-setup": mknod_setup, "mknod-verify": mknod_verify,
     "tmpfile-setup": tmpfile_setup, "tmpfile-verify": tmpfile_verify,

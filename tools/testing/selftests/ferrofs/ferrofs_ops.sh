@@ -3,13 +3,13 @@
 #
 # Single operations, each against what a Linux filesystem must do (ferrofs_ops.py): extended
 # attributes (long values too), many hard links in one directory, SEEK_DATA/SEEK_HOLE,
-# FIEMAP, fallocate modes (zero range too), RENAME_NOREPLACE and RENAME_EXCHANGE,
-# RENAME_WHITEOUT, POSIX ACLs, file handles (name_to_handle_at and
+# FIEMAP, fallocate modes (zero range too), st_blocks before writeback, RENAME_NOREPLACE
+# and RENAME_EXCHANGE, RENAME_WHITEOUT, POSIX ACLs, file handles (name_to_handle_at and
 # open_by_handle_at), special files, O_TMPFILE with linkat, open unlinked files, telldir and
 # seekdir across unlinks, long symlinks, O_DIRECT reads and writes, read-only remount with
 # an unlinked file open; what they left is read again after a remount.
 
-ntests=33
+ntests=34
 . "$(dirname "$0")/lib.sh"
 begin_test 1
 
@@ -23,6 +23,7 @@ check "SEEK_DATA and SEEK_HOLE, before and after fsync" ops seek
 check "FIEMAP: data and preallocated (unwritten) extents, no holes, the last flagged" ops fiemap
 check "fallocate: default, KEEP_SIZE, PUNCH_HOLE, ZERO_RANGE; unsupported modes and sizes past RLIMIT_FSIZE refused" ops fallocate
 check "fallocate of 512 MiB at once, and its space back after unlink" ops fallocate-large
+check "st_blocks counts dirty data over holes before writeback, once, the same after" ops blocks
 check "rename: RENAME_NOREPLACE, RENAME_EXCHANGE of a file and a directory" ops rename-setup
 check "mknod: fifo, socket, character and block devices" ops mknod-setup
 check "RENAME_WHITEOUT: a 0:0 character device takes the old name" ops whiteout-setup
