@@ -184,8 +184,8 @@ const SUPPORTED_FLAGS: u64 = 0x8 | 0x10 | 0x20 | 0x40 | 0x80;
 /// immutable, append-only, no dump.
 const STATX_FLAGS: u64 = 0x10 | 0x20 | 0x40;
 
-/// `getattr`: the VFS filled in the rest from the inode; the flags `statx` reports come
-/// from the engine, since the VFS inode keeps no `nodump`. The space in use counts the
+/// `getattr`: the VFS filled in the rest from the inode; the flags `statx` reports, and
+/// the creation time, come from the engine, since the VFS inode keeps neither. The space in use counts the
 /// blocks that dirty data over holes will take once written back (as btrfs, XFS and ext4
 /// count delayed allocations), so that it does not change at writeback.
 pub(super) fn getattr(inode: &Inode<Ferrofs>, stat: &mut Kstat) -> Result {
@@ -202,6 +202,7 @@ pub(super) fn getattr(inode: &Inode<Ferrofs>, stat: &mut Kstat) -> Result {
         Ok((e, delayed))
     })?;
     stat.set_attributes(e.flags & STATX_FLAGS, STATX_FLAGS);
+    stat.set_btime(&e.btime);
     stat.set_bytes(e.bytes.saturating_add(delayed.saturating_mul(BLOCK)));
     Ok(())
 }

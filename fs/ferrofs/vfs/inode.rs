@@ -26,7 +26,7 @@ fn to_ts(t: &bindings::timespec64) -> Timespec {
     }
 }
 
-fn from_ts(t: &Timespec) -> bindings::timespec64 {
+pub(crate) fn from_ts(t: &Timespec) -> bindings::timespec64 {
     bindings::timespec64 {
         tv_sec: t.sec,
         tv_nsec: t.nsec as isize,

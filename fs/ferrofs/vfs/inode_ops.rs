@@ -16,7 +16,8 @@ use super::bindings;
 use super::dentry::Dentry;
 use super::file::TmpFile;
 use super::fs_type::FileSystem;
-use super::inode::{Idmap, Inode, InodeRef};
+use super::inode::{self, Idmap, Inode, InodeRef};
+use crate::engine::inode::Timespec;
 
 /// A FIEMAP extent flag: the last extent of the file.
 pub(crate) const FIEMAP_EXTENT_LAST: u32 = 0x1;
@@ -151,6 +152,16 @@ impl Kstat {
     pub(crate) fn set_attributes(&mut self, attributes: u64, supported: u64) {
         // SAFETY: the answer is live and ours for the call (invariant).
         unsafe { bindings::ferrofs_stat_set_attributes(self.0.as_ptr(), attributes, supported) };
+    }
+
+    /// Reports the creation time (`STATX_BTIME`).
+    pub(crate) fn set_btime(&mut self, btime: &Timespec) {
+        // SAFETY: the answer is live and ours for the call (invariant).
+        unsafe {
+            let stat = &mut *self.0.as_ptr();
+            stat.btime = inode::from_ts(btime);
+            stat.result_mask |= bindings::STATX_BTIME;
+        }
     }
 
     /// Reports `bytes` of space in use (`st_blocks`, in 512-byte units).

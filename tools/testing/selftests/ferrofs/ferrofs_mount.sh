@@ -9,7 +9,7 @@
 # reported by fsck and mounted from a backup copy, which the next commit rewrites; the
 # label is read and set through the generic label ioctls.
 
-ntests=37
+ntests=38
 . "$(dirname "$0")/lib.sh"
 begin_test 2
 name0="$(basename "$d0")"
@@ -49,8 +49,14 @@ check "statfs counts blocks: total > free >= available > 0, used is the tree and
 	test "$fstype" = 46455252 -a "$total" -gt "$free" -a "$free" -ge "$avail" -a "$avail" -gt 0 \
 	-a $(((total - free) * 4)) -ge "$used_kib" -a $(((total - free) * 4)) -le $((used_kib + 8192))
 
-# 7-10: inode flags through FS_IOC_SETFLAGS (chattr), kept across a remount, and in statx.
+# 7-11: inode flags through FS_IOC_SETFLAGS (chattr), kept across a remount, and in statx;
+# statx's creation time.
 chattr +i +d "$mnt/tree/hard"
+born_after=$(date +%s)
+touch "$mnt/born"
+born_before=$(date +%s)
+sleep 1
+echo data >>"$mnt/born"
 out="$(echo more 2>&1 >>"$mnt/tree/hard")"
 # says OUTPUT PATTERN: on a mounted ferrofs, the command's OUTPUT matched PATTERN.
 says() { on_ferrofs "$mnt" && grep -q -- "$2" <<<"$1"; }
@@ -64,11 +70,15 @@ attrs="$(statx_field "$mnt/tree/hard" attributes)" mask="$(statx_field "$mnt/tre
 # STATX_ATTR_IMMUTABLE 0x10, _APPEND 0x20, _NODUMP 0x40.
 check "statx reports them: immutable and nodump set, append clear, all three supported ($attrs, mask $mask)" \
 	test "$((${attrs:-0} & 0x70))" -eq $((0x50)) -a "$((${mask:-0} & 0x70))" -eq $((0x70))
+btime="$(statx_field "$mnt/born" btime.tv_sec)" mask="$(statx_field "$mnt/born" mask)"
+check "statx reports the creation time, kept across a write and a remount ($btime, mask $mask)" \
+	test "$((${mask:-0} & 0x800))" -ne 0 -a "${btime:-0}" -ge "$born_after" -a "${btime:-0}" -le "$born_before"
 chattr -i -d "$mnt/tree/hard"
+rm "$mnt/born"
 umount "$mnt"
 check "fsck clean after the tree" fsck_clean "$d0"
 
-# 11-14: a byte of the primary superblock copy flipped (not its magic): fsck -n names it
+# 12-15: a byte of the primary superblock copy flipped (not its magic): fsck -n names it
 # and exits 4; the mount takes the newest valid backup and says so; a commit rewrites it.
 printf '\x5a' | dd of="$d0" bs=1 seek=$((65536 + 300)) conv=notrunc,fsync status=none
 out="$("$fsck" -n "$d0" 2>&1)"; rc=$?
@@ -82,7 +92,7 @@ check "tree intact, and fsck clean once a commit rewrote the copy" bash -c \
 	"$(declare -f on_ferrofs verify_tree fsck_clean); fsck=$fsck; verify_tree $mnt/tree $list && umount $mnt && fsck_clean $d0"
 ! mountpoint -q "$mnt" || umount "$mnt"
 
-# 15-17: options shown; read-only mounts.
+# 16-18: options shown; read-only mounts.
 mount_ferrofs commit=5,skip_balance "$d0"
 opts="$(awk -v m="$mnt" '$2 == m {print $4}' /proc/mounts)"
 check "/proc/mounts shows commit=5 and skip_balance" bash -c "grep -q 'commit=5' <<<'$opts' && grep -q 'skip_balance' <<<'$opts'"
@@ -93,7 +103,7 @@ check "read-only mount refuses a new file (EROFS)" says "$out" "Read-only file s
 check "read-only mount still reads the tree" verify_tree "$mnt/tree" "$list"
 umount "$mnt"
 
-# 18-23: the label, through the generic FS_IOC_GETFSLABEL and FS_IOC_SETFSLABEL ioctls.
+# 19-24: the label, through the generic FS_IOC_GETFSLABEL and FS_IOC_SETFSLABEL ioctls.
 ctl="$root/tools/bin/ferroctl"
 "$mkfs" -f -L first "$d0" >/dev/null
 mount_ferrofs "$d0"
@@ -113,7 +123,7 @@ out="$("$ctl" label "$mnt" fourth 2>&1)"
 check "a read-only mount refuses a new label (EROFS)" says "$out" "Read-only file system"
 umount "$mnt"
 
-# 24-31: refusals.
+# 25-32: refusals.
 expect_refused "unknown option" 'ferrofs: unknown mount option "bogus"' -o bogus "$d0"
 expect_refused "commit=0" 'ferrofs: mount option "commit" needs a number of seconds' -o commit=0 "$d0"
 mkfs.ext4 -q -F "$d0" >/dev/null 2>&1
@@ -127,11 +137,11 @@ offset=$((meta_physical + fs_root - meta_logical + 100))
 printf '\xff' | dd of="$d0" bs=1 seek="$offset" conv=notrunc,fsync status=none
 expect_refused "corrupt fs tree root" "ferrofs: $name0: cannot mount: corrupt metadata in block $fs_root" "$d0"
 
-# 32-33: a device missing, without `degraded`.
+# 33-34: a device missing, without `degraded`.
 "$mkfs" -f -d raid1 -m raid1 "$d0" "$d1" >/dev/null
 expect_refused "raid1 with a device missing" "ferrofs: $name0: cannot mount: devices missing: mount with degraded to continue" "$d0"
 
-# 34-36: a mount that fails after the filesystem's state is set up (its root directory
+# 35-37: a mount that fails after the filesystem's state is set up (its root directory
 # unreadable): everything is torn down before the devices are released, the kernel log
 # stays clean and both devices mount again at once. The image: metadata single (one copy
 # to change), the root inode without links and with an orphan item, so that the mount
