@@ -185,9 +185,10 @@ const SUPPORTED_FLAGS: u64 = 0x8 | 0x10 | 0x20 | 0x40 | 0x80;
 const STATX_FLAGS: u64 = 0x10 | 0x20 | 0x40;
 
 /// `getattr`: the VFS filled in the rest from the inode; the flags `statx` reports, and
-/// the creation time, come from the engine, since the VFS inode keeps neither. The space in use counts the
-/// blocks that dirty data over holes will take once written back (as btrfs, XFS and ext4
-/// count delayed allocations), so that it does not change at writeback.
+/// the creation time, come from the engine, since the VFS inode keeps neither. The space
+/// in use counts the blocks that dirty data over holes will take once written back (as
+/// btrfs, XFS and ext4 count delayed allocations), so that it does not change at
+/// writeback.
 pub(super) fn getattr(inode: &Inode<Ferrofs>, stat: &mut Kstat) -> Result {
     let ino = inode.ino();
     let mapping = (inode.mode() & ei::S_IFMT == ei::S_IFREG).then(|| inode.mapping());
