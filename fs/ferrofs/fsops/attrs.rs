@@ -6,7 +6,6 @@
 use kernel::prelude::*;
 
 use crate::engine::error::{EngineError, EngineResult};
-use crate::engine::format;
 use crate::engine::fs::{self as efs, Fs, SetAttr};
 use crate::engine::inode as ei;
 use crate::engine::mem::FVec;
@@ -19,6 +18,7 @@ use crate::vfs::inode::{Idmap, Inode, Refresh};
 use crate::vfs::inode_ops::{AttrRequest, FileAttr, Kstat};
 use crate::vfs::task::capable_sys_admin;
 
+use super::data::BLOCK;
 use super::Ferrofs;
 
 // ---- attributes ----
@@ -207,9 +207,6 @@ pub(super) fn getattr(inode: &Inode<Ferrofs>, stat: &mut Kstat) -> Result {
     stat.set_bytes(e.bytes.saturating_add(delayed.saturating_mul(BLOCK)));
     Ok(())
 }
-
-/// A block's size, in bytes.
-const BLOCK: u64 = format::BLOCK_SIZE as u64;
 
 /// The blocks of `ino` that its dirty pages, and those under writeback, cover where the
 /// engine has none yet (one page per block).

@@ -25,7 +25,7 @@ use crate::vfs::iov::IovIter;
 use super::Ferrofs;
 
 /// A block's size, in bytes.
-const BLOCK: u64 = format::BLOCK_SIZE as u64;
+pub(super) const BLOCK: u64 = format::BLOCK_SIZE as u64;
 /// A block's size, as a length.
 const BLOCK_BYTES: usize = format::BLOCK_SIZE as usize;
 
