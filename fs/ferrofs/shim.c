@@ -217,7 +217,9 @@ struct ferrofs_read_ctx {
 	struct bio *bio;
 	struct ferrofs_inflight *inflight;
 	unsigned int slot;
+	/* Blocks added, and room for their checksums (the bio may hold more). */
 	unsigned int nr;
+	unsigned int cap;
 	u32 csums[];
 };
 
@@ -239,6 +241,7 @@ struct bio *ferrofs_read_bio_alloc(struct block_device *bdev, u16 nr_blocks, u64
 	ctx->bio = bio;
 	ctx->inflight = NULL;
 	ctx->nr = 0;
+	ctx->cap = nr_blocks;
 	bio->bi_private = ctx;
 	bio->bi_iter.bi_sector = sector;
 	return bio;
@@ -249,7 +252,7 @@ int ferrofs_read_bio_add_folio(struct bio *bio, struct folio *folio, u32 csum)
 {
 	struct ferrofs_read_ctx *ctx = bio->bi_private;
 
-	if (folio_size(folio) != FERROFS_BLOCK || ctx->nr >= bio->bi_max_vecs)
+	if (folio_size(folio) != FERROFS_BLOCK || ctx->nr >= ctx->cap)
 		return -EINVAL;
 	if (!bio_add_folio(bio, folio, FERROFS_BLOCK, 0))
 		return -EINVAL;

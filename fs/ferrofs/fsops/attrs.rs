@@ -238,10 +238,11 @@ pub(super) fn get_flags(inode: &Inode<Ferrofs>, attr: &mut FileAttr) -> Result {
     Ok(())
 }
 
-/// `fileattr_set` (the VFS checked the caller may change them): other flags, and the
-/// fsxattr interface (extent sizes, project ids), are `EOPNOTSUPP`.
+/// `fileattr_set`, from `FS_IOC_SETFLAGS` or `FS_IOC_FSSETXATTR` (the VFS checked the
+/// caller may change them, and turned fsxattr flags into inode flags): other flags, and
+/// what only fsxattr can say (extent size hints, project ids), are `EOPNOTSUPP`.
 pub(super) fn set_flags(inode: &Inode<Ferrofs>, attr: &FileAttr) -> Result {
-    if attr.is_fsxattr() {
+    if attr.has_fsx_only() {
         return Err(eopnotsupp());
     }
     let flags = u64::from(attr.flags());

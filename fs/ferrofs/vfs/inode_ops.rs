@@ -131,11 +131,24 @@ impl FileAttr {
         unsafe { (*self.0.as_ptr()).flags }
     }
 
-    /// Whether the request came through the fsxattr interface (extent size hints,
-    /// project ids).
-    pub(crate) fn is_fsxattr(&self) -> bool {
-        // SAFETY: as above.
-        unsafe { (*self.0.as_ptr()).fsx_valid() }
+    /// Whether the request, through the fsxattr interface (`FS_IOC_FSSETXATTR`), asks for
+    /// what the inode flags cannot say: an fsxattr-only flag, an extent size hint or a
+    /// project id (the kernel's `fileattr_has_fsx`, which is inline).
+    pub(crate) fn has_fsx_only(&self) -> bool {
+        const COMMON: u32 = bindings::FS_XFLAG_SYNC
+            | bindings::FS_XFLAG_IMMUTABLE
+            | bindings::FS_XFLAG_APPEND
+            | bindings::FS_XFLAG_NODUMP
+            | bindings::FS_XFLAG_NOATIME
+            | bindings::FS_XFLAG_DAX
+            | bindings::FS_XFLAG_PROJINHERIT;
+        // SAFETY: as above; these are plain fields and a bitfield getter.
+        let fa = unsafe { &*self.0.as_ptr() };
+        fa.fsx_valid()
+            && (fa.fsx_xflags & !COMMON != 0
+                || fa.fsx_extsize != 0
+                || fa.fsx_projid != 0
+                || fa.fsx_cowextsize != 0)
     }
 }
 

@@ -9,7 +9,7 @@
 # reported by fsck and mounted from a backup copy, which the next commit rewrites; the
 # label is read and set through the generic label ioctls.
 
-ntests=38
+ntests=40
 . "$(dirname "$0")/lib.sh"
 begin_test 2
 name0="$(basename "$d0")"
@@ -49,8 +49,8 @@ check "statfs counts blocks: total > free >= available > 0, used is the tree and
 	test "$fstype" = 46455252 -a "$total" -gt "$free" -a "$free" -ge "$avail" -a "$avail" -gt 0 \
 	-a $(((total - free) * 4)) -ge "$used_kib" -a $(((total - free) * 4)) -le $((used_kib + 8192))
 
-# 7-11: inode flags through FS_IOC_SETFLAGS (chattr), kept across a remount, and in statx;
-# statx's creation time.
+# 7-13: inode flags through FS_IOC_SETFLAGS (chattr) and FS_IOC_FSSETXATTR, kept across a
+# remount, and in statx; statx's creation time.
 chattr +i +d "$mnt/tree/hard"
 born_after=$(date +%s)
 touch "$mnt/born"
@@ -73,12 +73,54 @@ check "statx reports them: immutable and nodump set, append clear, all three sup
 btime="$(statx_field "$mnt/born" btime.tv_sec)" mask="$(statx_field "$mnt/born" mask)"
 check "statx reports the creation time, kept across a write and a remount ($btime, mask $mask)" \
 	test "$((${mask:-0} & 0x800))" -ne 0 -a "${btime:-0}" -ge "$born_after" -a "${btime:-0}" -le "$born_before"
+# The same flags through the fsxattr interface (FS_IOC_FSSETXATTR, which xfs_io's chattr
+# uses); what only fsxattr can say is refused and changes nothing. xfs_io opens read-only:
+# an append-only file cannot be opened for writing without O_APPEND.
+xfs_io -r -c "chattr +a" "$mnt/born"
+flags="$(lsattr "$mnt/born" | cut -d' ' -f1)"
+out="$(echo more 2>&1 >"$mnt/born")"
+# appended_only FLAGS OUTPUT: lsattr showed `a`, and the truncating open was refused.
+appended_only() { on_ferrofs "$mnt" && [[ "$1" == *a* ]] && grep -q "Operation not permitted" <<<"$2"; }
+check "FS_IOC_FSSETXATTR (xfs_io chattr +a): append-only set ($flags), a truncating open refused" \
+	appended_only "$flags" "$out"
+# fsx_refusals FILE: FS_IOC_FSSETXATTR with a project id, with an extent size hint and with
+# an fsxattr-only flag is EOPNOTSUPP each time, and changes nothing. (xfs_io's extsize
+# does not ask a filesystem other than XFS.)
+fsx_refusals() {
+	python3 - "$1" <<'EOF_PY'
+import errno, fcntl, os, struct, sys
+GET, SET = 0x801C581F, 0x401C5820  # FS_IOC_FSGETXATTR, FS_IOC_FSSETXATTR
+FSX = struct.Struct("<5I8x")  # xflags, extsize, nextents, projid, cowextsize
+fd = os.open(sys.argv[1], os.O_RDONLY)
+before = FSX.unpack(fcntl.ioctl(fd, GET, bytes(FSX.size)))
+xflags = before[0]
+for what, request in (("project id", (xflags, 0, 0, 7, 0)),
+                      ("extent size hint", (xflags | 0x800, 65536, 0, 0, 0)),
+                      ("FS_XFLAG_NODEFRAG", (xflags | 0x2000, 0, 0, 0, 0))):
+    try:
+        fcntl.ioctl(fd, SET, FSX.pack(*request))
+        sys.exit(f"{what}: accepted")
+    except OSError as e:
+        if e.errno != errno.EOPNOTSUPP:
+            sys.exit(f"{what}: {e}")
+after = FSX.unpack(fcntl.ioctl(fd, GET, bytes(FSX.size)))
+if after != before:
+    sys.exit(f"fsxattr changed: {before} -> {after}")
+EOF_PY
+}
+refused="$(fsx_refusals "$mnt/born" 2>&1)"; refused_rc=$?
+xfs_io -r -c "chattr -a" "$mnt/born"
+flags="$(lsattr "$mnt/born" | cut -d' ' -f1)"
+# refused_fsx RC FLAGS: the refusals went as expected, and `a` is clear again.
+refused_fsx() { on_ferrofs "$mnt" && [ "$1" = 0 ] && [[ "$2" != *a* ]]; }
+check "FS_IOC_FSSETXATTR: project id, extent size hint, fsxattr-only flag EOPNOTSUPP, nothing changed; chattr -a clears (${refused:-refused} $flags)" \
+	refused_fsx "$refused_rc" "$flags"
 chattr -i -d "$mnt/tree/hard"
 rm "$mnt/born"
 umount "$mnt"
 check "fsck clean after the tree" fsck_clean "$d0"
 
-# 12-15: a byte of the primary superblock copy flipped (not its magic): fsck -n names it
+# 14-17: a byte of the primary superblock copy flipped (not its magic): fsck -n names it
 # and exits 4; the mount takes the newest valid backup and says so; a commit rewrites it.
 printf '\x5a' | dd of="$d0" bs=1 seek=$((65536 + 300)) conv=notrunc,fsync status=none
 out="$("$fsck" -n "$d0" 2>&1)"; rc=$?
@@ -92,7 +134,7 @@ check "tree intact, and fsck clean once a commit rewrote the copy" bash -c \
 	"$(declare -f on_ferrofs verify_tree fsck_clean); fsck=$fsck; verify_tree $mnt/tree $list && umount $mnt && fsck_clean $d0"
 ! mountpoint -q "$mnt" || umount "$mnt"
 
-# 16-18: options shown; read-only mounts.
+# 18-20: options shown; read-only mounts.
 mount_ferrofs commit=5,skip_balance "$d0"
 opts="$(awk -v m="$mnt" '$2 == m {print $4}' /proc/mounts)"
 check "/proc/mounts shows commit=5 and skip_balance" bash -c "grep -q 'commit=5' <<<'$opts' && grep -q 'skip_balance' <<<'$opts'"
@@ -103,7 +145,7 @@ check "read-only mount refuses a new file (EROFS)" says "$out" "Read-only file s
 check "read-only mount still reads the tree" verify_tree "$mnt/tree" "$list"
 umount "$mnt"
 
-# 19-24: the label, through the generic FS_IOC_GETFSLABEL and FS_IOC_SETFSLABEL ioctls.
+# 21-26: the label, through the generic FS_IOC_GETFSLABEL and FS_IOC_SETFSLABEL ioctls.
 ctl="$root/tools/bin/ferroctl"
 "$mkfs" -f -L first "$d0" >/dev/null
 mount_ferrofs "$d0"
@@ -123,7 +165,7 @@ out="$("$ctl" label "$mnt" fourth 2>&1)"
 check "a read-only mount refuses a new label (EROFS)" says "$out" "Read-only file system"
 umount "$mnt"
 
-# 25-32: refusals.
+# 27-34: refusals.
 expect_refused "unknown option" 'ferrofs: unknown mount option "bogus"' -o bogus "$d0"
 expect_refused "commit=0" 'ferrofs: mount option "commit" needs a number of seconds' -o commit=0 "$d0"
 mkfs.ext4 -q -F "$d0" >/dev/null 2>&1
@@ -137,11 +179,11 @@ offset=$((meta_physical + fs_root - meta_logical + 100))
 printf '\xff' | dd of="$d0" bs=1 seek="$offset" conv=notrunc,fsync status=none
 expect_refused "corrupt fs tree root" "ferrofs: $name0: cannot mount: corrupt metadata in block $fs_root" "$d0"
 
-# 33-34: a device missing, without `degraded`.
+# 35-36: a device missing, without `degraded`.
 "$mkfs" -f -d raid1 -m raid1 "$d0" "$d1" >/dev/null
 expect_refused "raid1 with a device missing" "ferrofs: $name0: cannot mount: devices missing: mount with degraded to continue" "$d0"
 
-# 35-37: a mount that fails after the filesystem's state is set up (its root directory
+# 37-39: a mount that fails after the filesystem's state is set up (its root directory
 # unreadable): everything is torn down before the devices are released, the kernel log
 # stays clean and both devices mount again at once. The image: metadata single (one copy
 # to change), the root inode without links and with an orphan item, so that the mount
@@ -192,7 +234,7 @@ check "after that failed mount both devices mount again, take a file and fsck cl
 	mount_ferrofs $d0 $d1 && on_ferrofs $mnt && echo data >$mnt/file && umount $mnt && fsck_clean $d0 $d1"
 ! mountpoint -q "$mnt" || umount "$mnt"
 
-# 37, last: nothing went wrong in the kernel meanwhile.
+# 40, last: nothing went wrong in the kernel meanwhile.
 check_log_clean
 rm -f "$list"
 tap_end
