@@ -9,6 +9,7 @@
 #include <linux/completion.h>
 #include <linux/cpumask.h>
 #include <linux/crc32c.h>
+#include <linux/fileattr.h>
 #include <linux/fs.h>
 #include <linux/fs_context.h>
 #include <linux/fs_parser.h>
@@ -557,6 +558,12 @@ void ferrofs_stat_set_attributes(struct kstat *stat, u64 attributes, u64 support
 {
 	stat->attributes |= attributes & supported;
 	stat->attributes_mask |= supported;
+}
+
+/* Whether @fa asks for what the inode flags cannot say (fsxattr-only flags, hints, ids). */
+bool ferrofs_fileattr_has_fsx(const struct fileattr *fa)
+{
+	return fileattr_has_fsx(fa);
 }
 
 /* Pages under writeback stay unchanged until it ends (writes and mmap stores wait). */

@@ -17,6 +17,7 @@ struct delayed_call;
 struct dentry;
 struct dir_context;
 struct file;
+struct fileattr;
 struct folio;
 struct fs_context;
 struct fs_parameter;
@@ -66,6 +67,7 @@ int ferrofs_write_group_checksums(struct ferrofs_write_group *group, u32 *sums, 
 void ferrofs_sb_set_stable_writes(struct super_block *sb);
 struct inode *ferrofs_path_inode(const struct path *path);
 void ferrofs_stat_set_attributes(struct kstat *stat, u64 attributes, u64 supported);
+bool ferrofs_fileattr_has_fsx(const struct fileattr *fa);
 struct blk_plug *ferrofs_plug_start(void);
 void ferrofs_plug_finish(struct blk_plug *plug);
 int ferrofs_bdev_flush(struct block_device *bdev);

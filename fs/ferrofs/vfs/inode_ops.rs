@@ -133,22 +133,10 @@ impl FileAttr {
 
     /// Whether the request, through the fsxattr interface (`FS_IOC_FSSETXATTR`), asks for
     /// what the inode flags cannot say: an fsxattr-only flag, an extent size hint or a
-    /// project id (the kernel's `fileattr_has_fsx`, which is inline).
+    /// project id (the kernel's `fileattr_has_fsx`).
     pub(crate) fn has_fsx_only(&self) -> bool {
-        const COMMON: u32 = bindings::FS_XFLAG_SYNC
-            | bindings::FS_XFLAG_IMMUTABLE
-            | bindings::FS_XFLAG_APPEND
-            | bindings::FS_XFLAG_NODUMP
-            | bindings::FS_XFLAG_NOATIME
-            | bindings::FS_XFLAG_DAX
-            | bindings::FS_XFLAG_PROJINHERIT;
-        // SAFETY: as above; these are plain fields and a bitfield getter.
-        let fa = unsafe { &*self.0.as_ptr() };
-        fa.fsx_valid()
-            && (fa.fsx_xflags & !COMMON != 0
-                || fa.fsx_extsize != 0
-                || fa.fsx_projid != 0
-                || fa.fsx_cowextsize != 0)
+        // SAFETY: the request is valid for the call (invariant); the helper only reads it.
+        unsafe { bindings::ferrofs_fileattr_has_fsx(self.0.as_ptr()) }
     }
 }
 
