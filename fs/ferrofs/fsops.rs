@@ -78,6 +78,10 @@ pub(crate) struct MountOptions {
 #[vtable]
 impl FileSystem for Ferrofs {
     const NAME: &'static CStr = c_str!("ferrofs");
+    // Owners come from the VFS inode after `inode_init_owner` and `setattr_copy`
+    // (`NewInode::owner`, `Inode::owner`), and each operation's idmapping goes on to the
+    // VFS helpers (`setattr_prepare`, `generic_fillattr`, `posix_acl_update_mode`).
+    const ALLOW_IDMAP: bool = true;
 
     type Data = FsInfo;
 

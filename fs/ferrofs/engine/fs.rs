@@ -1964,13 +1964,64 @@ impl<D: BlockDev> Fs<D> {
     /// space (an inline extent counts for the block it is in): what `st_blocks` already
     /// counts of a range that the page cache holds dirty.
     pub fn mapped_blocks(&mut self, ino: u64, first: u64, count: u64) -> EngineResult<u64> {
+        let mut mapped = 0u64;
+        self.for_each_mapped_run(ino, first, count, |from, to| {
+            mapped = to.saturating_sub(from).saturating_add(mapped);
+            Ok(true)
+        })?;
+        Ok(mapped)
+    }
+
+    /// The runs of blocks of `ino` in `[first, first + count)` that hold neither data nor
+    /// preallocated space, in order, as (first block, block count); at most `max` of them.
+    /// Where the page cache holds such blocks dirty, FIEMAP reports delayed allocation.
+    pub fn unmapped_runs(
+        &mut self,
+        ino: u64,
+        first: u64,
+        count: u64,
+        max: usize,
+    ) -> EngineResult<FVec<(u64, u64)>> {
+        let end = first.checked_add(count).ok_or(EngineError::Range)?;
+        let mut runs = FVec::new();
+        if max == 0 {
+            return Ok(runs);
+        }
+        let mut hole = first;
+        let push = |runs: &mut FVec<(u64, u64)>, from: u64, to: u64| -> EngineResult<bool> {
+            if from < to {
+                runs.try_push((from, to.saturating_sub(from)))?;
+            }
+            Ok(runs.len() < max)
+        };
+        let mut more = true;
+        self.for_each_mapped_run(ino, first, count, |from, to| {
+            more = push(&mut runs, hole, from)?;
+            hole = hole.max(to);
+            Ok(more)
+        })?;
+        if more {
+            push(&mut runs, hole, end)?;
+        }
+        Ok(runs)
+    }
+
+    /// Calls `f(from, to)` for each run of blocks `[from, to)` of `ino` within
+    /// `[first, first + count)` that has data or preallocated space, in order, until `f`
+    /// returns `false`.
+    fn for_each_mapped_run(
+        &mut self,
+        ino: u64,
+        first: u64,
+        count: u64,
+        mut f: impl FnMut(u64, u64) -> EngineResult<bool>,
+    ) -> EngineResult<()> {
         let start = first.checked_mul(BLOCK).ok_or(EngineError::Range)?;
         let end = first
             .checked_add(count)
             .and_then(|b| b.checked_mul(BLOCK))
             .ok_or(EngineError::Range)?;
         let mut pos = start;
-        let mut mapped = 0;
         while pos < end {
             let Some(p) = self.extent_at_or_after(ino, pos)? else {
                 break;
@@ -1980,11 +2031,13 @@ impl<D: BlockDev> Fs<D> {
             }
             let from = p.start.max(pos) / BLOCK;
             let to = p.end.min(end).div_ceil(BLOCK);
-            mapped = to.saturating_sub(from).saturating_add(mapped);
+            if !f(from, to)? {
+                break;
+            }
             // Past `pos`: the extent ends after it.
             pos = to.saturating_mul(BLOCK).max(pos.saturating_add(BLOCK));
         }
-        Ok(mapped)
+        Ok(())
     }
 
     /// The tree the files and directories are in.

@@ -11,7 +11,7 @@ use crate::engine::format;
 use crate::engine::fs::{self as efs, ReadSource};
 use crate::engine::inode::{self as ei, ExtentKind};
 use crate::engine::mem::FVec;
-use crate::vfs::address_space::{Mapping, WriteFolio};
+use crate::vfs::address_space::{Mapping, PageRun, WriteFolio};
 use crate::vfs::bio::{Plug, MAX_BIO_PAGES};
 use crate::vfs::blockdev::{DevReader, FolioRead, KernelDev, WriteGroup};
 use crate::vfs::dentry::NoFsScope;
@@ -764,8 +764,15 @@ fn seek_data_hole(inode: &Inode<Ferrofs>, offset: u64, want_data: bool) -> Resul
     }
 }
 
+/// How many extents FIEMAP takes from the engine at a time.
+const FIEMAP_WINDOW: usize = 64;
+
+/// One extent for FIEMAP: file offset, disk address, length, `FIEMAP_EXTENT_*` flags.
+type FiemapExtent = (u64, u64, u64, u32);
+
 /// `fiemap`: the extents of `[start, start + len)` (inline ones have no disk address
-/// and are left out).
+/// and are left out), and dirty data over holes as delayed allocation (as btrfs, XFS and
+/// ext4 report it) until writeback places it.
 pub(super) fn fiemap(
     inode: &Inode<Ferrofs>,
     info: &mut FiemapInfo,
@@ -774,36 +781,122 @@ pub(super) fn fiemap(
 ) -> Result {
     let len = info.prepare(inode, start, len)?;
     let ino = inode.ino();
+    let mapping = (inode.mode() & ei::S_IFMT == ei::S_IFREG).then(|| inode.mapping());
     let fs_info = inode.super_block().info()?;
     let end = start.saturating_add(len);
     let mut pos = start;
     loop {
-        let extents = fs_info.with_fs(|fs| fs.extents(ino, pos, end, 64))?;
-        let Some(&(last_off, last)) = extents.last() else {
-            return Ok(());
-        };
-        let next = last_off.saturating_add(last.len);
-        // The last extent of the file, when nothing follows it.
-        let after = fs_info.with_fs(|fs| fs.extents(ino, next, u64::MAX, 1))?;
-        for (i, &(off, e)) in extents.iter().enumerate() {
-            if e.kind == ExtentKind::Inline {
-                continue;
-            }
-            let mut flags = 0;
-            if e.kind == ExtentKind::Prealloc {
-                flags |= inode_ops::FIEMAP_EXTENT_UNWRITTEN;
-            }
-            if i.saturating_add(1) == extents.len() && after.is_empty() {
+        // Under the engine's lock, so that no writeback turns dirty pages into extents
+        // between the two looks; the user's buffer is filled after, without it.
+        let (extents, next, more) =
+            fs_info.with_fs(|fs| fiemap_window(fs, ino, mapping, pos, end))?;
+        for (i, &(off, disk, len, mut flags)) in extents.iter().enumerate() {
+            if !more && i.saturating_add(1) == extents.len() {
                 flags |= inode_ops::FIEMAP_EXTENT_LAST;
             }
-            if !info.fill_next(off, e.disk, e.len, flags)? {
+            if !info.fill_next(off, disk, len, flags)? {
                 return Ok(());
             }
         }
-        if next >= end || after.is_empty() {
+        if next >= end || !more {
             return Ok(());
         }
         pos = next;
+    }
+}
+
+/// The extents FIEMAP reports from `pos` on, up to `end` or as many as fit one window, in
+/// file order; where the window ends; and whether anything of the file follows it.
+fn fiemap_window(
+    fs: &mut efs::Fs<KernelDev>,
+    ino: u64,
+    mapping: Option<&Mapping<Ferrofs>>,
+    pos: u64,
+    end: u64,
+) -> EngineResult<(FVec<FiemapExtent>, u64, bool)> {
+    let placed = fs.extents(ino, pos, end, FIEMAP_WINDOW)?;
+    let mut next = match placed.last() {
+        Some(&(off, e)) if placed.len() == FIEMAP_WINDOW => off.saturating_add(e.len),
+        _ => end,
+    };
+    let mut delayed = FVec::new();
+    if let Some(mapping) = mapping {
+        delayed_runs(fs, ino, mapping, pos, next, FIEMAP_WINDOW, &mut delayed)?;
+        if delayed.len() == FIEMAP_WINDOW {
+            // The window ends in a hole, so no extent straddles its new end.
+            if let Some(&(off, len)) = delayed.last() {
+                next = next.min(off.saturating_add(len));
+            }
+        }
+    }
+    let mut out = FVec::new();
+    out.try_reserve(placed.len().saturating_add(delayed.len()))?;
+    let mut delayed = delayed.iter().peekable();
+    for &(off, e) in placed.iter() {
+        if off >= next {
+            break;
+        }
+        while let Some(&&(d_off, d_len)) = delayed.peek().filter(|d| d.0 < off) {
+            out.try_push((d_off, 0, d_len, inode_ops::FIEMAP_EXTENT_DELALLOC))?;
+            delayed.next();
+        }
+        let flags = match e.kind {
+            ExtentKind::Inline => continue,
+            ExtentKind::Prealloc => inode_ops::FIEMAP_EXTENT_UNWRITTEN,
+            ExtentKind::Regular => 0,
+        };
+        out.try_push((off, e.disk, e.len, flags))?;
+    }
+    for &(d_off, d_len) in delayed {
+        out.try_push((d_off, 0, d_len, inode_ops::FIEMAP_EXTENT_DELALLOC))?;
+    }
+    let more = !fs.extents(ino, next, u64::MAX, 1)?.is_empty() || {
+        let mut after = FVec::new();
+        if let Some(mapping) = mapping {
+            delayed_runs(fs, ino, mapping, next, u64::MAX, 1, &mut after)?;
+        }
+        !after.is_empty()
+    };
+    Ok((out, next, more))
+}
+
+/// Appends to `out` (up to `max` in it) the byte ranges of whole blocks meeting
+/// `[from, to)` that are dirty or under writeback in the page cache over blocks the
+/// engine has no extent for: data writeback has yet to place (one page per block).
+fn delayed_runs(
+    fs: &mut efs::Fs<KernelDev>,
+    ino: u64,
+    mapping: &Mapping<Ferrofs>,
+    from: u64,
+    to: u64,
+    max: usize,
+    out: &mut FVec<(u64, u64)>,
+) -> EngineResult<()> {
+    let mut runs: [PageRun; 16] = core::array::from_fn(|_| PageRun { start: 0, count: 0 });
+    let mut index = from / BLOCK;
+    let end_page = to.div_ceil(BLOCK);
+    loop {
+        let filled = mapping.unwritten_runs(&mut index, &mut runs);
+        for run in runs.iter().take(filled) {
+            if run.start >= end_page || out.len() >= max {
+                return Ok(());
+            }
+            let count = run.count.min(end_page.saturating_sub(run.start));
+            let room = max.saturating_sub(out.len());
+            for &(block, blocks) in fs.unmapped_runs(ino, run.start, count, room)?.iter() {
+                let (off, len) = (block.saturating_mul(BLOCK), blocks.saturating_mul(BLOCK));
+                match out.last_mut() {
+                    // Neighbours split only by a full batch of page runs.
+                    Some((last, last_len)) if last.saturating_add(*last_len) == off => {
+                        *last_len = last_len.saturating_add(len);
+                    }
+                    _ => out.try_push((off, len))?,
+                }
+            }
+        }
+        if filled < runs.len() {
+            return Ok(());
+        }
     }
 }
 

@@ -28,6 +28,12 @@ pub(crate) trait FileSystem: Sized {
     /// The name given to `mount -t`.
     const NAME: &'static CStr;
 
+    /// Whether the filesystem may be mounted with an idmapping (`mount --map-users`,
+    /// `FS_ALLOW_IDMAP`). Only if it takes every owner it stores from the inode after
+    /// `inode_init_owner` and `setattr_copy`, which apply the mount's idmapping, and passes
+    /// each operation's idmapping on to the VFS helpers it calls.
+    const ALLOW_IDMAP: bool = false;
+
     /// What a mounted filesystem keeps, one per super block: handed over by `fill_super`
     /// ([`NewSuperBlock::set_info`]), borrowed by the operations ([`SuperBlock::info`]),
     /// dropped in `kill_sb`. Shared by every thread that calls an operation.
@@ -172,7 +178,12 @@ impl Registration {
         let value = bindings::file_system_type {
             name: T::NAME.as_char_ptr(),
             owner: module.as_ptr(),
-            fs_flags: bindings::FS_REQUIRES_DEV as ffi::c_int,
+            fs_flags: (bindings::FS_REQUIRES_DEV
+                | if T::ALLOW_IDMAP {
+                    bindings::FS_ALLOW_IDMAP
+                } else {
+                    0
+                }) as ffi::c_int,
             init_fs_context: Some(Tables::<T>::init_fs_context),
             kill_sb: Some(Tables::<T>::kill_sb),
             ..bindings::file_system_type::default()

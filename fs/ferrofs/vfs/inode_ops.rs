@@ -21,6 +21,9 @@ use crate::engine::inode::Timespec;
 
 /// A FIEMAP extent flag: the last extent of the file.
 pub(crate) const FIEMAP_EXTENT_LAST: u32 = 0x1;
+/// A FIEMAP extent flag: data not yet given a place on disk (the kernel adds
+/// `FIEMAP_EXTENT_UNKNOWN`).
+pub(crate) const FIEMAP_EXTENT_DELALLOC: u32 = 0x4;
 /// A FIEMAP extent flag: allocated but not written (reads as zeros).
 pub(crate) const FIEMAP_EXTENT_UNWRITTEN: u32 = 0x800;
 

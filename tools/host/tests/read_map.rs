@@ -252,10 +252,11 @@ fn placed_writes_refuse_partial_blocks() {
 }
 
 /// `Fs::mapped_blocks`, which `stat` subtracts from a file's dirty pages to count what
-/// writeback will add: data, preallocated space and an inline extent count, holes do not,
-/// against a per-block model of the file.
+/// writeback will add, and `Fs::unmapped_runs`, where FIEMAP reports dirty pages as
+/// delayed allocation: data, preallocated space and an inline extent count as mapped,
+/// holes do not, against a per-block model of the file.
 #[test]
-fn mapped_blocks_counts_data_and_preallocated_blocks() {
+fn mapped_and_unmapped_blocks_follow_data_and_preallocated_space() {
     let disks = MemDisk::set(1, 64 << 20);
     let mut fs = memdev::mkfs_fs(&disks, Profile::Single).unwrap();
     let create = |fs: &mut Fs<MemDev>, name: &[u8]| {
@@ -285,6 +286,24 @@ fn mapped_blocks_counts_data_and_preallocated_blocks() {
                     .count() as u64;
                 let got = fs.mapped_blocks(ino, first, count).unwrap();
                 assert_eq!(got, want, "pass {pass}: blocks {first}+{count}");
+                let mut holes = Vec::new();
+                for b in first..first + count {
+                    match holes.last_mut() {
+                        Some((s, n)) if !model[b as usize] && *s + *n == b => *n += 1,
+                        _ if !model[b as usize] => holes.push((b, 1)),
+                        _ => {}
+                    }
+                }
+                let got = fs.unmapped_runs(ino, first, count, usize::MAX).unwrap();
+                assert_eq!(
+                    got.as_slice(),
+                    holes,
+                    "pass {pass}: holes in {first}+{count}"
+                );
+                // A bound keeps the first runs only.
+                let got = fs.unmapped_runs(ino, first, count, 1).unwrap();
+                assert_eq!(got.as_slice(), &holes[..holes.len().min(1)]);
+                assert!(fs.unmapped_runs(ino, first, count, 0).unwrap().is_empty());
             }
         }
         fs.sync().unwrap();
@@ -294,6 +313,11 @@ fn mapped_blocks_counts_data_and_preallocated_blocks() {
     fs.write(small, 0, b"inline data", T0).unwrap();
     assert_eq!(fs.mapped_blocks(small, 0, 3).unwrap(), 1);
     assert_eq!(fs.mapped_blocks(small, 1, 2).unwrap(), 0);
+    assert_eq!(
+        fs.unmapped_runs(small, 0, 3, 8).unwrap().as_slice(),
+        [(1, 2)]
+    );
     // Ranges past the largest offset fail rather than wrap.
     assert!(fs.mapped_blocks(ino, u64::MAX / BLOCK, 2).is_err());
+    assert!(fs.unmapped_runs(ino, u64::MAX / BLOCK, 2, 8).is_err());
 }

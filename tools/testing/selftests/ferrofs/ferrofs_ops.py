@@ -34,6 +34,8 @@ FALLOC_FL_ZERO_RANGE = 0x10
 FS_IOC_FIEMAP = 0xC020660B
 FIEMAP_FLAG_SYNC = 1
 FIEMAP_EXTENT_LAST = 1
+FIEMAP_EXTENT_UNKNOWN = 2
+FIEMAP_EXTENT_DELALLOC = 4
 FIEMAP_EXTENT_UNWRITTEN = 0x800
 KIB = 1024
 MIB = 1024 * KIB
@@ -243,12 +245,14 @@ def seek(top):
         os.close(fd)
 
 
-def fiemap_extents(fd):
-    count = 32
-    header = struct.pack("<QQIIII", 0, 2**64 - 1, FIEMAP_FLAG_SYNC, 0, count, 0)
+def fiemap_extents(fd, flags=FIEMAP_FLAG_SYNC, count=32, start=0):
+    """FIEMAP from `start` to the end, room for `count` extents (0: count them only)."""
+    header = struct.pack("<QQIIII", start, 2**64 - 1 - start, flags, 0, count, 0)
     buf = bytearray(header + bytes(56 * count))
     fcntl.ioctl(fd, FS_IOC_FIEMAP, buf)
     mapped = struct.unpack_from("<I", buf, 20)[0]
+    if count == 0:
+        return mapped
     out = []
     for i in range(mapped):
         logical, physical, length, _, _, flags = struct.unpack_from("<QQQQQI", buf, 32 + 56 * i)
@@ -280,6 +284,192 @@ def fiemap(top):
     expect(all(p > 0 for _, p, _, _ in ext), f"an extent without an address: {ext}")
     expect(ext[-1][3] & FIEMAP_EXTENT_LAST, f"no FIEMAP_EXTENT_LAST on the last extent: {ext}")
     expect(sum(1 for e in ext if e[3] & FIEMAP_EXTENT_LAST) == 1, f"LAST twice: {ext}")
+
+
+def fiemap_delalloc(top):
+    """Without FIEMAP_FLAG_SYNC, dirty data over holes is delayed allocation (no address,
+    FIEMAP_EXTENT_DELALLOC and _UNKNOWN) and placed data keeps its extent, as btrfs, XFS
+    and ext4 report them (xfstests' delalloc probe); with it, all is placed. Writeback
+    may place some dirty blocks meanwhile: each block must then be in a placed extent."""
+    path = os.path.join(top, "fiemap-delalloc")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.pwrite(fd, pattern(7, 64 * KIB), 0)
+        os.fsync(fd)
+        os.pwrite(fd, pattern(8, 4 * KIB), 0)
+        os.pwrite(fd, pattern(9, 16 * KIB), MIB)
+        # 100 dirty blocks, each between holes: more than the engine is asked for at once.
+        for i in range(100):
+            os.pwrite(fd, pattern(10 + i, 4 * KIB), 2 * MIB + i * 8 * KIB)
+        ext = fiemap_extents(fd, flags=0, count=256)
+        counted = fiemap_extents(fd, flags=0, count=0)
+        # From the middle, room for 5: the next ones, without the last flag.
+        part = fiemap_extents(fd, flags=0, count=5, start=2 * MIB + 50 * 8 * KIB)
+    finally:
+        os.close(fd)
+    delayed = [e for e in ext if e[3] & FIEMAP_EXTENT_DELALLOC]
+    placed = [e for e in ext if not e[3] & FIEMAP_EXTENT_DELALLOC]
+    expect(delayed, f"no delayed allocation reported for dirty data over holes: {ext}")
+    expect(all(p == 0 and f & FIEMAP_EXTENT_UNKNOWN for _, p, _, f in delayed),
+           f"a delayed extent with an address, or without FIEMAP_EXTENT_UNKNOWN: {ext}")
+    expect(all(p > 0 for _, p, _, _ in placed), f"a placed extent without an address: {ext}")
+    expect(not any(l < 64 * KIB for l, _, _, _ in delayed),
+           f"placed data (rewritten, not yet written back) reported as delayed: {ext}")
+    expect(all(a[0] + a[2] <= b[0] for a, b in zip(ext, ext[1:])),
+           f"extents out of order or overlapping: {ext}")
+    blocks = [b for lo, n in [(0, 64 * KIB), (MIB, 16 * KIB)] for b in range(lo, lo + n, 4 * KIB)]
+    blocks += [2 * MIB + i * 8 * KIB for i in range(100)]
+    for b in blocks:
+        expect(sum(1 for l, _, n, _ in ext if l <= b < l + n) == 1,
+               f"block at {b} not in exactly one extent: {ext}")
+    expect(not any(l < b + 8 * KIB and l + n > b + 4 * KIB
+                   for b in range(2 * MIB, 2 * MIB + 100 * 8 * KIB, 8 * KIB)
+                   for l, _, n, _ in ext), f"a hole between the dirty blocks is mapped: {ext}")
+    expect(ext[-1][3] & FIEMAP_EXTENT_LAST and
+           sum(1 for e in ext if e[3] & FIEMAP_EXTENT_LAST) == 1,
+           f"FIEMAP_EXTENT_LAST not once, on the last extent: {ext}")
+    expect(counted == len(ext), f"counting mode says {counted} extents, the map has {len(ext)}")
+    expect(part == [e for e in ext if e[0] + e[2] > 2 * MIB + 50 * 8 * KIB][:5],
+           f"a partial map from the middle differs from the whole one: {part}")
+    expect(not any(e[3] & FIEMAP_EXTENT_LAST for e in part), f"LAST in a partial map: {part}")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        synced = fiemap_extents(fd, count=256)
+    finally:
+        os.close(fd)
+    expect(not any(f & FIEMAP_EXTENT_DELALLOC for _, _, _, f in synced),
+           f"delayed allocation left after FIEMAP_FLAG_SYNC: {synced}")
+    for b in blocks:
+        expect(sum(1 for l, _, n, _ in synced if l <= b < l + n) == 1,
+               f"after FIEMAP_FLAG_SYNC, block at {b} not in exactly one extent: {synced}")
+
+
+SYS_OPEN_TREE, SYS_MOVE_MOUNT, SYS_MOUNT_SETATTR = 428, 429, 442  # x86_64
+OPEN_TREE_CLONE = 1
+AT_EMPTY_PATH = 0x1000
+MOUNT_ATTR_IDMAP = 0x100000
+MOVE_MOUNT_F_EMPTY_PATH = 4
+CLONE_NEWUSER = 0x10000000
+# The idmapped mount shows on-disk ids 0-999 as 10000-10999 (and stores them back).
+IDMAP_BASE, IDMAP_COUNT = 10000, 1000
+
+
+class MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def user_namespace(mapping):
+    """An fd of a new user namespace whose uid and gid maps are `mapping`."""
+    ready_r, ready_w = os.pipe()
+    done_r, done_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(ready_r)
+        os.close(done_w)
+        ok = libc.unshare(CLONE_NEWUSER) == 0
+        os.write(ready_w, b"1" if ok else b"0")
+        os.read(done_r, 1)
+        os._exit(0)
+    os.close(ready_w)
+    os.close(done_r)
+    try:
+        expect(os.read(ready_r, 1) == b"1", "unshare(CLONE_NEWUSER) failed")
+        for name in ("uid_map", "gid_map"):
+            with open(f"/proc/{pid}/{name}", "w") as f:
+                f.write(mapping)
+        return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(done_w)
+        os.close(ready_r)
+        os.waitpid(pid, 0)
+
+
+def idmapped_mount(source, target):
+    """Mounts `source` again at `target` through an idmapping (mount_setattr)."""
+    ns = user_namespace(f"0 {IDMAP_BASE} {IDMAP_COUNT}\n")
+    syscall = libc.syscall
+    try:
+        tree = call(syscall, SYS_OPEN_TREE, AT_FDCWD, os.fsencode(source),
+                    ctypes.c_uint(OPEN_TREE_CLONE | os.O_CLOEXEC))
+        try:
+            attr = MountAttr(MOUNT_ATTR_IDMAP, 0, 0, ns)
+            call(syscall, SYS_MOUNT_SETATTR, tree, b"", ctypes.c_uint(AT_EMPTY_PATH),
+                 ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
+            call(syscall, SYS_MOVE_MOUNT, tree, b"", AT_FDCWD, os.fsencode(target),
+                 ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH))
+        finally:
+            os.close(tree)
+    finally:
+        os.close(ns)
+
+
+def as_user(uid, fn):
+    """Runs `fn` in a child process with uid and gid `uid`; its exception, if any, here."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            fn()
+            msg = b""
+        except BaseException as e:  # noqa: B036 (reported to the parent)
+            msg = repr(e).encode() or b"?"
+        os.write(w, msg)
+        os._exit(0)
+    os.close(w)
+    msg = os.read(r, 4096)
+    os.close(r)
+    os.waitpid(pid, 0)
+    expect(not msg, f"as uid {uid}: {msg.decode(errors='replace')}")
+
+
+def idmap_setup(top):
+    """An idmapped mount of ferrofs (FS_ALLOW_IDMAP): owners show through the mapping,
+    what a mapped user creates is stored under the on-disk id, chown through the mount
+    stores the on-disk id, and ids outside the mapping show as the overflow id."""
+    base = os.path.join(top, "idmap")
+    view = os.path.join(top, "idmap-view")
+    os.mkdir(base)
+    os.mkdir(view)
+    os.mkdir(os.path.join(base, "dir"), 0o755)
+    write_at(os.path.join(base, "file"), 0, b"root's")
+    write_at(os.path.join(base, "foreign"), 0, b"unmapped")
+    os.chown(os.path.join(base, "foreign"), 5000, 5000)
+    idmapped_mount(base, view)
+    try:
+        st = os.stat(os.path.join(view, "file"))
+        expect((st.st_uid, st.st_gid) == (IDMAP_BASE, IDMAP_BASE),
+               f"on-disk 0:0 shows as {st.st_uid}:{st.st_gid} through the idmapped mount")
+        st = os.stat(os.path.join(view, "foreign"))
+        expect((st.st_uid, st.st_gid) == (65534, 65534),
+               f"unmapped 5000:5000 shows as {st.st_uid}:{st.st_gid}, not the overflow id")
+        # The mapped owner of `dir` (10000, on disk 0) creates in it.
+        as_user(IDMAP_BASE, lambda: write_at(os.path.join(view, "dir", "made"), 0, b"x"))
+        as_user(IDMAP_BASE, lambda: os.mkdir(os.path.join(view, "dir", "subdir")))
+        os.chown(os.path.join(view, "file"), IDMAP_BASE + 5, IDMAP_BASE + 7)
+        # An id outside the mapping cannot be stored through it.
+        expect_errno(errno.EOVERFLOW, "chown to an unmapped id through the idmapped mount",
+                     os.chown, os.path.join(view, "file"), 20000, 20000)
+        st = os.stat(os.path.join(view, "dir", "made"))
+        expect((st.st_uid, st.st_gid) == (IDMAP_BASE, IDMAP_BASE),
+               f"a file made by {IDMAP_BASE} shows as {st.st_uid}:{st.st_gid}")
+    finally:
+        call(libc.umount2, os.fsencode(view), 0)
+    idmap_verify(top)
+
+
+def idmap_verify(top):
+    """What the idmapped mount stored, as on-disk ids on the plain mount."""
+    base = os.path.join(top, "idmap")
+    for name, want in (("dir/made", (0, 0)), ("dir/subdir", (0, 0)), ("file", (5, 7)),
+                       ("foreign", (5000, 5000))):
+        st = os.stat(os.path.join(base, name))
+        expect((st.st_uid, st.st_gid) == want,
+               f"{name} is owned by {st.st_uid}:{st.st_gid} on disk, expected {want}")
 
 
 def falloc(top):
@@ -941,11 +1131,12 @@ CHECKS = {
     "handle-setup": handle_setup, "handle-verify": handle_verify,
     "xattr-setup": xattr_setup, "xattr-verify": xattr_verify,
     "links-setup": links_setup, "links-verify": links_verify,
-    "seek": seek, "fiemap": fiemap, "fallocate": falloc, "blocks": blocks, "fallocate-large": falloc_large,
+    "seek": seek, "fiemap": fiemap, "fiemap-delalloc": fiemap_delalloc, "fallocate": falloc, "blocks": blocks, "fallocate-large": falloc_large,
     "rename-setup": rename_setup, "rename-verify": rename_verify,
     "mknod-setup": mknod_setup, "mknod-verify": mknod_verify,
     "tmpfile-setup": tmpfile_setup, "tmpfile-verify": tmpfile_verify,
     "unlinked-open": unlinked_open, "readdir": readdir,
+    "idmap-setup": idmap_setup, "idmap-verify": idmap_verify,
     "symlink-setup": long_symlink, "symlink-verify": long_symlink_verify,
 }
 

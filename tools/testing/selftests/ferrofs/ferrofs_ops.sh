@@ -3,13 +3,13 @@
 #
 # Single operations, each against what a Linux filesystem must do (ferrofs_ops.py): extended
 # attributes (long values too), many hard links in one directory, SEEK_DATA/SEEK_HOLE,
-# FIEMAP, fallocate modes (zero range too), st_blocks before writeback, RENAME_NOREPLACE
+# FIEMAP (delayed allocation too), fallocate modes (zero range too), st_blocks before writeback, RENAME_NOREPLACE
 # and RENAME_EXCHANGE, RENAME_WHITEOUT, POSIX ACLs, file handles (name_to_handle_at and
 # open_by_handle_at), special files, O_TMPFILE with linkat, open unlinked files, telldir and
-# seekdir across unlinks, long symlinks, O_DIRECT reads and writes, read-only remount with
+# seekdir across unlinks, idmapped mounts, long symlinks, O_DIRECT reads and writes, read-only remount with
 # an unlinked file open; what they left is read again after a remount.
 
-ntests=34
+ntests=37
 . "$(dirname "$0")/lib.sh"
 begin_test 1
 
@@ -21,6 +21,7 @@ check "xattrs: user., trusted., security.; XATTR_CREATE/REPLACE; listxattr; limi
 check "hard links: 500 names of one file in one directory, some unlinked" ops links-setup
 check "SEEK_DATA and SEEK_HOLE, before and after fsync" ops seek
 check "FIEMAP: data and preallocated (unwritten) extents, no holes, the last flagged" ops fiemap
+check "FIEMAP without sync: dirty data over holes as delayed allocation, placed data as placed; counting mode, partial maps" ops fiemap-delalloc
 check "fallocate: default, KEEP_SIZE, PUNCH_HOLE, ZERO_RANGE; unsupported modes and sizes past RLIMIT_FSIZE refused" ops fallocate
 check "fallocate of 512 MiB at once, and its space back after unlink" ops fallocate-large
 check "st_blocks counts dirty data over holes before writeback, once, the same after" ops blocks
@@ -32,6 +33,7 @@ check "file handles: open_by_handle_at of a file and a directory; ESTALE once re
 check "O_TMPFILE: linkat names it; unnamed, its space returns at close" ops tmpfile-setup
 check "open unlinked file: usable until the last close, then its space returns" ops unlinked-open
 check "readdir: telldir/seekdir positions survive unlinks meanwhile" ops readdir
+check "idmapped mount: owners mapped both ways, unmapped ids overflow or EOVERFLOW" ops idmap-setup
 check "symlink targets of 1 to 4095 bytes" ops symlink-setup
 check "O_DIRECT: aligned reads and writes, coherent with the page cache; unaligned ones too" ops direct-setup
 check "O_DIRECT reads of data, holes, preallocated space and a partial last block; through a splice" ops direct-sparse
@@ -62,6 +64,7 @@ check "after the remount: ACLs" ops acl-verify
 check "after the remount (no inode cached): file handles" ops handle-verify
 check "after the remount: the linked O_TMPFILE" ops tmpfile-verify
 check "after the remount: symlinks" ops symlink-verify
+check "after the remount: owners stored through the idmapped mount" ops idmap-verify
 check "after the remount: the O_DIRECT file" ops direct-verify
 umount "$mnt"
 check "fsck clean after the remount" fsck_clean "$d0"
