@@ -475,6 +475,7 @@ fn fill_super(sb: &mut NewSuperBlock<'_, Ferrofs>, opts: &MountOptions) -> Resul
     sb.set_export_ops::<Ferrofs>();
     // Writeback checksums the folios and writes straight from them.
     sb.set_stable_writes();
+    sb.set_cgroup_writeback();
     sb.set_posix_acls();
     sb.set_info(state);
     let root = get_inode(sb, ei::ROOT_INO).inspect_err(|err| {

@@ -336,6 +336,8 @@ struct ferrofs_write_group {
 	atomic_t error;
 	unsigned int nr;
 	unsigned int max;
+	/* The cgroup whose writeback this is (referenced), which its bios are charged to. */
+	struct cgroup_subsys_state *blkcg_css;
 	struct folio *folios[];
 };
 
@@ -369,7 +371,12 @@ void ferrofs_shim_exit(void)
 	destroy_workqueue(ferrofs_wq);
 }
 
-struct ferrofs_write_group *ferrofs_write_group_alloc(unsigned int max_folios)
+/*
+ * A group for at most @max_folios folios of the writeback @wbc: its bios are charged to
+ * the cgroup that writeback serves (cgroup writeback), as wbc_init_bio() does.
+ */
+struct ferrofs_write_group *ferrofs_write_group_alloc(unsigned int max_folios,
+						      struct writeback_control *wbc)
 {
 	struct ferrofs_write_group *group;
 
@@ -382,7 +389,20 @@ struct ferrofs_write_group *ferrofs_write_group_alloc(unsigned int max_folios)
 	atomic_set(&group->error, 0);
 	group->nr = 0;
 	group->max = max_folios;
+	group->blkcg_css = NULL;
+#ifdef CONFIG_CGROUP_WRITEBACK
+	if (wbc->wb) {
+		group->blkcg_css = wbc->wb->blkcg_css;
+		css_get(group->blkcg_css);
+	}
+#endif
 	return group;
+}
+
+/* Tells cgroup writeback that @wbc writes @folio (it may move the inode's ownership). */
+void ferrofs_wbc_account_folio(struct writeback_control *wbc, struct folio *folio)
+{
+	wbc_account_cgroup_owner(wbc, folio, folio_size(folio));
 }
 
 /* Adds @folio (one block, under writeback) to @group, which ends its writeback. */
@@ -407,6 +427,8 @@ static void ferrofs_write_group_put(struct ferrofs_write_group *group)
 			mapping_set_error(group->folios[i]->mapping, err);
 		folio_end_writeback(group->folios[i]);
 	}
+	if (group->blkcg_css)
+		css_put(group->blkcg_css);
 	kfree(group);
 }
 
@@ -446,6 +468,8 @@ int ferrofs_write_group_submit(struct ferrofs_write_group *group, struct block_d
 	bio = bio_alloc_bioset(bdev, count, REQ_OP_WRITE, GFP_NOIO, &ferrofs_write_bioset);
 	if (!bio)
 		return -ENOMEM;
+	if (group->blkcg_css)
+		bio_associate_blkg_from_css(bio, group->blkcg_css);
 	for (i = 0; i < count; i++) {
 		if (!bio_add_folio(bio, group->folios[first + i], FERROFS_BLOCK, 0)) {
 			bio_put(bio);
@@ -570,6 +594,12 @@ bool ferrofs_fileattr_has_fsx(const struct fileattr *fa)
 void ferrofs_sb_set_stable_writes(struct super_block *sb)
 {
 	sb->s_iflags |= SB_I_STABLE_WRITES;
+}
+
+/* Each cgroup's dirty data is written back for it and its bios charged to it. */
+void ferrofs_sb_set_cgroup_writeback(struct super_block *sb)
+{
+	sb->s_iflags |= SB_I_CGROUPWB;
 }
 
 /*

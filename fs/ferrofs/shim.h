@@ -57,7 +57,9 @@ void ferrofs_read_bio_drop(struct bio *bio);
 int ferrofs_shim_init(void);
 void ferrofs_shim_exit(void);
 struct ferrofs_write_group;
-struct ferrofs_write_group *ferrofs_write_group_alloc(unsigned int max_folios);
+struct ferrofs_write_group *ferrofs_write_group_alloc(unsigned int max_folios,
+						      struct writeback_control *wbc);
+void ferrofs_wbc_account_folio(struct writeback_control *wbc, struct folio *folio);
 int ferrofs_write_group_add(struct ferrofs_write_group *group, struct folio *folio);
 int ferrofs_write_group_submit(struct ferrofs_write_group *group, struct block_device *bdev,
 			       u64 sector, unsigned int first, unsigned int count,
@@ -65,6 +67,7 @@ int ferrofs_write_group_submit(struct ferrofs_write_group *group, struct block_d
 void ferrofs_write_group_finish(struct ferrofs_write_group *group, int err);
 int ferrofs_write_group_checksums(struct ferrofs_write_group *group, u32 *sums, unsigned int nr);
 void ferrofs_sb_set_stable_writes(struct super_block *sb);
+void ferrofs_sb_set_cgroup_writeback(struct super_block *sb);
 struct inode *ferrofs_path_inode(const struct path *path);
 void ferrofs_stat_set_attributes(struct kstat *stat, u64 attributes, u64 supported);
 bool ferrofs_fileattr_has_fsx(const struct fileattr *fa);

@@ -137,7 +137,7 @@ impl WriteRun {
             .min(folio.size());
         if folio.size() != BLOCK_BYTES {
             // The mapping has no large folios; one would go through an engine buffer.
-            let mut result = self.flush(inode);
+            let mut result = self.flush(inode, wbc);
             result = result.and(write_through_engine(inode, &folio, len));
             if result.is_err() {
                 wbc.redirty(folio);
@@ -151,7 +151,7 @@ impl WriteRun {
             && run_bytes.saturating_add(BLOCK_BYTES) <= WRITE_RUN_MAX;
         let mut result = Ok(());
         if !self.folios.is_empty() && !continues {
-            result = self.flush(inode);
+            result = self.flush(inode, wbc);
         }
         let room = {
             let _nofs = NoFsScope::enter();
@@ -167,15 +167,18 @@ impl WriteRun {
         // Bytes past the end of the file (an mmap store) never reach the disk.
         folio.zero(len, folio.size().saturating_sub(len));
         self.data_end = pos.saturating_add(len as u64);
+        let folio = folio.start_writeback();
+        wbc.account(&folio);
         // Cannot fail: the room for it is reserved above.
-        let pushed = self.folios.try_push(folio.start_writeback());
+        let pushed = self.folios.try_push(folio);
         result.and(pushed.map_err(from_engine))
     }
 
     /// Writes the run: the engine places it (new extent, checksums) and submits the bios
-    /// from its folios to every copy under its lock; their writeback ends as the bios
-    /// complete. A failure is recorded in the file's mapping for `fsync` to report.
-    fn flush(&mut self, inode: &Inode<Ferrofs>) -> Result {
+    /// from its folios to every copy under its lock, charged to the cgroup `wbc` writes
+    /// back for; their writeback ends as the bios complete. A failure is recorded in the
+    /// file's mapping for `fsync` to report.
+    fn flush(&mut self, inode: &Inode<Ferrofs>, wbc: &WritebackControl) -> Result {
         if self.folios.is_empty() {
             return Ok(());
         }
@@ -187,7 +190,7 @@ impl WriteRun {
             let _nofs = NoFsScope::enter();
             sums.try_extend_with(n, 0).map_err(from_engine)
         };
-        let group = room.and_then(|()| WriteGroup::new(n));
+        let group = room.and_then(|()| WriteGroup::new(n, wbc));
         let mut group = match group {
             Ok(group) => group,
             Err(err) => {
@@ -907,6 +910,6 @@ pub(super) fn writepages(mapping: &Mapping<Ferrofs>, wbc: &WritebackControl) -> 
     let inode = mapping.host();
     let mut run = WriteRun::new();
     let iterated = wbc.for_each_folio(mapping, |folio| run.add(inode, wbc, folio));
-    let flushed = run.flush(inode);
+    let flushed = run.flush(inode, wbc);
     iterated.and(flushed)
 }

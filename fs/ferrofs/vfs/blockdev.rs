@@ -18,7 +18,7 @@ use kernel::sync::Arc;
 
 use super::bindings;
 use super::bio::{Bio, InFlight, MAX_BIO_PAGES};
-use super::folio::{LockedFolio, WritebackFolio};
+use super::folio::{LockedFolio, WritebackControl, WritebackFolio};
 use super::fs_type::FileSystem;
 use super::iov::IovIter;
 use super::super_block::SuperBlock;
@@ -227,11 +227,14 @@ pub(crate) struct WriteGroup {
 }
 
 impl WriteGroup {
-    /// A group of at most `max` folios.
-    pub(crate) fn new(max: usize) -> Result<Self> {
+    /// A group of at most `max` folios of the writeback `wbc`, whose cgroup its bios are
+    /// charged to.
+    pub(crate) fn new(max: usize, wbc: &WritebackControl) -> Result<Self> {
         let max = u32::try_from(max).map_err(|_| EINVAL)?;
-        // SAFETY: no preconditions; NULL when out of memory or for an empty group.
-        let group = unsafe { bindings::ferrofs_write_group_alloc(max) };
+        // SAFETY: `wbc` is the live request of the running `writepages` (its invariant);
+        // the group takes its own reference to the cgroup it reads from it. NULL when out
+        // of memory or for an empty group.
+        let group = unsafe { bindings::ferrofs_write_group_alloc(max, wbc.as_ptr()) };
         Ok(Self {
             group: NonNull::new(group).ok_or(ENOMEM)?,
             len: 0,

@@ -257,6 +257,14 @@ impl WritebackControl {
         }
     }
 
+    /// Reports to cgroup writeback that this request writes `folio`, so that a file
+    /// dirtied mostly by another cgroup moves to that cgroup's writeback.
+    pub(crate) fn account<T: FileSystem>(&self, folio: &WritebackFolio<T>) {
+        // SAFETY: the request is live (invariant); the folio is under writeback by it,
+        // so alive and in its mapping.
+        unsafe { bindings::ferrofs_wbc_account_folio(self.as_ptr(), folio.as_ptr()) };
+    }
+
     /// Gives back a folio `writeback_iter` handed out but that could not be written: dirty
     /// again for a later writeback, and unlocked.
     pub(crate) fn redirty<T: FileSystem>(&self, folio: LockedFolio<T>) {

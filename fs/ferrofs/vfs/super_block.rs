@@ -221,6 +221,15 @@ impl<'a, T: FileSystem> NewSuperBlock<'a, T> {
         unsafe { bindings::ferrofs_sb_set_stable_writes(self.as_ptr()) };
     }
 
+    /// Writes each cgroup's dirty data back for it (`SB_I_CGROUPWB`), for a filesystem
+    /// whose writeback charges its data bios to the writeback's cgroup
+    /// ([`super::blockdev::WriteGroup::new`]) and reports each folio it writes
+    /// ([`super::folio::WritebackControl::account`]).
+    pub(crate) fn set_cgroup_writeback(&mut self) {
+        // SAFETY: the new super block is ours alone (invariant).
+        unsafe { bindings::ferrofs_sb_set_cgroup_writeback(self.as_ptr()) };
+    }
+
     /// Lets the filesystem's inodes be found from file handles (NFS export,
     /// `open_by_handle_at`) through `E`.
     pub(crate) fn set_export_ops<E: ExportOperations<FileSystem = T>>(&mut self) {
