@@ -10,7 +10,7 @@ use crate::engine::fs::{self as efs, Fs, SetAttr};
 use crate::engine::inode as ei;
 use crate::engine::mem::FVec;
 use crate::vfs::acl::{self, Acl, AclKind, OwnedAcl};
-use crate::vfs::address_space::{Mapping, PageRun};
+use crate::vfs::address_space::Mapping;
 use crate::vfs::blockdev::KernelDev;
 use crate::vfs::dentry::Dentry;
 use crate::vfs::error::{eopnotsupp, from_engine};
@@ -215,19 +215,13 @@ fn delayed_blocks(
     ino: u64,
     mapping: &Mapping<Ferrofs>,
 ) -> EngineResult<u64> {
-    let mut runs: [PageRun; 16] = core::array::from_fn(|_| PageRun { start: 0, count: 0 });
-    let mut index = 0;
     let mut delayed = 0u64;
-    loop {
-        let filled = mapping.unwritten_runs(&mut index, &mut runs);
-        for run in runs.iter().take(filled) {
-            let mapped = fs.mapped_blocks(ino, run.start, run.count)?;
-            delayed = delayed.saturating_add(run.count.saturating_sub(mapped));
-        }
-        if filled < runs.len() {
-            return Ok(delayed);
-        }
-    }
+    mapping.for_each_unwritten_run(0, |start, count| {
+        let mapped = fs.mapped_blocks(ino, start, count)?;
+        delayed = delayed.saturating_add(count.saturating_sub(mapped));
+        Ok(true)
+    })?;
+    Ok(delayed)
 }
 
 /// `fileattr_get`: the inode's flags.

@@ -11,7 +11,7 @@ use crate::engine::format;
 use crate::engine::fs::{self as efs, ReadSource};
 use crate::engine::inode::{self as ei, ExtentKind};
 use crate::engine::mem::FVec;
-use crate::vfs::address_space::{Mapping, PageRun, WriteFolio};
+use crate::vfs::address_space::{Mapping, WriteFolio};
 use crate::vfs::bio::{Plug, MAX_BIO_PAGES};
 use crate::vfs::blockdev::{DevReader, FolioRead, KernelDev, WriteGroup};
 use crate::vfs::dentry::NoFsScope;
@@ -875,32 +875,25 @@ fn delayed_runs(
     max: usize,
     out: &mut FVec<(u64, u64)>,
 ) -> EngineResult<()> {
-    let mut runs: [PageRun; 16] = core::array::from_fn(|_| PageRun { start: 0, count: 0 });
-    let mut index = from / BLOCK;
     let end_page = to.div_ceil(BLOCK);
-    loop {
-        let filled = mapping.unwritten_runs(&mut index, &mut runs);
-        for run in runs.iter().take(filled) {
-            if run.start >= end_page || out.len() >= max {
-                return Ok(());
-            }
-            let count = run.count.min(end_page.saturating_sub(run.start));
-            let room = max.saturating_sub(out.len());
-            for &(block, blocks) in fs.unmapped_runs(ino, run.start, count, room)?.iter() {
-                let (off, len) = (block.saturating_mul(BLOCK), blocks.saturating_mul(BLOCK));
-                match out.last_mut() {
-                    // Neighbours split only by a full batch of page runs.
-                    Some((last, last_len)) if last.saturating_add(*last_len) == off => {
-                        *last_len = last_len.saturating_add(len);
-                    }
-                    _ => out.try_push((off, len))?,
+    mapping.for_each_unwritten_run(from / BLOCK, |start, count| {
+        if start >= end_page || out.len() >= max {
+            return Ok(false);
+        }
+        let count = count.min(end_page.saturating_sub(start));
+        let room = max.saturating_sub(out.len());
+        for &(block, blocks) in fs.unmapped_runs(ino, start, count, room)?.iter() {
+            let (off, len) = (block.saturating_mul(BLOCK), blocks.saturating_mul(BLOCK));
+            match out.last_mut() {
+                // Neighbours split only by a full batch of page runs.
+                Some((last, last_len)) if last.saturating_add(*last_len) == off => {
+                    *last_len = last_len.saturating_add(len);
                 }
+                _ => out.try_push((off, len))?,
             }
         }
-        if filled < runs.len() {
-            return Ok(());
-        }
-    }
+        Ok(true)
+    })
 }
 
 /// `writepages`: the dirty folios, in runs of neighbours written with one engine call

@@ -20,7 +20,7 @@ use super::inode::Inode;
 use super::iov::IovIter;
 
 /// A run of neighbouring pages of a file: `count` pages from page `start`.
-pub(crate) type PageRun = bindings::ferrofs_page_run;
+type PageRun = bindings::ferrofs_page_run;
 
 /// The page cache of a file of filesystem type `T`.
 ///
@@ -56,19 +56,38 @@ impl<T: FileSystem> Mapping<T> {
         unsafe { Inode::from_raw(bindings::ferrofs_mapping_host(self.as_ptr())) }
     }
 
-    /// Fills `runs` with runs of pages from page `*index` on whose data is dirty or under
-    /// writeback; returns how many. When that is `runs.len()`, there may be more, from the
-    /// page left in `*index`.
-    pub(crate) fn unwritten_runs(&self, index: &mut u64, runs: &mut [PageRun]) -> usize {
-        let max = u32::try_from(runs.len()).unwrap_or(u32::MAX);
-        let mut at = ffi::c_ulong::try_from(*index).unwrap_or(ffi::c_ulong::MAX);
-        // SAFETY: the mapping is live (invariant); `runs` has room for `max` runs, and the
-        // helper writes no more than that.
-        let filled = unsafe {
-            bindings::ferrofs_mapping_unwritten_runs(self.as_ptr(), &mut at, runs.as_mut_ptr(), max)
-        };
-        *index = u64::try_from(at).unwrap_or(u64::MAX);
-        (filled as usize).min(runs.len())
+    /// Calls `f(start, count)` for each run of pages from page `first` on whose data is
+    /// dirty or under writeback, in order, until `f` returns `false` or fails.
+    pub(crate) fn for_each_unwritten_run<E>(
+        &self,
+        first: u64,
+        mut f: impl FnMut(u64, u64) -> core::result::Result<bool, E>,
+    ) -> core::result::Result<(), E> {
+        let mut runs: [PageRun; 16] = core::array::from_fn(|_| PageRun { start: 0, count: 0 });
+        let max = runs.len() as u32;
+        let mut at = ffi::c_ulong::try_from(first).unwrap_or(ffi::c_ulong::MAX);
+        loop {
+            // SAFETY: the mapping is live (invariant); `runs` has room for `max` runs, and
+            // the helper writes no more than that.
+            let filled = unsafe {
+                bindings::ferrofs_mapping_unwritten_runs(
+                    self.as_ptr(),
+                    &mut at,
+                    runs.as_mut_ptr(),
+                    max,
+                )
+            };
+            let filled = (filled as usize).min(runs.len());
+            for run in runs.iter().take(filled) {
+                if !f(run.start, run.count)? {
+                    return Ok(());
+                }
+            }
+            // A full batch may have more after it, from the page left in `at`.
+            if filled < runs.len() {
+                return Ok(());
+            }
+        }
     }
 
     /// The folio a buffered write at `pos` goes into, locked and referenced (created if
