@@ -447,6 +447,7 @@ fn fill_super(sb: &mut NewSuperBlock<'_, Ferrofs>, opts: &MountOptions) -> Resul
     }
     fs.set_keep_unlinked(true);
     let uuid = fs.vol.fsid();
+    let device_count = u32::try_from(fs.vol.devices().len()).unwrap_or(u32::MAX);
     let mut devices = KVec::new();
     for path in opts.devices.iter() {
         devices.push(CString::try_from(&**path)?, GFP_KERNEL)?;
@@ -476,6 +477,7 @@ fn fill_super(sb: &mut NewSuperBlock<'_, Ferrofs>, opts: &MountOptions) -> Resul
     // Writeback checksums the folios and writes straight from them.
     sb.set_stable_writes();
     sb.set_cgroup_writeback();
+    sb.set_private_bdi(device_count)?;
     sb.set_posix_acls();
     sb.set_info(state);
     let root = get_inode(sb, ei::ROOT_INO).inspect_err(|err| {

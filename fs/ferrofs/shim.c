@@ -3,6 +3,7 @@
  * C helpers for static-inline kernel functions called from the Rust side of
  * ferrofs. Prototypes live in shim.h, which bindgen reads too.
  */
+#include <linux/backing-dev.h>
 #include <linux/bio.h>
 #include <linux/blkdev.h>
 #include <linux/buffer_head.h>
@@ -600,6 +601,34 @@ void ferrofs_sb_set_stable_writes(struct super_block *sb)
 void ferrofs_sb_set_cgroup_writeback(struct super_block *sb)
 {
 	sb->s_iflags |= SB_I_CGROUPWB;
+}
+
+/*
+ * Gives @sb a backing device of its own in place of the one get_tree_bdev() lent it, its
+ * first device's, as a filesystem over several devices wants (btrfs does the same). Its
+ * readahead window is that of its @devices together, and at least 4 MiB: a window's
+ * checksums are checked at completion, so without a window in flight behind it a
+ * sequential reader waits for each check.
+ */
+int ferrofs_sb_setup_bdi(struct super_block *sb, unsigned int devices)
+{
+	struct backing_dev_info *dev_bdi = sb->s_bdi;
+	unsigned long ra_pages;
+	int err;
+
+	/* super_setup_bdi() expects no backing device yet. */
+	sb->s_bdi = &noop_backing_dev_info;
+	err = super_setup_bdi(sb);
+	if (err) {
+		sb->s_bdi = dev_bdi;
+		return err;
+	}
+	ra_pages = dev_bdi->ra_pages * clamp(devices, 1U, 64U);
+	sb->s_bdi->ra_pages = max(ra_pages, SZ_4M / PAGE_SIZE);
+	sb->s_bdi->io_pages = max(dev_bdi->io_pages, sb->s_bdi->io_pages);
+	if (dev_bdi != &noop_backing_dev_info)
+		bdi_put(dev_bdi);
+	return 0;
 }
 
 /*

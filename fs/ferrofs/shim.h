@@ -71,6 +71,7 @@ void ferrofs_sb_set_cgroup_writeback(struct super_block *sb);
 struct inode *ferrofs_path_inode(const struct path *path);
 void ferrofs_stat_set_attributes(struct kstat *stat, u64 attributes, u64 supported);
 bool ferrofs_fileattr_has_fsx(const struct fileattr *fa);
+int ferrofs_sb_setup_bdi(struct super_block *sb, unsigned int devices);
 struct blk_plug *ferrofs_plug_start(void);
 void ferrofs_plug_finish(struct blk_plug *plug);
 int ferrofs_bdev_flush(struct block_device *bdev);

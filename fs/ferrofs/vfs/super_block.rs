@@ -230,6 +230,19 @@ impl<'a, T: FileSystem> NewSuperBlock<'a, T> {
         unsafe { bindings::ferrofs_sb_set_cgroup_writeback(self.as_ptr()) };
     }
 
+    /// Gives the super block a backing device of its own instead of its first device's,
+    /// with a readahead window sized for its `devices` together (at least 4 MiB).
+    pub(crate) fn set_private_bdi(&mut self, devices: u32) -> Result {
+        // SAFETY: the new super block is ours alone (invariant); `get_tree_bdev` gave it
+        // its device's backing device, whose reference the helper drops once the new one
+        // is in place (or keeps, on failure); `generic_shutdown_super` releases the new one.
+        let ret = unsafe { bindings::ferrofs_sb_setup_bdi(self.as_ptr(), devices) };
+        if ret < 0 {
+            return Err(Error::from_errno(ret));
+        }
+        Ok(())
+    }
+
     /// Lets the filesystem's inodes be found from file handles (NFS export,
     /// `open_by_handle_at`) through `E`.
     pub(crate) fn set_export_ops<E: ExportOperations<FileSystem = T>>(&mut self) {

@@ -7,9 +7,10 @@
 # and a kernel log line saying why, also when the mount fails late (an unreadable root
 # directory), after which the devices are free again; a damaged primary superblock is
 # reported by fsck and mounted from a backup copy, which the next commit rewrites; the
-# label is read and set through the generic label ioctls.
+# label is read and set through the generic label ioctls; each mount has a backing device
+# of its own.
 
-ntests=40
+ntests=41
 . "$(dirname "$0")/lib.sh"
 begin_test 2
 name0="$(basename "$d0")"
@@ -234,7 +235,17 @@ check "after that failed mount both devices mount again, take a file and fsck cl
 	mount_ferrofs $d0 $d1 && on_ferrofs $mnt && echo data >$mnt/file && umount $mnt && fsck_clean $d0 $d1"
 ! mountpoint -q "$mnt" || umount "$mnt"
 
-# 40, last: nothing went wrong in the kernel meanwhile.
+# 40: one backing device per mount (as btrfs has), not its first device's: its readahead
+# window is its devices' together and at least 4 MiB, so reads stay in flight while the
+# window before them is checked.
+"$mkfs" -f -d raid1 -m raid1 "$d0" "$d1" >/dev/null
+mount_ferrofs "$d0" "$d1"
+check "a backing device of its own (/sys/class/bdi/ferrofs-*), readahead window at least 4 MiB" bash -c \
+	"shopt -s nullglob; bdis=(/sys/class/bdi/ferrofs-*); [ \${#bdis[@]} -eq 1 ] &&
+	[ \"\$(cat \${bdis[0]}/read_ahead_kb)\" -ge 4096 ]"
+umount "$mnt"
+
+# 41, last: nothing went wrong in the kernel meanwhile.
 check_log_clean
 rm -f "$list"
 tap_end
