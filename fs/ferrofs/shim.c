@@ -820,6 +820,17 @@ void ferrofs_dir_set_pos(struct dir_context *ctx, loff_t pos)
 	ctx->pos = pos;
 }
 
+/* The word ferrofs keeps in @file's private data (see File::cookie). */
+unsigned long ferrofs_file_cookie(struct file *file)
+{
+	return (unsigned long)READ_ONCE(file->private_data);
+}
+
+void ferrofs_file_set_cookie(struct file *file, unsigned long cookie)
+{
+	WRITE_ONCE(file->private_data, (void *)cookie);
+}
+
 void ferrofs_set_delayed_kfree(struct delayed_call *done, void *ptr)
 {
 	set_delayed_call(done, kfree_link, ptr);

@@ -114,6 +114,8 @@ bool ferrofs_dir_emit(struct dir_context *ctx, const char *name, int len, u64 in
 		      unsigned int type);
 loff_t ferrofs_dir_pos(const struct dir_context *ctx);
 void ferrofs_dir_set_pos(struct dir_context *ctx, loff_t pos);
+unsigned long ferrofs_file_cookie(struct file *file);
+void ferrofs_file_set_cookie(struct file *file, unsigned long cookie);
 void ferrofs_set_delayed_kfree(struct delayed_call *done, void *ptr);
 int ferrofs_finish_open_simple(struct file *file);
 struct inode *ferrofs_file_inode(const struct file *file);

@@ -1314,12 +1314,34 @@ impl<D: BlockDev> Fs<D> {
 
     /// Entries of `dir` at positions `pos` and after, at most `max` of them.
     pub fn readdir(&mut self, dir: u64, pos: u64, max: usize) -> EngineResult<FVec<DirEntry>> {
+        self.readdir_before(dir, pos, u64::MAX, max)
+    }
+
+    /// The position the next entry of `dir` will take: a directory stream that stops
+    /// there ([`Self::readdir_before`]) ends even while its reader renames each entry it
+    /// reads (every rename gives the entry a new position, past the old ones).
+    pub fn dir_end(&mut self, dir: u64) -> EngineResult<u64> {
+        Ok(self.dir(dir)?.next_index)
+    }
+
+    /// Entries of `dir` at positions from `pos` up to, not including, `end`, at most
+    /// `max` of them.
+    pub fn readdir_before(
+        &mut self,
+        dir: u64,
+        pos: u64,
+        end: u64,
+        max: usize,
+    ) -> EngineResult<FVec<DirEntry>> {
         self.dir(dir)?;
         let mut out = FVec::new();
+        if pos >= end {
+            return Ok(out);
+        }
         let mut entries_left = self.vol.range(
             self.tree,
             Key::new(dir, kind::DIR_INDEX, pos),
-            Key::new(dir, kind::DIR_INDEX, u64::MAX),
+            Key::new(dir, kind::DIR_INDEX, end.saturating_sub(1)),
         );
         while out.len() < max {
             let Some((k, v)) = self.vol.next_in(&mut entries_left)? else {

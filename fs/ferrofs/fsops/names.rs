@@ -219,16 +219,28 @@ pub(super) fn get_link(inode: &Inode<Ferrofs>) -> Result<KVec<u8>> {
 
 /// `iterate_shared`: entries from the context's position; positions are the engine's
 /// stable directory indexes (0 and 1 are `.` and `..`).
+///
+/// A stream ends where the directory ended when it started (read from position 0, as
+/// after `opendir` or `rewinddir`; the end is kept with the open file): a renamed entry
+/// takes a new position past the others, so a reader that renames each entry it reads
+/// would otherwise read them again without end. POSIX leaves open whether entries added
+/// since the stream began are seen.
 pub(super) fn readdir(file: &File<Ferrofs>, ctx: &mut DirContext) -> Result {
-    if !ctx.emit_dots(file) {
-        return Ok(());
-    }
     let dir = file.inode();
     let info = dir.super_block().info()?;
     let dino = dir.ino();
+    let mut end = u64::try_from(file.cookie()).unwrap_or(u64::MAX);
+    if ctx.pos() == 0 || end == 0 {
+        // Positions start at 2, so a kept end is never 0.
+        end = info.with_fs(|fs| fs.dir_end(dino))?;
+        file.set_cookie(usize::try_from(end).unwrap_or(0));
+    }
+    if !ctx.emit_dots(file) {
+        return Ok(());
+    }
     loop {
         let pos = u64::try_from(ctx.pos()).map_err(|_| EINVAL)?.max(2);
-        let entries = info.with_fs(|fs| fs.readdir(dino, pos, 64))?;
+        let entries = info.with_fs(|fs| fs.readdir_before(dino, pos, end, 64))?;
         if entries.is_empty() {
             return Ok(());
         }

@@ -78,6 +78,24 @@ impl<T: FileSystem> File<T> {
         to_result(unsafe { bindings::file_modified(self.as_ptr()) })
     }
 
+    /// A word the filesystem keeps with this open file (its `private_data`, which
+    /// nothing else uses on a file of `T`): 0 until [`Self::set_cookie`].
+    pub(crate) fn cookie(&self) -> usize {
+        // SAFETY: the file is open (invariant); the helper reads the word once, so a
+        // concurrent `set_cookie` is no data race.
+        let cookie = unsafe { bindings::ferrofs_file_cookie(self.as_ptr()) };
+        // `unsigned long` is pointer-sized on every Linux target.
+        cookie as usize
+    }
+
+    /// Sets the word [`Self::cookie`] returns.
+    pub(crate) fn set_cookie(&self, cookie: usize) {
+        // SAFETY: the file is open (invariant); the helper writes the word once. The VFS
+        // and the filesystem's other code never read `private_data` of a file of `T` as a
+        // pointer, so any value is sound there.
+        unsafe { bindings::ferrofs_file_set_cookie(self.as_ptr(), cookie as _) }
+    }
+
     /// The VFS's own `llseek` (`SEEK_SET`, `SEEK_CUR`, `SEEK_END`).
     pub(crate) fn generic_llseek(&self, offset: i64, whence: i32) -> Result<i64> {
         // SAFETY: the file is open (invariant).

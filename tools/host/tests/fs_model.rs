@@ -1956,3 +1956,54 @@ fn statfs_free_space_can_be_preallocated() {
         assert!(report.problems.is_empty(), "{:?}", &report.problems[..]);
     }
 }
+
+/// A directory stream bounded by `dir_end` at its start ends while its reader renames
+/// each entry it reads away and back (each rename gives the entry a new, later position),
+/// and returns each entry once; an unbounded one would read the renamed entries again.
+#[test]
+fn readdir_before_the_start_end_ends_while_entries_are_renamed() {
+    let disks = MemDisk::set(1, 96 << 20);
+    let mut fs = memdev::mkfs_fs(&disks, Profile::Single).unwrap();
+    let t = now(1);
+    let d = fs
+        .mkdir(ROOT_INO, b"d", 0o755, Owner::default(), t)
+        .unwrap();
+    let count = 300usize;
+    for i in 0..count {
+        let name = format!("{i}");
+        fs.create(
+            d.ino,
+            name.as_bytes(),
+            S_IFREG | 0o644,
+            0,
+            Owner::default(),
+            t,
+        )
+        .unwrap();
+    }
+    let end = fs.dir_end(d.ino).unwrap();
+    let mut seen = Vec::new();
+    let mut pos = 2;
+    loop {
+        let batch = fs.readdir_before(d.ino, pos, end, 7).unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        for e in batch.iter() {
+            assert!(e.index < end, "entry at {} past the end {end}", e.index);
+            seen.push(e.name.to_vec());
+            fs.rename(d.ino, &e.name, d.ino, b"TEMPFILE", 0, t).unwrap();
+            fs.rename(d.ino, b"TEMPFILE", d.ino, &e.name, 0, t).unwrap();
+            pos = e.index + 1;
+        }
+        assert!(seen.len() <= count, "{} entries read", seen.len());
+    }
+    let mut want: Vec<Vec<u8>> = (0..count).map(|i| format!("{i}").into_bytes()).collect();
+    want.sort();
+    seen.sort();
+    assert_eq!(seen, want);
+    // The renamed entries are all past the old end now, where an unbounded stream finds
+    // them again.
+    assert_eq!(fs.readdir(d.ino, end, 10_000).unwrap().len(), count);
+    assert_eq!(fs.readdir_before(d.ino, end, end, 10).unwrap().len(), 0);
+}

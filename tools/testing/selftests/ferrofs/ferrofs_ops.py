@@ -800,6 +800,28 @@ def readdir(top):
     expect(remaining == sorted(set(names) - gone), "directory contents wrong after unlinks")
 
 
+def readdir_renames(top):
+    """A reader that renames each entry it reads, away and back, reads each once and
+    comes to the end (a renamed entry takes a new position past the others)."""
+    d = os.path.join(top, "renamed")
+    os.mkdir(d)
+    count = 1000
+    names = [str(i) for i in range(1, count + 1)]
+    for n in names:
+        write_at(os.path.join(d, n), 0, b"")
+    seen = []
+    with os.scandir(d) as it:
+        for entry in it:
+            seen.append(entry.name)
+            expect(len(seen) <= 3 * count, f"readdir did not end: {len(seen)} entries")
+            if len(seen) > 3 * count:
+                break
+            os.rename(os.path.join(d, entry.name), os.path.join(d, "TEMPFILE"))
+            os.rename(os.path.join(d, "TEMPFILE"), os.path.join(d, entry.name))
+    expect(sorted(seen) == sorted(names), f"{len(seen)} entries read, {len(set(seen))} distinct")
+    expect(sorted(os.listdir(d)) == sorted(names), "directory contents wrong after the renames")
+
+
 def long_symlink(top):
     for length in (1, 900, 901, 4095):
         target = ("t" * 200 + "/") * (length // 201) + "u" * (length % 201)
@@ -1136,6 +1158,7 @@ CHECKS = {
     "mknod-setup": mknod_setup, "mknod-verify": mknod_verify,
     "tmpfile-setup": tmpfile_setup, "tmpfile-verify": tmpfile_verify,
     "unlinked-open": unlinked_open, "readdir": readdir,
+    "readdir-renames": readdir_renames,
     "idmap-setup": idmap_setup, "idmap-verify": idmap_verify,
     "symlink-setup": long_symlink, "symlink-verify": long_symlink_verify,
 }

@@ -6,10 +6,10 @@
 # FIEMAP (delayed allocation too), fallocate modes (zero range too), st_blocks before writeback, RENAME_NOREPLACE
 # and RENAME_EXCHANGE, RENAME_WHITEOUT, POSIX ACLs, file handles (name_to_handle_at and
 # open_by_handle_at), special files, O_TMPFILE with linkat, open unlinked files, telldir and
-# seekdir across unlinks, idmapped mounts, long symlinks, O_DIRECT reads and writes, read-only remount with
+# seekdir across unlinks, readdir while renaming, idmapped mounts, long symlinks, O_DIRECT reads and writes, read-only remount with
 # an unlinked file open; what they left is read again after a remount.
 
-ntests=37
+ntests=38
 . "$(dirname "$0")/lib.sh"
 begin_test 1
 
@@ -33,6 +33,7 @@ check "file handles: open_by_handle_at of a file and a directory; ESTALE once re
 check "O_TMPFILE: linkat names it; unnamed, its space returns at close" ops tmpfile-setup
 check "open unlinked file: usable until the last close, then its space returns" ops unlinked-open
 check "readdir: telldir/seekdir positions survive unlinks meanwhile" ops readdir
+check "readdir: a reader renaming each entry it reads reads each once and comes to the end" ops readdir-renames
 check "idmapped mount: owners mapped both ways, unmapped ids overflow or EOVERFLOW" ops idmap-setup
 check "symlink targets of 1 to 4095 bytes" ops symlink-setup
 check "O_DIRECT: aligned reads and writes, coherent with the page cache; unaligned ones too" ops direct-setup
