@@ -85,31 +85,60 @@ pub fn human(bytes: u64) -> String {
     }
 }
 
-/// Known filesystem or partition-table signatures, as (name, offset, magic bytes).
-const SIGNATURES: &[(&str, u64, &[u8])] = &[
-    ("ferrofs", 65536 + 8, b"FERROFS\0"),
-    ("btrfs", 65536 + 0x40, b"_BHRfS_M"),
-    ("ext2/3/4", 1024 + 56, &[0x53, 0xef]),
-    ("xfs", 0, b"XFSB"),
-    ("swap", 4096 - 10, b"SWAPSPACE2"),
-    ("LUKS", 0, b"LUKS\xba\xbe"),
-    ("GPT partition table", 512, b"EFI PART"),
-    ("iso9660", 32769, b"CD001"),
-    ("vfat", 82, b"FAT32"),
-    ("vfat", 54, b"FAT1"),
-];
+/// Where ferrofs's own superblock magic is (libblkid does not know ferrofs).
+const FERROFS_MAGIC: (u64, &[u8]) = (65536 + 8, b"FERROFS\0");
 
-/// The name of a signature found on the device at `path`, if any.
-pub fn find_signature(path: &str) -> std::io::Result<Option<&'static str>> {
+/// What the device at `path` already holds, if anything: a ferrofs superblock, or a
+/// filesystem, RAID member or partition table that util-linux's low-level probe
+/// (`blkid -p`, libblkid) recognises. An error if the device cannot be probed.
+pub fn find_signature(path: &str) -> Result<Option<String>, String> {
     use std::os::unix::fs::FileExt;
-    let f = std::fs::File::open(path)?;
-    for &(name, offset, magic) in SIGNATURES {
-        let mut buf = vec![0u8; magic.len()];
-        if f.read_exact_at(&mut buf, offset).is_ok() && buf == magic {
-            return Ok(Some(name));
+    let f = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
+    let (offset, magic) = FERROFS_MAGIC;
+    let mut buf = vec![0u8; magic.len()];
+    if f.read_exact_at(&mut buf, offset).is_ok() && buf == magic {
+        return Ok(Some("ferrofs filesystem".into()));
+    }
+    drop(f);
+    let blkid = ["blkid", "/usr/sbin/blkid", "/sbin/blkid"]
+        .iter()
+        .find_map(|b| {
+            std::process::Command::new(b)
+                .args(["-p", "-o", "export", "--", path])
+                .output()
+                .ok()
+        })
+        .ok_or_else(|| {
+            format!("cannot probe {path} for an existing filesystem: blkid (util-linux) not found")
+        })?;
+    let out = String::from_utf8_lossy(&blkid.stdout);
+    let field = |name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+            .map(str::to_owned)
+    };
+    match blkid.status.code() {
+        // Found: a filesystem or RAID member (TYPE), else a partition table (PTTYPE).
+        Some(0) => Ok(Some(match (field("TYPE"), field("PTTYPE")) {
+            (Some(t), _) => format!("{t} filesystem"),
+            (None, Some(t)) => format!("{t} partition table"),
+            (None, None) => "known signature".into(),
+        })),
+        // Nothing found.
+        Some(2) => Ok(None),
+        _ => {
+            let err = String::from_utf8_lossy(&blkid.stderr);
+            if err.contains("ambivalent") {
+                Ok(Some("signatures of more than one filesystem".into()))
+            } else {
+                Err(format!(
+                    "cannot probe {path} for an existing filesystem: blkid -p failed ({}): {}",
+                    blkid.status,
+                    err.trim()
+                ))
+            }
         }
     }
-    Ok(None)
 }
 
 /// The current time.

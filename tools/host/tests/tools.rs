@@ -167,20 +167,45 @@ fn single_device_flip_is_unrepairable_and_named() {
 #[test]
 fn mkfs_refuses_foreign_signatures_without_force_and_bad_arguments() {
     let dir = scratch("sig");
-    let paths = images(&dir, 2, 128 << 20);
-    {
-        use std::os::unix::fs::FileExt;
-        let f = std::fs::OpenOptions::new()
+    let paths = images(&dir, 3, 128 << 20);
+    // Filesystems libblkid knows (xfstests generic/740 tries every mkfs.* there is),
+    // each made by its own mkfs; then ferrofs itself.
+    for (mkfs, args, name) in [
+        ("mkfs.ext4", &["-q", "-F"][..], "ext4"),
+        ("mkfs.minix", &[][..], "minix"),
+        ("mkfs.bfs", &[][..], "bfs"),
+    ] {
+        // A blank image each time, so that no older signature is left beside the new one.
+        let image = std::fs::OpenOptions::new()
             .write(true)
             .open(&paths[0])
             .unwrap();
-        f.write_all_at(&[0x53, 0xef], 1024 + 56).unwrap();
+        image.set_len(0).unwrap();
+        image.set_len(128 << 20).unwrap();
+        drop(image);
+        let made = std::process::Command::new(mkfs)
+            .args(args)
+            .arg(&paths[0])
+            .output()
+            .or_else(|_| {
+                std::process::Command::new(format!("/usr/sbin/{mkfs}"))
+                    .args(args)
+                    .arg(&paths[0])
+                    .output()
+            })
+            .unwrap_or_else(|e| panic!("{mkfs}: {e}"));
+        assert!(made.status.success(), "{mkfs}: {made:?}");
+        let (rc, out) = run(MKFS, &[&paths[0]]);
+        assert_ne!(rc, 0, "mkfs over {name} without -f: {out}");
+        assert!(out.contains(name) && out.contains("-f"), "{out}");
     }
-    let (rc, out) = run(MKFS, &[&paths[0]]);
-    assert_ne!(rc, 0);
-    assert!(out.contains("ext2/3/4") && out.contains("-f"), "{out}");
     let (rc, out) = run(MKFS, &["-f", &paths[0]]);
     assert_eq!(rc, 0, "{out}");
+    let (rc, out) = run(MKFS, &[&paths[0]]);
+    assert_ne!(rc, 0, "mkfs over ferrofs without -f: {out}");
+    assert!(out.contains("ferrofs filesystem"), "{out}");
+    let (rc, out) = run(MKFS, &[&paths[2]]);
+    assert_eq!(rc, 0, "a blank image needs no -f: {out}");
     let (rc, out) = run(MKFS, &["-d", "raid1", &paths[1]]);
     assert_ne!(rc, 0, "raid1 on one device must fail: {out}");
     let (rc, out) = run(MKFS, &["-d", "raid7", &paths[1]]);

@@ -20,7 +20,9 @@ Make a ferrofs filesystem over the devices (block devices or image files).
               raid1 on more)
   -L LABEL    filesystem label (at most 255 bytes)
   -U UUID     filesystem UUID (default: random)
-  -f          overwrite devices that hold a known filesystem signature
+  -f          overwrite devices that hold a filesystem, RAID member or partition
+              table (found by ferrofs's own magic and by blkid -p); without it,
+              such a device is refused
   -h, --help  show this help
 ";
 
@@ -58,13 +60,13 @@ fn run() -> Result<(), String> {
     if paths.is_empty() {
         return Err(format!("no devices given\n{USAGE}"));
     }
-    for p in &paths {
-        if let Some(sig) = cli::find_signature(p).map_err(|e| format!("{p}: {e}"))? {
-            if !force {
-                return Err(format!(
-                    "{p} appears to contain a {sig} filesystem; use -f to overwrite it"
-                ));
-            }
+    for p in paths.iter().filter(|_| !force) {
+        let found =
+            cli::find_signature(p).map_err(|e| format!("{e}; use -f to format it anyway"))?;
+        if let Some(sig) = found {
+            return Err(format!(
+                "{p} appears to contain a {sig}; use -f to overwrite it"
+            ));
         }
     }
     let data = data.unwrap_or(Profile::Single);
