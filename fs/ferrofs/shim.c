@@ -616,6 +616,9 @@ int ferrofs_sb_setup_bdi(struct super_block *sb, unsigned int devices)
 	unsigned long ra_pages;
 	int err;
 
+	/* Once only: the one it has is registered, and only the last is unregistered. */
+	if (sb->s_iflags & SB_I_PERSB_BDI)
+		return -EBUSY;
 	/* super_setup_bdi() expects no backing device yet. */
 	sb->s_bdi = &noop_backing_dev_info;
 	err = super_setup_bdi(sb);
