@@ -90,9 +90,8 @@ impl<T: FileSystem> File<T> {
 
     /// Sets the word [`Self::cookie`] returns.
     pub(crate) fn set_cookie(&self, cookie: usize) {
-        // SAFETY: the file is open (invariant); the helper writes the word once. The VFS
-        // and the filesystem's other code never read `private_data` of a file of `T` as a
-        // pointer, so any value is sound there.
+        // Nothing reads `private_data` of a file of `T` as a pointer: any value is sound.
+        // SAFETY: the file is open (invariant); the helper writes the word once.
         unsafe { bindings::ferrofs_file_set_cookie(self.as_ptr(), cookie as _) }
     }
 

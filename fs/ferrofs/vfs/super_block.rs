@@ -234,11 +234,11 @@ impl<'a, T: FileSystem> NewSuperBlock<'a, T> {
     /// with a readahead window sized for its `devices` together (at least 4 MiB);
     /// `EBUSY` if it has one already.
     pub(crate) fn set_private_bdi(&mut self, devices: u32) -> Result {
-        // SAFETY: the new super block is ours alone (invariant); `get_tree_bdev` gave it
-        // its device's backing device, whose reference the helper drops once the new one
-        // is in place (or keeps, on failure) and refuses a second call, whose release of
-        // the first, still registered, would free it in use; `generic_shutdown_super`
+        // The helper drops the device's backing device (from `get_tree_bdev`) once the new
+        // one is in place, keeps it on failure, and refuses a second call (whose release
+        // of the first, still registered, would free it in use); `generic_shutdown_super`
         // releases the new one.
+        // SAFETY: the new super block is ours alone (invariant).
         let ret = unsafe { bindings::ferrofs_sb_setup_bdi(self.as_ptr(), devices) };
         if ret < 0 {
             return Err(Error::from_errno(ret));

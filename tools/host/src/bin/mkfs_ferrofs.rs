@@ -60,13 +60,16 @@ fn run() -> Result<(), String> {
     if paths.is_empty() {
         return Err(format!("no devices given\n{USAGE}"));
     }
-    for p in paths.iter().filter(|_| !force) {
-        let found =
-            cli::find_signature(p).map_err(|e| format!("{e}; use -f to format it anyway"))?;
-        if let Some(sig) = found {
-            return Err(format!(
-                "{p} appears to contain a {sig}; use -f to overwrite it"
-            ));
+    // With -f nothing is probed, so a device blkid cannot read can still be formatted.
+    if !force {
+        for p in &paths {
+            let found =
+                cli::find_signature(p).map_err(|e| format!("{e}; use -f to format it anyway"))?;
+            if let Some(sig) = found {
+                return Err(format!(
+                    "{p} appears to contain a {sig}; use -f to overwrite it"
+                ));
+            }
         }
     }
     let data = data.unwrap_or(Profile::Single);
