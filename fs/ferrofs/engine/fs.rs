@@ -31,6 +31,10 @@ pub const MAX_FILE_SIZE: u64 = 1 << 50;
 
 /// Most blocks one extent covers.
 const MAX_EXTENT_BLOCKS: u64 = inode::MAX_EXTENT_BYTES / BLOCK;
+/// How far past a file's previous extent a write may start and still be placed as its
+/// continuation on disk (see `Fs::data_goal`): about what writeback holds in flight for
+/// one file.
+const GOAL_REACH: u64 = 16 << 20;
 /// Bytes of a file read from the devices at once (one bio on the kernel side).
 const MAX_READ_RUN: u64 = 1 << 20;
 
@@ -1091,7 +1095,10 @@ impl<D: BlockDev> Fs<D> {
                 while pos < hole_end {
                     let want = hole_end.saturating_sub(pos) / BLOCK;
                     let owner = fs.file_owner(ino, pos);
-                    let (disk, count) = fs.vol.alloc_data(want.min(MAX_EXTENT_BLOCKS), owner)?;
+                    let goal = fs.data_goal(ino, pos)?;
+                    let (disk, count) =
+                        fs.vol
+                            .alloc_data(want.min(MAX_EXTENT_BLOCKS), owner, goal)?;
                     let e = Extent {
                         kind: ExtentKind::Prealloc,
                         disk,
@@ -1628,6 +1635,33 @@ impl<D: BlockDev> Fs<D> {
         }
     }
 
+    /// Where new blocks for `ino` from byte `pos` (a block boundary, no extent over it)
+    /// should go: on from the file's extent before `pos` on disk, as far on as `pos` is
+    /// past that extent in the file, so that ranges written back out of order still land
+    /// in file order. `None` if no extent with blocks ends within [`GOAL_REACH`] before it.
+    fn data_goal(&mut self, ino: u64, pos: u64) -> EngineResult<Option<u64>> {
+        let Some(before) = pos.checked_sub(1) else {
+            return Ok(None);
+        };
+        let root = self.vol.root_block(self.tree).unwrap_or(0);
+        let found = self
+            .vol
+            .last_at_or_before(self.tree, &Key::new(ino, kind::EXTENT_DATA, before))?;
+        let Some((k, v)) = found.filter(|(k, _)| k.objectid == ino && k.kind == kind::EXTENT_DATA)
+        else {
+            return Ok(None);
+        };
+        let extent = Extent::decode(&v, root)?;
+        let end = extent_end(k.offset, &extent, root)?;
+        match pos.checked_sub(end) {
+            Some(gap) if gap <= GOAL_REACH && extent.kind != ExtentKind::Inline => Ok(extent
+                .disk
+                .checked_add(extent.len)
+                .and_then(|d| d.checked_add(gap))),
+            _ => Ok(None),
+        }
+    }
+
     /// Removes the extents (or the parts of them) of `ino` in `[start, end)`, dropping the
     /// references of the blocks they covered. Returns the bytes of extents removed.
     fn drop_extents(&mut self, ino: u64, start: u64, end: u64) -> EngineResult<u64> {
@@ -1875,7 +1909,10 @@ impl<D: BlockDev> Fs<D> {
         while pos < end {
             let want = end.saturating_sub(pos) / BLOCK;
             let owner = self.file_owner(ino, pos);
-            let (disk, count) = self.vol.alloc_data(want.min(MAX_EXTENT_BLOCKS), owner)?;
+            let goal = self.data_goal(ino, pos)?;
+            let (disk, count) = self
+                .vol
+                .alloc_data(want.min(MAX_EXTENT_BLOCKS), owner, goal)?;
             let from = usize::try_from(pos.saturating_sub(offset) / BLOCK)
                 .map_err(|_| EngineError::Range)?;
             let n = usize::try_from(count).map_err(|_| EngineError::Range)?;

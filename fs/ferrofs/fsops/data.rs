@@ -388,8 +388,11 @@ pub(super) fn readahead(mut rac: Readahead<Ferrofs>) {
                         if let Some((_, r)) = current {
                             r.submit();
                         }
-                        // As many blocks as the piece and the window have left.
-                        let left = p.offset.saturating_add(p.len).min(end).saturating_sub(fpos);
+                        // Room for the rest of the window, not only of this piece: the
+                        // next piece is often the next blocks on the same device (an
+                        // extent written by another writeback run), and goes on in the
+                        // same bio.
+                        let left = end.saturating_sub(fpos);
                         let blocks = usize::try_from(left.div_ceil(BLOCK))
                             .unwrap_or(MAX_BIO_PAGES)
                             .clamp(1, MAX_BIO_PAGES);

@@ -449,7 +449,7 @@ fn a_reference_goes_to_a_block_of_its_owners_kind() {
         ino: 257,
         offset: 0,
     };
-    let (data, count) = vol.alloc_data(4, file).unwrap();
+    let (data, count) = vol.alloc_data(4, file, None).unwrap();
     assert!(count >= 1);
     // A tree may not take a reference to a data block, nor a file to a tree block.
     let tree_block = vol.root_block(TEST_TREE).unwrap();
@@ -458,7 +458,7 @@ fn a_reference_goes_to_a_block_of_its_owners_kind() {
         Err(EngineError::Corrupt { .. })
     ));
     assert!(matches!(
-        vol.alloc_data(1, RefOwner::Tree(Tree::FS)),
+        vol.alloc_data(1, RefOwner::Tree(Tree::FS), None),
         Err(EngineError::Corrupt { .. })
     ));
     for i in 0..count {

@@ -44,10 +44,31 @@ pub struct DataPiece {
 impl<D: BlockDev> Volume<D> {
     /// Allocates up to `max` contiguous data blocks (at least one), each with a reference
     /// count of one held by `owner` (the first block's; the others follow it in the file);
-    /// returns the first block's address and how many were allocated.
-    pub fn alloc_data(&mut self, max: u64, owner: RefOwner) -> EngineResult<(u64, u64)> {
+    /// returns the first block's address and how many were allocated. They start at
+    /// `goal` (a data block address) if that block is free: where the file's previous
+    /// extent leads, so that a file written back out of order (an `fsync` beside the
+    /// flusher) still lies in file order on disk.
+    pub fn alloc_data(
+        &mut self,
+        max: u64,
+        owner: RefOwner,
+        goal: Option<u64>,
+    ) -> EngineResult<(u64, u64)> {
         let max = max.max(1);
+        if let Some(goal) = goal {
+            let at = self.chunk_index(goal).and_then(|i| {
+                let chunk = self.chunks.get(i).filter(|c| c.kind == Kind::Data)?;
+                let n = goal.checked_sub(chunk.logical)? / BLOCK;
+                let logical = chunk.logical;
+                let (n, count) = self.spaces.get_mut(i)?.take_run_at(n, max)?;
+                Some((logical.checked_add(n.saturating_mul(BLOCK))?, count))
+            });
+            if let Some((start, count)) = at {
+                return self.claim_data(start, count, owner);
+            }
+        }
         for round in 0..2 {
+            let mut taken = None;
             for (chunk, space) in self.chunks.iter().zip(self.spaces.iter_mut()) {
                 if chunk.kind != Kind::Data {
                     continue;
@@ -57,22 +78,32 @@ impl<D: BlockDev> Volume<D> {
                         .logical
                         .checked_add(n.saturating_mul(BLOCK))
                         .ok_or(EngineError::NoSpace)?;
-                    for i in 0..count {
-                        self.add_ref(
-                            start.saturating_add(i.saturating_mul(BLOCK)),
-                            1,
-                            owner.advanced(i),
-                        )?;
-                    }
-                    self.log_data_ref(start, count, 1, owner);
-                    return Ok((start, count));
+                    taken = Some((start, count));
+                    break;
                 }
+            }
+            if let Some((start, count)) = taken {
+                return self.claim_data(start, count, owner);
             }
             if round == 0 {
                 self.alloc_chunk(Kind::Data)?;
             }
         }
         Err(EngineError::NoSpace)
+    }
+
+    /// Gives the `count` data blocks from `start`, just taken from the allocator, their
+    /// reference of `owner`; returns them.
+    fn claim_data(&mut self, start: u64, count: u64, owner: RefOwner) -> EngineResult<(u64, u64)> {
+        for i in 0..count {
+            self.add_ref(
+                start.saturating_add(i.saturating_mul(BLOCK)),
+                1,
+                owner.advanced(i),
+            )?;
+        }
+        self.log_data_ref(start, count, 1, owner);
+        Ok((start, count))
     }
 
     /// Whether `[logical, logical + len)` lies inside one data chunk.

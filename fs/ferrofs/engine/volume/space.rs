@@ -88,6 +88,22 @@ impl ChunkSpace {
     /// Finds and marks up to `max` consecutive free blocks; returns the first and count.
     pub(super) fn take_run(&mut self, max: u64) -> Option<(u64, u64)> {
         let first = self.take_free()?;
+        Some(self.extend_run(first, max))
+    }
+
+    /// Marks up to `max` consecutive free blocks from block `first`, if it is free;
+    /// returns the first and count.
+    pub(super) fn take_run_at(&mut self, first: u64, max: u64) -> Option<(u64, u64)> {
+        if first >= self.blocks || self.get(first) {
+            return None;
+        }
+        self.set(first, true);
+        Some(self.extend_run(first, max))
+    }
+
+    /// Marks the free blocks after `first` (taken) up to `max` in all; returns the first
+    /// and count.
+    fn extend_run(&mut self, first: u64, max: u64) -> (u64, u64) {
         let mut count = 1u64;
         while count < max {
             let n = first.saturating_add(count);
@@ -98,7 +114,7 @@ impl ChunkSpace {
             count = count.saturating_add(1);
         }
         self.hint = first.saturating_add(count);
-        Some((first, count))
+        (first, count)
     }
 
     fn free_blocks(&self) -> u64 {
