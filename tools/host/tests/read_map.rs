@@ -22,6 +22,13 @@ const T0: Timespec = Timespec {
     nsec: 0,
 };
 
+/// A new empty regular file `name` in the root directory; its inode number.
+fn create_file(fs: &mut Fs<MemDev>, name: &[u8]) -> u64 {
+    fs.create(ROOT_INO, name, S_IFREG | 0o644, 0, Owner::default(), T0)
+        .unwrap()
+        .ino
+}
+
 /// Bytes of `ino` from `offset` for `len`, read as the map says, checking every device
 /// block against its checksum; `None` where the map sends the reader to the engine.
 fn read_by_map(fs: &mut Fs<MemDev>, disks: &[MemDisk], ino: u64, offset: u64, len: u64) -> Vec<u8> {
@@ -232,12 +239,7 @@ fn placed_writes_out_of_order_land_in_file_order() {
     const RUN: u64 = 64;
     let disks = MemDisk::set(1, 256 << 20);
     let mut fs = memdev::mkfs_fs(&disks, Profile::Single).unwrap();
-    let create = |fs: &mut Fs<MemDev>, name: &[u8]| {
-        fs.create(ROOT_INO, name, S_IFREG | 0o644, 0, Owner::default(), T0)
-            .unwrap()
-            .ino
-    };
-    let (ino, other) = (create(&mut fs, b"f"), create(&mut fs, b"g"));
+    let (ino, other) = (create_file(&mut fs, b"f"), create_file(&mut fs, b"g"));
     let put = |fs: &mut Fs<MemDev>, ino: u64, run: u64| {
         let offset = run * RUN * BLOCK;
         let bytes: Vec<u8> = (0..RUN * BLOCK)
@@ -322,14 +324,9 @@ fn placed_writes_refuse_partial_blocks() {
 fn mapped_and_unmapped_blocks_follow_data_and_preallocated_space() {
     let disks = MemDisk::set(1, 64 << 20);
     let mut fs = memdev::mkfs_fs(&disks, Profile::Single).unwrap();
-    let create = |fs: &mut Fs<MemDev>, name: &[u8]| {
-        fs.create(ROOT_INO, name, S_IFREG | 0o644, 0, Owner::default(), T0)
-            .unwrap()
-            .ino
-    };
     // Blocks 0-3 data, 4-5 a hole, 6-9 data rewritten over 7-8, 12-15 preallocated past
     // the end; 10-11 and 16 on are holes.
-    let ino = create(&mut fs, b"sparse");
+    let ino = create_file(&mut fs, b"sparse");
     fs.write(ino, 0, &[1u8; 4 * BLOCK as usize], T0).unwrap();
     fs.write(ino, 6 * BLOCK, &[2u8; 4 * BLOCK as usize], T0)
         .unwrap();
@@ -372,7 +369,7 @@ fn mapped_and_unmapped_blocks_follow_data_and_preallocated_space() {
         fs.sync().unwrap();
     }
     // A small file kept inline: its one block counts.
-    let small = create(&mut fs, b"small");
+    let small = create_file(&mut fs, b"small");
     fs.write(small, 0, b"inline data", T0).unwrap();
     assert_eq!(fs.mapped_blocks(small, 0, 3).unwrap(), 1);
     assert_eq!(fs.mapped_blocks(small, 1, 2).unwrap(), 0);
